@@ -1,0 +1,518 @@
+"""Turn a table of transactions into the float32 matrix the GANomaly networks see.
+
+:class:`TabularPreprocessor` is fitted inside :meth:`GANomalyDetector.fit` and stored
+in the model file as plain JSON (never pickle), so a model scores new files exactly as
+it was trained.  It
+
+* robust-scales numeric columns (median and interquartile range), or maps strongly
+  skewed ones such as amounts through a quantile transform to normal scores, with
+  linear extrapolation beyond the training range so that extreme values stay extreme;
+* one-hot encodes categorical columns (the ``max_categories`` most frequent values);
+  a category never seen in training encodes as all zeros instead of failing;
+* applies an explicit missing-value policy: ``"impute"`` fills numeric gaps with the
+  training median and adds a ``<column>__missing`` indicator when the training data had
+  gaps in that column (a missing category is a category of its own), ``"error"``
+  rejects missing values with a message naming the column and row;
+* rejects infinite values and non-numeric text in numeric columns, naming the column,
+  the row and the offending value;
+* remembers which original column every encoded column came from
+  (:attr:`TabularPreprocessor.source_columns_`), so per-feature reconstruction errors
+  can be summed back into explanations in terms of the user's columns.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TabularPreprocessor", "InputDataError"]
+
+_FORMAT_VERSION = 1
+_N_QUANTILES = 201
+# Quantile references are normal scores of probabilities in [_P_EDGE, 1 - _P_EDGE];
+# beyond the training range values are extrapolated linearly instead of clipped.
+_P_EDGE = 1e-3
+# Keeps float32 finite whatever the input: values beyond this many IQRs are all
+# "extremely unusual" anyway.
+_SAFETY_CLIP = 1e6
+_MISSING_CATEGORY = "<missing>"
+
+
+class InputDataError(ValueError):
+    """Bad input data: the message names the column, the row and what was expected.
+
+    Attributes
+    ----------
+    column : str or None
+        The offending column.
+    row : int or None
+        0-based position of the first offending row in the data passed in.
+    """
+
+    def __init__(
+        self, message: str, *, column: str | None = None, row: int | None = None
+    ):
+        super().__init__(message)
+        self.column = column
+        self.row = row
+
+
+def _normal_ppf(p: np.ndarray) -> np.ndarray:
+    """Inverse standard normal CDF (Acklam's approximation, |error| < 1.2e-9)."""
+    a = [
+        -3.969683028665376e01,
+        2.209460984245205e02,
+        -2.759285104469687e02,
+        1.383577518672690e02,
+        -3.066479806614716e01,
+        2.506628277459239e00,
+    ]
+    b = [
+        -5.447609879822406e01,
+        1.615858368580409e02,
+        -1.556989798598866e02,
+        6.680131188771972e01,
+        -1.328068155022803e01,
+    ]
+    c = [
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838e00,
+        -2.549732539343734e00,
+        4.374664141464968e00,
+        2.938163982698783e00,
+    ]
+    d = [
+        7.784695709041462e-03,
+        3.224671290700398e-01,
+        2.445134137142996e00,
+        3.754408661907416e00,
+    ]
+    p = np.asarray(p, dtype=float)
+    out = np.empty_like(p)
+    low, high = p < 0.02425, p > 1 - 0.02425
+    mid = ~(low | high)
+    q = np.sqrt(-2 * np.log(p[low]))
+    out[low] = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / (
+        (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
+    )
+    q = np.sqrt(-2 * np.log(1 - p[high]))
+    out[high] = -(
+        ((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]
+    ) / ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
+    q = p[mid] - 0.5
+    r = q * q
+    out[mid] = (
+        (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
+        * q
+        / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    )
+    return out
+
+
+def _skewness(values: np.ndarray) -> float:
+    std = values.std()
+    if values.size < 3 or std == 0:
+        return 0.0
+    return float(np.mean(((values - values.mean()) / std) ** 3))
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
+    """A DataFrame view of ``X``; arrays get ``columns`` or ``x0, x1, ...`` as names."""
+    if isinstance(X, pd.DataFrame):
+        if all(isinstance(c, str) for c in X.columns):
+            return X
+        return X.rename(columns=str)
+    array = np.asarray(X)
+    if array.ndim == 1:
+        raise ValueError(
+            "Expected a 2-D table (rows x columns), got a 1-D array; reshape it with "
+            "X.reshape(-1, 1) for a single column or X.reshape(1, -1) for a single row."
+        )
+    if array.ndim != 2:
+        raise ValueError(f"Expected a 2-D table (rows x columns), got {array.ndim}-D.")
+    if columns is None:
+        columns = [f"x{i}" for i in range(array.shape[1])]
+    elif len(columns) != array.shape[1]:
+        raise ValueError(
+            f"X has {array.shape[1]} columns, but the preprocessor was fitted with "
+            f"{len(columns)} ({', '.join(columns[:5])}"
+            f"{', ...' if len(columns) > 5 else ''})."
+        )
+    return pd.DataFrame(array, columns=columns, copy=False)
+
+
+def _numeric_values(series: pd.Series, name: str) -> np.ndarray:
+    """Float values of a column, NaN for missing; clear error for non-numbers."""
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    coerced = pd.to_numeric(series, errors="coerce")
+    bad = coerced.isna().to_numpy() & series.notna().to_numpy()
+    if bad.any():
+        row = _first_bad(bad)
+        raise InputDataError(
+            f"column {name!r}, row {row}: expected a number, got {series.iloc[row]!r}",
+            column=name,
+            row=row,
+        )
+    return coerced.to_numpy(dtype=float, na_value=np.nan)
+
+
+def _looks_numeric(series: pd.Series) -> bool:
+    """True for numeric columns and text columns that are (almost) all numbers."""
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return True
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return False
+    parsed = pd.to_numeric(present, errors="coerce")
+    share = float(parsed.notna().mean())
+    # A column that is 95 % numbers is a numeric column with typos, not a category.
+    return share >= 0.95
+
+
+class TabularPreprocessor:
+    """Encode a DataFrame or array as a float32 matrix, and back-map encoded columns.
+
+    Parameters
+    ----------
+    numeric_scaling : {"auto", "robust", "quantile"}, default="auto"
+        ``"robust"``: ``(x - median) / IQR``.  ``"quantile"``: map each numeric column
+        through its training quantiles to normal scores (extrapolated linearly beyond
+        the training range).  ``"auto"``: quantile for strongly skewed columns
+        (``|skewness| > 2`` with more than 20 distinct values, such as amounts), robust
+        for the others.
+    missing : {"impute", "error"}, default="impute"
+        Missing-value policy, see the module docstring.
+    max_categories : int, default=50
+        Most frequent categories kept per categorical column; rarer ones encode like
+        unknown categories (all zeros).
+
+    Attributes
+    ----------
+    input_columns_ : list of str
+        Columns expected at transform time (``x0, x1, ...`` for arrays).
+    feature_names_out_ : list of str
+        Names of the encoded columns.
+    source_columns_ : ndarray of int
+        For every encoded column, the index in ``input_columns_`` it came from.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from ganomaly.preprocessing import TabularPreprocessor
+    >>> df = pd.DataFrame({"amount": [10.0, 12.5, None, 300.0],
+    ...                    "merchant": ["food", "travel", "food", "food"]})
+    >>> pre = TabularPreprocessor().fit(df)
+    >>> pre.feature_names_out_
+    ['amount', 'amount__missing', 'merchant=food', 'merchant=travel']
+    >>> pre.transform(pd.DataFrame({"amount": [11.0], "merchant": ["casino"]})).shape
+    (1, 4)
+    >>> restored = TabularPreprocessor.from_dict(pre.to_dict())
+    >>> restored.feature_names_out_ == pre.feature_names_out_
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        numeric_scaling: str = "auto",
+        missing: str = "impute",
+        max_categories: int = 50,
+    ):
+        self.numeric_scaling = numeric_scaling
+        self.missing = missing
+        self.max_categories = max_categories
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any) -> TabularPreprocessor:
+        """Learn scaling, categories and missing-value fills from training rows.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_columns)
+            Training rows.  Non-numeric DataFrame columns are categorical.
+
+        Returns
+        -------
+        self : TabularPreprocessor
+        """
+        if self.numeric_scaling not in ("auto", "robust", "quantile"):
+            raise ValueError(
+                "numeric_scaling must be 'auto', 'robust' or 'quantile', "
+                f"got {self.numeric_scaling!r}"
+            )
+        if self.missing not in ("impute", "error"):
+            raise ValueError(
+                f"missing must be 'impute' or 'error', got {self.missing!r}"
+            )
+        frame = _as_frame(X)
+        if frame.shape[0] == 0:
+            raise ValueError("Cannot fit on 0 rows.")
+        specs = []
+        for name in frame.columns:
+            series = frame[name]
+            if _looks_numeric(series):
+                specs.append(self._fit_numeric(name, _numeric_values(series, name)))
+            else:
+                specs.append(self._fit_categorical(name, series))
+        self._set_specs(specs)
+        return self
+
+    def _fit_numeric(self, name: str, values: np.ndarray) -> dict[str, Any]:
+        missing = np.isnan(values)
+        if np.isinf(values).any():
+            row = _first_bad(np.isinf(values))
+            raise InputDataError(
+                f"column {name!r}, row {row}: infinite value {values[row]}; expected a "
+                "finite number (leave the field empty for a missing value)",
+                column=name,
+                row=row,
+            )
+        if missing.any() and self.missing == "error":
+            row = _first_bad(missing)
+            raise InputDataError(
+                f"column {name!r}, row {row}: missing value, and the missing-value "
+                "policy is 'error'",
+                column=name,
+                row=row,
+            )
+        present = values[~missing]
+        if present.size == 0:
+            present = np.zeros(1)
+        median = float(np.median(present))
+        spec: dict[str, Any] = {
+            "name": name,
+            "kind": "numeric",
+            "fill": median,
+            "missing_indicator": bool(missing.any()),
+        }
+        skewed = abs(_skewness(present)) > 2 and np.unique(present).size > 20
+        if self.numeric_scaling == "quantile" or (
+            self.numeric_scaling == "auto" and skewed
+        ):
+            probabilities = np.linspace(_P_EDGE, 1 - _P_EDGE, _N_QUANTILES)
+            quantiles = np.quantile(present, probabilities)
+            references = _normal_ppf(probabilities)
+            # Repeated quantiles (point masses) would make interpolation ambiguous.
+            quantiles, first = np.unique(quantiles, return_index=True)
+            if quantiles.size >= 2:
+                references = references[first]
+                tail = max(2, quantiles.size // 10)
+                spec.update(
+                    scaling="quantile",
+                    quantiles=quantiles.tolist(),
+                    references=references.tolist(),
+                    low_slope=float(
+                        (references[tail] - references[0])
+                        / (quantiles[tail] - quantiles[0])
+                    ),
+                    high_slope=float(
+                        (references[-1] - references[-1 - tail])
+                        / (quantiles[-1] - quantiles[-1 - tail])
+                    ),
+                )
+                return spec
+        q1, q3 = np.quantile(present, [0.25, 0.75])
+        scale = float(q3 - q1)
+        if not scale > 0:
+            scale = float(present.std())
+        if not scale > 0:
+            scale = 1.0
+        spec.update(scaling="robust", center=median, scale=scale)
+        return spec
+
+    def _fit_categorical(self, name: str, series: pd.Series) -> dict[str, Any]:
+        missing = series.isna().to_numpy()
+        if missing.any() and self.missing == "error":
+            row = _first_bad(missing)
+            raise InputDataError(
+                f"column {name!r}, row {row}: missing value, and the missing-value "
+                "policy is 'error'",
+                column=name,
+                row=row,
+            )
+        counts = series.dropna().astype(str).value_counts(sort=False)
+        # Most frequent first, ties broken by name so the encoding is deterministic.
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        categories = sorted(c for c, _ in ordered[: self.max_categories])
+        return {
+            "name": name,
+            "kind": "categorical",
+            "categories": categories,
+            "missing_category": bool(missing.any()),
+        }
+
+    def _set_specs(self, specs: list[dict[str, Any]]) -> None:
+        self.specs_ = specs
+        self.input_columns_ = [spec["name"] for spec in specs]
+        names: list[str] = []
+        sources: list[int] = []
+        for index, spec in enumerate(specs):
+            if spec["kind"] == "numeric":
+                block = [spec["name"]]
+                if spec["missing_indicator"]:
+                    block.append(f"{spec['name']}__missing")
+            else:
+                block = [f"{spec['name']}={c}" for c in spec["categories"]]
+                if spec["missing_category"]:
+                    block.append(f"{spec['name']}={_MISSING_CATEGORY}")
+            names.extend(block)
+            sources.extend([index] * len(block))
+        self.feature_names_out_ = names
+        self.source_columns_ = np.asarray(sources, dtype=np.int64)
+        self.n_features_out_ = len(names)
+
+    # ---------------------------------------------------------------- transform
+    def transform(self, X: Any) -> np.ndarray:
+        """Encode rows; bad data raises :class:`InputDataError` naming column and row.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_columns)
+            DataFrames are matched by column name (extra columns are ignored);
+            arrays by position.
+
+        Returns
+        -------
+        encoded : ndarray of shape (n_samples, n_features_out_), dtype float32
+        """
+        if not hasattr(self, "specs_"):
+            raise AttributeError(
+                "This TabularPreprocessor is not fitted yet; call fit."
+            )
+        if isinstance(X, pd.DataFrame):
+            frame = _as_frame(X)
+            absent = [c for c in self.input_columns_ if c not in frame.columns]
+            if absent:
+                raise InputDataError(
+                    f"missing column(s) {', '.join(map(repr, absent))}; expected "
+                    f"columns {', '.join(map(repr, self.input_columns_))}",
+                    column=absent[0],
+                )
+        else:
+            frame = _as_frame(X, columns=self.input_columns_)
+        n_rows = frame.shape[0]
+        out = np.empty((n_rows, self.n_features_out_), dtype=np.float32)
+        position = 0
+        for spec in self.specs_:
+            block = self._transform_column(spec, frame[spec["name"]])
+            out[:, position : position + block.shape[1]] = block
+            position += block.shape[1]
+        return out
+
+    def _transform_column(self, spec: dict[str, Any], series: pd.Series) -> np.ndarray:
+        name = spec["name"]
+        if spec["kind"] == "categorical":
+            categories = spec["categories"]
+            missing = series.isna().to_numpy()
+            if missing.any() and self.missing == "error":
+                row = _first_bad(missing)
+                raise InputDataError(
+                    f"column {name!r}, row {row}: missing value, and the missing-value "
+                    "policy is 'error'",
+                    column=name,
+                    row=row,
+                )
+            if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:
+                as_text = series.astype(str).where(~missing, None)
+            else:
+                as_text = series.astype(str)
+            codes = pd.Categorical(as_text, categories=categories).codes
+            width = len(categories) + int(spec["missing_category"])
+            block = np.zeros((series.shape[0], width), dtype=np.float32)
+            known = codes >= 0
+            block[np.flatnonzero(known), codes[known]] = 1.0
+            if spec["missing_category"]:
+                block[missing, -1] = 1.0
+            return block
+        values = _numeric_values(series, name)
+        infinite = np.isinf(values)
+        if infinite.any():
+            row = _first_bad(infinite)
+            raise InputDataError(
+                f"column {name!r}, row {row}: infinite value {values[row]}; expected a "
+                "finite number (leave the field empty for a missing value)",
+                column=name,
+                row=row,
+            )
+        missing = np.isnan(values)
+        if missing.any():
+            if self.missing == "error":
+                row = _first_bad(missing)
+                raise InputDataError(
+                    f"column {name!r}, row {row}: missing value, and the missing-value "
+                    "policy is 'error'",
+                    column=name,
+                    row=row,
+                )
+            values = np.where(missing, spec["fill"], values)
+        if spec["scaling"] == "robust":
+            scaled = (values - spec["center"]) / spec["scale"]
+        else:
+            quantiles = np.asarray(spec["quantiles"])
+            references = np.asarray(spec["references"])
+            scaled = np.interp(values, quantiles, references)
+            below, above = values < quantiles[0], values > quantiles[-1]
+            scaled[below] = (
+                references[0] + (values[below] - quantiles[0]) * spec["low_slope"]
+            )
+            scaled[above] = (
+                references[-1] + (values[above] - quantiles[-1]) * spec["high_slope"]
+            )
+        scaled = np.clip(scaled, -_SAFETY_CLIP, _SAFETY_CLIP)
+        if spec["missing_indicator"]:
+            return np.column_stack([scaled, missing]).astype(np.float32)
+        return scaled.astype(np.float32)[:, None]
+
+    def fit_transform(self, X: Any) -> np.ndarray:
+        """Fit, then transform the same rows."""
+        return self.fit(X).transform(X)
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description of the fitted preprocessor (no pickle)."""
+        if not hasattr(self, "specs_"):
+            raise AttributeError(
+                "This TabularPreprocessor is not fitted yet; call fit."
+            )
+        return {
+            "format_version": _FORMAT_VERSION,
+            "params": {
+                "numeric_scaling": self.numeric_scaling,
+                "missing": self.missing,
+                "max_categories": self.max_categories,
+            },
+            "columns": [dict(spec) for spec in self.specs_],
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TabularPreprocessor:
+        """Rebuild a fitted preprocessor from :meth:`to_dict` output."""
+        version = state.get("format_version")
+        if version != _FORMAT_VERSION:
+            raise ValueError(
+                f"Unsupported preprocessor format version {version!r}; "
+                f"this ganomaly reads version {_FORMAT_VERSION}."
+            )
+        pre = cls(**state["params"])
+        specs = [dict(spec) for spec in state["columns"]]
+        for spec in specs:
+            for key in ("fill", "center", "scale", "low_slope", "high_slope"):
+                if key in spec and not math.isfinite(spec[key]):
+                    raise ValueError(
+                        f"Corrupt preprocessor state for column {spec['name']!r}."
+                    )
+        pre._set_specs(specs)
+        return pre
