@@ -1,0 +1,16 @@
+"""ganaug: GAN augmentation of small, imbalanced medical imaging datasets.
+
+:class:`GANAugmenter` is an imbalanced-learn over-sampler that trains a
+class-conditional GAN and adds synthetic images; :mod:`ganaug.io` reads DICOM,
+NIfTI, PNG and JPEG and writes synthetic images marked as such (PNG, NPZ, NIfTI,
+DICOM Secondary Capture); :mod:`ganaug.privacy` audits synthetic images for
+copies of training images. The ``ganaug`` command line wraps all three.
+"""
+
+from __future__ import annotations
+
+from ._sampler import GANAugmenter
+
+__version__ = "0.1.0"
+
+__all__ = ["GANAugmenter", "__version__"]
