@@ -141,6 +141,12 @@ def _pixel_transform(ds, frame: int) -> tuple[float, float]:
     return 1.0, 0.0
 
 
+def _multi_value_type() -> type:
+    from pydicom.multival import MultiValue
+
+    return MultiValue
+
+
 def _apply_window(
     frame: np.ndarray, ds, window: str | tuple[float, float] | None
 ) -> np.ndarray:
@@ -151,13 +157,19 @@ def _apply_window(
             raise ValueError(
                 f"window must be None, 'dicom' or (center, width), got {window!r}"
             )
-        if "WindowCenter" not in ds and "VOILUTSequence" not in ds:
-            return frame
-        from pydicom.pixels import apply_voi_lut
+        if "WindowCenter" in ds and "WindowWidth" in ds:
+            # The file's first linear window, applied in modality units (values
+            # stay in e.g. Hounsfield units, clipped to the window).
+            center, width = ds.WindowCenter, ds.WindowWidth
+            center = center[0] if isinstance(center, _multi_value_type()) else center
+            width = width[0] if isinstance(width, _multi_value_type()) else width
+            window = (float(center), float(width))
+        elif "VOILUTSequence" in ds:
+            from pydicom.pixels import apply_voi_lut
 
-        # apply_voi_lut expects stored values after the modality LUT; it returns
-        # them clipped and mapped by the file's first VOI window or LUT.
-        return np.asarray(apply_voi_lut(frame, ds, index=0), dtype=np.float32)
+            return np.asarray(apply_voi_lut(frame, ds, index=0), dtype=np.float32)
+        else:
+            return frame
     center, width = (float(v) for v in window)
     if width <= 0:
         raise ValueError(f"window width must be positive, got {width}")

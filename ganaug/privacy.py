@@ -123,12 +123,17 @@ class MemorizationReport:
             f"  median distance, synthetic -> train: "
             f"{np.median(self.synthetic_distance):.4f}; held-out -> train: "
             f"{np.median(self.holdout_distance):.4f}",
-            f"  threshold ({self.percentile:g}th percentile of held-out): "
+            f"  threshold (percentile {self.percentile:g} of held-out distances): "
             f"{self.threshold:.4f}",
             f"  flagged as possible copies: {self.n_flagged} "
             f"({100 * self.flagged_fraction:.1f}%; about {self.percentile:g}% "
             "expected without memorisation)",
         ]
+        if len(self.holdout_distance) < 100:
+            lines.append(
+                f"  caution: only {len(self.holdout_distance)} held-out images; the "
+                "threshold is a rough estimate"
+            )
         if self.feature_flagged is not None:
             lines.append(
                 f"  in classifier features: {int(self.feature_flagged.sum())} flagged "

@@ -1,0 +1,562 @@
+"""The ``ganaug`` command line: fit a GAN on labelled images, generate, demo.
+
+Examples
+--------
+::
+
+    ganaug fit scans/ --labels labels.csv -o model.safetensors --image-size 64
+    ganaug generate model.safetensors -n 500 --class pneumonia -o synthetic/ \\
+        --format dicom --data scans/ --labels labels.csv
+    ganaug demo --output-dir ./ganaug-demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main"]
+
+_SPLIT_SEED_OFFSET = 7919  # the audit split's seed differs from the GAN's
+
+
+class CLIError(Exception):
+    """An error reported as one line on stderr with a non-zero exit status."""
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _load_labelled(
+    data: Path, labels: Path | None, image_size: int | None, window, strict: bool
+):
+    from ganaug.io import load_images
+
+    loaded = load_images(
+        data, labels=labels, image_size=image_size, window=window, strict=strict
+    )
+    if loaded.labels is None:
+        raise CLIError(
+            f"{data}: no labels; pass --labels labels.csv (file,label rows) or put "
+            "each class's images in a sub-folder named after the class"
+        )
+    if len(loaded.images) < 2:
+        raise CLIError(
+            f"{data}: found {len(loaded.images)} image; a GAN needs at least 2 "
+            "per class"
+        )
+    counts = Counter(loaded.labels.tolist())
+    if len(counts) < 2:
+        raise CLIError(
+            f"{data}: all images have the label {next(iter(counts))!r}; "
+            "ganaug needs at least two classes"
+        )
+    small = sorted(str(label) for label, count in counts.items() if count < 2)
+    if small:
+        raise CLIError(
+            f"{data}: class(es) {', '.join(small)} have a single image; every class "
+            "needs at least 2 (better: dozens)"
+        )
+    return loaded
+
+
+def _audit_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of held-out images: ``fraction`` of each class, at least 1
+    when the class has 3 or more images."""
+    rng = np.random.default_rng(seed + _SPLIT_SEED_OFFSET)
+    held_out = np.zeros(len(labels), dtype=bool)
+    if fraction <= 0:
+        return held_out
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        n_out = int(round(fraction * len(rows)))
+        if len(rows) >= 3:
+            n_out = max(1, n_out)
+        n_out = min(n_out, len(rows) - 2)
+        if n_out > 0:
+            held_out[rng.choice(rows, n_out, replace=False)] = True
+    return held_out
+
+
+def _window(value: list[str] | None):
+    if value is None:
+        return None
+    if value == ["dicom"]:
+        return "dicom"
+    if len(value) == 2:
+        try:
+            return float(value[0]), float(value[1])
+        except ValueError:
+            pass
+    raise CLIError("--window takes 'dicom' or two numbers: CENTER WIDTH")
+
+
+def _grayscale_display(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float64)
+    return images[:, 0] if images.shape[1] == 1 else np.moveaxis(images, 1, -1)
+
+
+def save_sample_grid(
+    path: Path,
+    real: np.ndarray,
+    real_labels: np.ndarray,
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray,
+    value_range: tuple[float, float],
+    per_class: int = 8,
+) -> Path:
+    """Write a PNG grid: per class, a row of real and a row of synthetic images."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from gancore.io import atomic_write
+
+    classes = [c for c in np.unique(real_labels)]
+    low, high = value_range
+    figure, axes = plt.subplots(
+        2 * len(classes),
+        per_class,
+        figsize=(per_class * 1.0 + 0.4, 2 * len(classes) * 1.15),
+        squeeze=False,
+    )
+    for index, label in enumerate(classes):
+        rows = (
+            ("real", real[real_labels == label]),
+            ("SYNTHETIC", synthetic[synthetic_labels == label]),
+        )
+        for offset, (kind, images) in enumerate(rows):
+            shown = _grayscale_display(images[:per_class])
+            for column in range(per_class):
+                axis = axes[2 * index + offset, column]
+                axis.axis("off")
+                if column < len(shown):
+                    image = np.clip(
+                        (shown[column] - low) / max(high - low, 1e-12), 0, 1
+                    )
+                    axis.imshow(image, cmap="gray", vmin=0, vmax=1)
+            axes[2 * index + offset, 0].set_title(
+                f"{kind}: {label}", fontsize=8, loc="left"
+            )
+    figure.tight_layout()
+    with atomic_write(path) as temp:
+        figure.savefig(temp, format="png", dpi=90)
+    plt.close(figure)
+    return path
+
+
+def save_loss_curve(path: Path, history) -> Path:
+    """Write a PNG of the per-epoch discriminator and generator losses."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from gancore.io import atomic_write
+
+    runs = history if isinstance(history, dict) else {"": history}
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for name, records in runs.items():
+        epochs = [r["epoch"] for r in records]
+        suffix = f" ({name})" if name != "" else ""
+        axis.plot(
+            epochs, [r["d_loss"] for r in records], label=f"discriminator{suffix}"
+        )
+        axis.plot(epochs, [r["g_loss"] for r in records], label=f"generator{suffix}")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("mean loss")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    with atomic_write(path) as temp:
+        figure.savefig(temp, format="png", dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _artifact(model: Path, suffix: str) -> Path:
+    name = model.name
+    for ending in (".safetensors", ".model"):
+        if name.endswith(ending):
+            name = name[: -len(ending)]
+    return model.with_name(f"{name}{suffix}")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------ commands
+
+
+def _cmd_fit(args) -> int:
+    from ganaug import GANAugmenter
+    from ganaug.privacy import memorization_report
+
+    _set_threads(args.threads)
+    loaded = _load_labelled(
+        args.data, args.labels, args.image_size, _window(args.window), args.strict
+    )
+    images, labels = loaded.images, loaded.labels.astype(str)
+    held_out = _audit_split(labels, args.holdout_fraction, args.seed)
+    train_images, train_labels = images[~held_out], labels[~held_out]
+    counts = Counter(train_labels.tolist())
+    print(
+        f"{len(images)} images of {images.shape[1:]} (C, H, W), classes "
+        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        + f"; {int(held_out.sum())} held out for the memorisation audit",
+        file=sys.stderr,
+    )
+    sampler = GANAugmenter(
+        architecture=args.architecture,
+        loss=args.loss,
+        n_epochs=args.epochs,
+        batch_size=args.batch_size,
+        latent_dim=args.latent_dim,
+        learning_rate=args.learning_rate,
+        base_channels=args.base_channels,
+        device=args.device,
+        random_state=args.seed,
+        verbose=True,
+    )
+    started = time.perf_counter()
+    sampler.fit_resample(train_images, train_labels)
+    print(f"trained in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    sampler.save(
+        args.output,
+        metadata={
+            "holdout_fraction": args.holdout_fraction,
+            "split_seed": args.seed,
+            "n_images": len(images),
+        },
+    )
+    print(f"model written to {args.output}")
+    per_class = 8
+    synthetic, synthetic_labels = sampler.sample(
+        per_class * len(counts),
+        y=np.repeat(sorted(counts), per_class),
+        random_state=args.seed,
+    )
+    grid = save_sample_grid(
+        _artifact(args.output, "_samples.png"),
+        train_images,
+        train_labels,
+        synthetic,
+        synthetic_labels,
+        sampler.data_range_,
+    )
+    curve = save_loss_curve(_artifact(args.output, "_losses.png"), sampler.history_)
+    print(f"sample grid: {grid}\nloss curve: {curve}")
+    if held_out.any():
+        n_audit = int(min(1000, max(len(train_images), 50)))
+        audit, _ = sampler.sample(n_audit, random_state=args.seed + 1)
+        report = memorization_report(
+            audit,
+            train_images,
+            images[held_out],
+            figure_path=_artifact(args.output, "_memorization.png"),
+        )
+        print(report.summary())
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from tqdm.auto import tqdm
+
+    from ganaug import GANAugmenter
+    from ganaug.io import write_images
+    from ganaug.privacy import memorization_report
+
+    _set_threads(args.threads)
+    sampler = GANAugmenter.load(args.model)
+    classes = [str(c) for c in sampler.classes_.tolist()]
+    if args.n_samples < 1:
+        raise CLIError(f"-n must be at least 1, got {args.n_samples}")
+    if args.class_name is not None:
+        if args.class_name not in classes:
+            raise CLIError(
+                f"class {args.class_name!r} is not in the model; it knows "
+                + ", ".join(classes)
+            )
+        label = sampler.classes_[classes.index(args.class_name)]
+        wanted = np.full(args.n_samples, label, dtype=sampler.classes_.dtype)
+    else:
+        wanted = np.resize(sampler.classes_, args.n_samples)
+    chunks_x, chunks_y = [], []
+    first = True
+    for start in tqdm(range(0, args.n_samples, 256), desc="generating", unit="batch"):
+        x, y = sampler.sample(
+            len(wanted[start : start + 256]),
+            y=wanted[start : start + 256],
+            random_state=args.seed if first and args.seed is not None else None,
+        )
+        first = False
+        chunks_x.append(x)
+        chunks_y.append(y)
+    images, labels = np.concatenate(chunks_x), np.concatenate(chunks_y)
+    if images.ndim == 3:
+        images = images[:, None]
+    paths = write_images(
+        images,
+        args.output,
+        fmt=args.format,
+        labels=[str(v) for v in labels],
+        value_range=sampler.data_range_,
+        model_description=f"{Path(args.model).name} (GANAugmenter, "
+        f"{sampler.architecture}, {sampler.loss} loss)",
+    )
+    print(f"wrote {len(images)} synthetic images ({args.format}) to {args.output}")
+    if len(paths) <= 3:
+        for path in paths:
+            print(f"  {path}")
+    if args.data is None:
+        print(
+            "memorisation audit skipped: pass --data (and --labels) with the training "
+            "images to compare the synthetic images with them",
+            file=sys.stderr,
+        )
+        return 0
+    metadata = getattr(sampler, "metadata_", {}) or {}
+    size = sampler.image_shape_[1:] if sampler.image_shape_ else None
+    loaded = _load_labelled(args.data, args.labels, size, _window(args.window), False)
+    if metadata.get("n_images") not in (None, len(loaded.images)):
+        warnings.warn(
+            f"{args.data} has {len(loaded.images)} images but the model was trained "
+            f"from {metadata['n_images']}: the audit's held-out split will differ",
+            stacklevel=1,
+        )
+    held_out = _audit_split(
+        loaded.labels.astype(str),
+        float(metadata.get("holdout_fraction", 0.1)),
+        int(metadata.get("split_seed", 0)),
+    )
+    if not held_out.any():
+        print("memorisation audit skipped: the model was fit without held-out images")
+        return 0
+    report = memorization_report(
+        images,
+        loaded.images[~held_out],
+        loaded.images[held_out],
+        # Next to the output, not inside it: the audit figure must never be
+        # mistaken for one of the synthetic images.
+        figure_path=Path(f"{str(args.output).rstrip('/')}_memorization.png"),
+    )
+    print(report.summary())
+    return 0
+
+
+def _demo_images(n_per_class: dict[str, int], size: int, seed: int):
+    """Two visibly different classes of MONAI test images: few large blobs
+    ("large") against many small ones ("small")."""
+    from monai.data import create_test_image_2d
+
+    state = np.random.RandomState(seed)
+    images, labels = [], []
+    for label, count in n_per_class.items():
+        for _ in range(count):
+            if label == "large":
+                image, _ = create_test_image_2d(
+                    size,
+                    size,
+                    num_objs=2,
+                    rad_max=size // 4,
+                    rad_min=size // 6,
+                    noise_max=0.1,
+                    random_state=state,
+                )
+            else:
+                image, _ = create_test_image_2d(
+                    size,
+                    size,
+                    num_objs=8,
+                    rad_max=max(3, size // 10),
+                    rad_min=2,
+                    noise_max=0.1,
+                    random_state=state,
+                )
+            images.append(image)
+            labels.append(label)
+    images = (np.clip(np.stack(images), 0, 1) * 255).astype(np.uint8)
+    return images, np.asarray(labels)
+
+
+def _cmd_demo(args) -> int:
+    from imblearn.pipeline import make_pipeline
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import FunctionTransformer
+
+    from ganaug import GANAugmenter
+
+    _set_threads(args.threads)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    size = 32
+    train_x, train_y = _demo_images({"large": 160, "small": 16}, size, args.seed)
+    test_x, test_y = _demo_images({"large": 200, "small": 200}, size, args.seed + 1)
+    print(
+        f"demo: {len(train_x)} training images ({size}x{size}, 160 'large' vs 16 "
+        f"'small'), {len(test_x)} test images; training a conditional DCGAN for "
+        f"{args.epochs} epochs...",
+        file=sys.stderr,
+    )
+
+    def classifier():
+        return make_pipeline(
+            FunctionTransformer(lambda x: x.reshape(len(x), -1) / 255.0),
+            LogisticRegression(C=0.1, max_iter=2000),
+        )
+
+    baseline = classifier().fit(train_x.reshape(len(train_x), -1), train_y)
+    base_score = balanced_accuracy_score(
+        test_y, baseline.predict(test_x.reshape(len(test_x), -1))
+    )
+    sampler = GANAugmenter(
+        image_shape=(1, size, size),
+        n_epochs=args.epochs,
+        augment_ratio=0.5,
+        random_state=args.seed,
+        device=args.device,
+        verbose=True,
+    )
+    started = time.perf_counter()
+    augmented = make_pipeline(sampler, classifier()).fit(
+        train_x.reshape(len(train_x), -1), train_y
+    )
+    seconds = time.perf_counter() - started
+    gan_score = balanced_accuracy_score(
+        test_y, augmented.predict(test_x.reshape(len(test_x), -1))
+    )
+    fitted = augmented.steps[0][1]
+    synthetic, synthetic_y = fitted.sample(
+        16, y=np.repeat(["large", "small"], 8), random_state=args.seed
+    )
+    grid = save_sample_grid(
+        out / "samples.png",
+        train_x.reshape(-1, 1, size, size),
+        train_y,
+        synthetic.reshape(-1, 1, size, size),
+        synthetic_y,
+        fitted.data_range_,
+    )
+    curve = save_loss_curve(out / "losses.png", fitted.history_)
+    fitted.save(out / "demo-model.safetensors")
+    print(f"GAN trained in {seconds:.0f} s; sample grid: {grid}; loss curve: {curve}")
+    print(
+        "balanced accuracy of a logistic regression on the test images:\n"
+        f"  without synthetic images: {base_score:.3f}\n"
+        f"  with synthetic images:    {gan_score:.3f}\n"
+        f"  gain:                     {gan_score - base_score:+.3f}"
+    )
+    return 0
+
+
+# --------------------------------------------------------------------- main
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganaug",
+        description="GAN augmentation of small, imbalanced medical imaging datasets.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    common.add_argument("--threads", type=int, help="torch CPU threads")
+
+    fit = sub.add_parser("fit", parents=[common], help="train a GAN on labelled images")
+    fit.add_argument("data", type=Path, help="folder of DICOM/NIfTI/PNG/JPEG, or .npz")
+    fit.add_argument("--labels", type=Path, help="CSV of file,label rows")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="model file")
+    fit.add_argument("--image-size", type=int, help="resize images to SIZE x SIZE")
+    fit.add_argument(
+        "--window",
+        nargs="+",
+        metavar="W",
+        help="DICOM VOI window: 'dicom' or CENTER WIDTH",
+    )
+    fit.add_argument("--epochs", type=int, default=200)
+    fit.add_argument("--batch-size", type=int, default=64)
+    fit.add_argument("--latent-dim", type=int, default=64)
+    fit.add_argument("--learning-rate", type=float, default=2e-4)
+    fit.add_argument("--base-channels", type=int, default=32)
+    fit.add_argument("--architecture", choices=["dcgan", "mlp"], default="dcgan")
+    fit.add_argument("--loss", choices=["hinge", "wgan-gp", "bce"], default="hinge")
+    fit.add_argument(
+        "--holdout-fraction",
+        type=float,
+        default=0.1,
+        help="images kept out of training for the memorisation audit",
+    )
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at an unreadable file instead of skipping it",
+    )
+    fit.set_defaults(func=_cmd_fit)
+
+    generate = sub.add_parser(
+        "generate", parents=[common], help="write synthetic images from a model"
+    )
+    generate.add_argument("model", type=Path)
+    generate.add_argument("-n", "--n-samples", type=int, required=True)
+    generate.add_argument("--class", dest="class_name", help="only this class")
+    generate.add_argument("-o", "--output", type=Path, required=True)
+    generate.add_argument(
+        "--format", choices=["dicom", "png", "nifti", "npz"], default="png"
+    )
+    generate.add_argument("--seed", type=int)
+    generate.add_argument(
+        "--data", type=Path, help="the training images, for the memorisation audit"
+    )
+    generate.add_argument("--labels", type=Path)
+    generate.add_argument("--window", nargs="+", metavar="W")
+    generate.set_defaults(func=_cmd_generate)
+
+    demo = sub.add_parser(
+        "demo", parents=[common], help="offline demo on MONAI's synthetic test images"
+    )
+    demo.add_argument("--output-dir", type=Path, default=Path("ganaug-demo"))
+    demo.add_argument("--epochs", type=int, default=150)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``ganaug`` command line; return the exit status.
+
+    Errors in the input (unreadable or inconsistent data, a bad model file)
+    are printed as one line on stderr, without a traceback, and give status 2.
+
+    Examples
+    --------
+    >>> main(["generate", "missing.safetensors", "-n", "1", "-o", "out"])
+    2
+    """
+    from gancore import ModelFileError, TrainingDivergedError
+
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (CLIError, ModelFileError, TrainingDivergedError, FileNotFoundError) as err:
+        print(f"ganaug {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:
+        print(f"ganaug {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ganaug {args.command}: interrupted", file=sys.stderr)
+        return 130
