@@ -257,6 +257,7 @@ class TabularPreprocessor:
             raise ValueError(
                 f"missing must be 'impute' or 'error', got {self.missing!r}"
             )
+        self.from_array_ = not isinstance(X, pd.DataFrame)
         frame = _as_frame(X)
         if frame.shape[0] == 0:
             raise ValueError("Cannot fit on 0 rows.")
@@ -324,6 +325,12 @@ class TabularPreprocessor:
                     ),
                 )
                 return spec
+        if np.unique(present).size <= 2:
+            # Binary indicators stay 0/1: dividing by a tiny spread would make every
+            # rare-but-normal 1 look extreme.
+            low, high = float(present.min()), float(present.max())
+            spec.update(scaling="robust", center=low, scale=(high - low) or 1.0)
+            return spec
         q1, q3 = np.quantile(present, [0.25, 0.75])
         scale = float(q3 - q1)
         if not scale > 0:
@@ -392,7 +399,10 @@ class TabularPreprocessor:
             raise AttributeError(
                 "This TabularPreprocessor is not fitted yet; call fit."
             )
-        if isinstance(X, pd.DataFrame):
+        if isinstance(X, pd.DataFrame) and self.from_array_:
+            # Fitted on an array: columns are matched by position.
+            frame = _as_frame(X.to_numpy(), columns=self.input_columns_)
+        elif isinstance(X, pd.DataFrame):
             frame = _as_frame(X)
             absent = [c for c in self.input_columns_ if c not in frame.columns]
             if absent:
@@ -489,6 +499,7 @@ class TabularPreprocessor:
             )
         return {
             "format_version": _FORMAT_VERSION,
+            "from_array": self.from_array_,
             "params": {
                 "numeric_scaling": self.numeric_scaling,
                 "missing": self.missing,
@@ -507,6 +518,7 @@ class TabularPreprocessor:
                 f"this ganomaly reads version {_FORMAT_VERSION}."
             )
         pre = cls(**state["params"])
+        pre.from_array_ = bool(state["from_array"])
         specs = [dict(spec) for spec in state["columns"]]
         for spec in specs:
             for key in ("fill", "center", "scale", "low_slope", "high_slope"):

@@ -1,0 +1,654 @@
+"""GANomalyDetector: the scikit-learn outlier detector around GANomaly's networks."""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    check_is_fitted,
+    validate_data,
+)
+
+from gancore import (
+    GANLoss,
+    ModelFileError,
+    load_model,
+    make_rngs,
+    module_state,
+    module_tensors,
+    resolve_device,
+    save_model,
+    train_gan,
+)
+
+from ._losses import generator_loss
+from ._model import GANomalyNet, default_sizes, init_weights, make_discriminator
+from .preprocessing import TabularPreprocessor
+
+__all__ = ["GANomalyDetector"]
+
+MODEL_KIND = "ganomaly.GANomalyDetector"
+SCORES = ("reconstruction", "latent", "combined")
+# Without a target_fpr, contamination="auto" flags this share of held-out normals.
+AUTO_FPR = 0.01
+# n_epochs="auto" trains for about this many generator steps (at least 1 epoch).
+AUTO_STEPS = 3000
+_MAX_AUTO_EPOCHS = 300
+_SCORING_BATCH = 8192
+
+
+class GANomalyDetector(OutlierMixin, BaseEstimator):
+    """GANomaly (Akcay et al., ACCV 2018) as a scikit-learn outlier detector for tables.
+
+    Trained on normal rows only.  The generator encodes a row, decodes it and encodes
+    the reconstruction again; a discriminator keeps reconstructions realistic.  Rows
+    unlike the training rows reconstruct badly, and that is the anomaly score.
+
+    The conventions are those of :class:`sklearn.ensemble.IsolationForest`:
+    :meth:`score_samples` is higher for more normal rows, :meth:`decision_function`
+    is negative for anomalies, :meth:`predict` returns -1 for anomalies and +1 for
+    normal rows.  :meth:`anomaly_score` is the non-negative "higher = more suspicious"
+    number fraud teams want (and the CLI writes).
+
+    Parameters
+    ----------
+    n_epochs : int or "auto", default="auto"
+        Passes over the training rows.  ``"auto"``: about 3000 generator steps (at
+        least one epoch, at most 300).
+    batch_size : int, default=256
+    learning_rate : float, default=1e-3
+        Adam learning rate (betas 0.5, 0.999) for both networks.
+    latent_dim : int, optional
+        Bottleneck size; default about a third of the encoded width (2 to 32).
+    hidden_dims : tuple of int, optional
+        Encoder hidden widths (the decoder mirrors them); default two layers of about
+        twice and once the encoded width.
+    w_adv, w_con, w_enc : float, default=1, 50, 1
+        Weights of the feature-matching, contextual (L1) and encoder losses; the
+        paper's defaults.
+    score : {"reconstruction", "latent", "combined"}, default="reconstruction"
+        ``"reconstruction"``: mean absolute reconstruction error ``|x - G(x)|``.
+        ``"latent"``: the paper's ``||G_E(x) - E(G(x))||^2``.  ``"combined"``: both,
+        each divided by its median on held-out normal rows, averaged.  The default
+        comes from ``benchmarks/anomaly_quality.py``: on tabular data the latent
+        score is unstable and the reconstruction score ranks best.
+    contamination : "auto" or float in (0, 0.5], default="auto"
+        Float: the share of the training rows expected to be anomalies; the
+        threshold is that quantile of the scores of the rows passed to ``fit``
+        (IsolationForest's convention).  ``"auto"``: flag 1 % of held-out normal rows.
+    target_fpr : float in (0, 1), optional
+        If given, overrides ``contamination``: the threshold flags this share of the
+        held-out normal rows, i.e. the false-positive rate (alert budget) on normal
+        traffic.
+    validation_fraction : float in [0, 1), default=0.1
+        Share of the training rows held out (never trained on) to standardise
+        scores and set the threshold.  With 0, or too few rows to hold out, the
+        training rows are used.
+    numeric_scaling : {"auto", "robust", "quantile"}, default="auto"
+        See :class:`ganomaly.preprocessing.TabularPreprocessor`.
+    missing : {"impute", "error"}, default="impute"
+        Missing-value policy, see :class:`~ganomaly.preprocessing.TabularPreprocessor`.
+    device : str, default="auto"
+        ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    random_state : int, RandomState instance or None, default=None
+        Seeds weights, shuffling and the held-out split; results are reproducible on
+        the CPU for a fixed int.
+    verbose : bool or int, default=False
+        Show a training progress bar.
+
+    Attributes
+    ----------
+    offset_ : float
+        ``decision_function = score_samples - offset_``.
+    threshold_ : float
+        Anomaly-score threshold (``-offset_``): rows scoring above it are anomalies.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when fitted on a DataFrame with string column names.
+    preprocessor_ : TabularPreprocessor
+    generator_ : GANomalyNet
+    discriminator_ : gancore.MLPDiscriminator
+    score_scale_ : dict
+        Median reconstruction and latent scores of held-out normal rows.
+    validation_anomaly_scores_ : ndarray
+        Anomaly scores of the held-out normal rows (for thresholds and plots).
+    history_ : list of dict
+        Per-epoch mean losses from :func:`gancore.train_gan`.
+    n_epochs_ : int
+        Epochs actually trained.
+
+    Examples
+    --------
+    >>> from ganomaly import GANomalyDetector
+    >>> from ganomaly.datasets import make_transactions
+    >>> X, y = make_transactions(2000, fraud_fraction=0.02, random_state=0,
+    ...                          return_X_y=True)
+    >>> detector = GANomalyDetector(n_epochs=5, random_state=0).fit(X[y == 0])
+    >>> detector.predict(X.iloc[:3]).tolist()
+    [1, 1, 1]
+    >>> detector.explain(X.iloc[:1], top_k=2).columns.tolist()
+    ['feature_1', 'contribution_1', 'feature_2', 'contribution_2']
+    """
+
+    _parameter_constraints: dict = {
+        "n_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "latent_dim": [Interval(Integral, 1, None, closed="left"), None],
+        "hidden_dims": ["array-like", None],
+        "w_adv": [Interval(Real, 0, None, closed="left")],
+        "w_con": [Interval(Real, 0, None, closed="left")],
+        "w_enc": [Interval(Real, 0, None, closed="left")],
+        "score": [StrOptions(set(SCORES))],
+        "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
+        "target_fpr": [Interval(Real, 0, 1, closed="neither"), None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "numeric_scaling": [StrOptions({"auto", "robust", "quantile"})],
+        "missing": [StrOptions({"impute", "error"})],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_epochs: int | str = "auto",
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        latent_dim: int | None = None,
+        hidden_dims: tuple[int, ...] | None = None,
+        w_adv: float = 1.0,
+        w_con: float = 50.0,
+        w_enc: float = 1.0,
+        score: str = "reconstruction",
+        contamination: float | str = "auto",
+        target_fpr: float | None = None,
+        validation_fraction: float = 0.1,
+        numeric_scaling: str = "auto",
+        missing: str = "impute",
+        device: str = "auto",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool | int = False,
+    ):
+        self.n_epochs = n_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.latent_dim = latent_dim
+        self.hidden_dims = hidden_dims
+        self.w_adv = w_adv
+        self.w_con = w_con
+        self.w_enc = w_enc
+        self.score = score
+        self.contamination = contamination
+        self.target_fpr = target_fpr
+        self.validation_fraction = validation_fraction
+        self.numeric_scaling = numeric_scaling
+        self.missing = missing
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Missing values are handled by the preprocessing (the `missing` policy).
+        tags.input_tags.allow_nan = True
+        return tags
+
+    # ----------------------------------------------------------------- input
+    def _validate_input(self, X: Any, *, reset: bool) -> pd.DataFrame | np.ndarray:
+        """A DataFrame (any column types) or a float64 array (NaN allowed)."""
+        table = isinstance(X, pd.DataFrame)
+        if table and (reset or getattr(self, "fitted_on_frame_", False)):
+            _check_feature_names(self, X, reset=reset)
+            _check_n_features(self, X, reset=reset)
+            if X.shape[0] < (2 if reset else 1):
+                raise ValueError(
+                    f"Found a table with {X.shape[0]} sample(s) while a minimum of "
+                    f"{2 if reset else 1} is required."
+                )
+            if reset:
+                self.fitted_on_frame_ = True
+            return X
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=np.float64,
+            ensure_all_finite="allow-nan",
+            ensure_min_samples=2 if reset else 1,
+        )
+        if reset:
+            self.fitted_on_frame_ = False
+        return X
+
+    # ----------------------------------------------------------------- fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any = None) -> GANomalyDetector:
+        """Train on normal rows.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Normal rows.  DataFrames may hold categorical columns and missing values.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : GANomalyDetector
+        """
+        X = self._validate_input(X, reset=True)
+        hidden_dims = self._check_hidden_dims()
+        device = resolve_device(self.device)
+        rngs = make_rngs(self.random_state, device)
+
+        n_rows = X.shape[0]
+        order = rngs.numpy.permutation(n_rows)
+        n_val = int(math.floor(self.validation_fraction * n_rows))
+        if n_val < 1 or n_rows - n_val < 2:
+            train_rows, val_rows = order, order
+        else:
+            train_rows, val_rows = order[n_val:], order[:n_val]
+        X_train, X_val = _take(X, np.sort(train_rows)), _take(X, np.sort(val_rows))
+
+        self.preprocessor_ = TabularPreprocessor(
+            numeric_scaling=self.numeric_scaling, missing=self.missing
+        ).fit(X_train)
+        encoded = self.preprocessor_.transform(X_train)
+        n_encoded = encoded.shape[1]
+        default_hidden, default_latent = default_sizes(n_encoded)
+        self.hidden_dims_ = hidden_dims or default_hidden
+        self.latent_dim_ = int(self.latent_dim or default_latent)
+
+        generator = GANomalyNet(n_encoded, self.latent_dim_, self.hidden_dims_)
+        discriminator = make_discriminator(n_encoded, self.hidden_dims_)
+        init_weights(generator, rngs.torch_cpu)
+        init_weights(discriminator, rngs.torch_cpu)
+        steps_per_epoch = math.ceil(encoded.shape[0] / self.batch_size)
+        if self.n_epochs == "auto":
+            self.n_epochs_ = int(
+                min(_MAX_AUTO_EPOCHS, max(1, math.ceil(AUTO_STEPS / steps_per_epoch)))
+            )
+        else:
+            self.n_epochs_ = int(self.n_epochs)
+
+        d_loss_fn, g_loss_fn = self._loss_functions(generator, discriminator)
+        betas = (0.5, 0.999)
+        self.history_ = train_gan(
+            generator=generator,
+            discriminator=discriminator,
+            g_optimizer=torch.optim.Adam(
+                generator.parameters(), lr=self.learning_rate, betas=betas
+            ),
+            d_optimizer=torch.optim.Adam(
+                discriminator.parameters(), lr=self.learning_rate, betas=betas
+            ),
+            d_loss_fn=d_loss_fn,
+            g_loss_fn=g_loss_fn,
+            data=(torch.from_numpy(encoded),),
+            n_epochs=self.n_epochs_,
+            batch_size=self.batch_size,
+            device=device,
+            rngs=rngs,
+            verbose=bool(self.verbose),
+            desc="GANomaly",
+        )
+        self.generator_ = generator.eval()
+        self.discriminator_ = discriminator.eval()
+        self.device_ = str(device)
+
+        # Calibration on held-out normal rows only.
+        errors, latent = self._errors(self.preprocessor_.transform(X_val))
+        reconstruction = errors.mean(axis=1)
+        self.score_scale_ = {
+            "reconstruction": _positive(np.median(reconstruction)),
+            "latent": _positive(np.median(latent)),
+        }
+        self.feature_error_scale_ = np.maximum(np.median(errors, axis=0), 1e-12).astype(
+            np.float64
+        )
+        val_scores = self._combine(reconstruction, latent)
+        self.validation_anomaly_scores_ = np.sort(val_scores)
+        if self.target_fpr is not None:
+            threshold = np.quantile(val_scores, 1 - self.target_fpr)
+        elif self.contamination == "auto":
+            threshold = np.quantile(val_scores, 1 - AUTO_FPR)
+        else:
+            # IsolationForest's convention: a quantile of the training scores.
+            threshold = np.percentile(
+                self.anomaly_score(X), 100.0 * (1 - self.contamination)
+            )
+        self.offset_ = -float(threshold)
+        self.threshold_ = float(threshold)
+        return self
+
+    def _check_hidden_dims(self) -> tuple[int, ...] | None:
+        if self.hidden_dims is None:
+            return None
+        dims = tuple(self.hidden_dims)
+        if not dims or not all(
+            isinstance(d, Integral) and not isinstance(d, bool) and d > 0 for d in dims
+        ):
+            raise ValueError(
+                f"hidden_dims must be a non-empty tuple of positive ints, got "
+                f"{self.hidden_dims!r}"
+            )
+        return tuple(int(d) for d in dims)
+
+    def _loss_functions(self, generator: GANomalyNet, discriminator: torch.nn.Module):
+        adversarial = GANLoss("bce")
+
+        def d_loss_fn(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            x = batch[0]
+            with torch.no_grad():
+                reconstruction = generator(x)[0]
+            return adversarial.discriminator_loss(
+                discriminator(x), discriminator(reconstruction)
+            )
+
+        def g_loss_fn(batch: tuple[torch.Tensor, ...]):
+            x = batch[0]
+            reconstruction, latent, latent_of_reconstruction = generator(x)
+            loss = generator_loss(
+                real_features=discriminator.features(x),
+                fake_features=discriminator.features(reconstruction),
+                x=x,
+                reconstruction=reconstruction,
+                latent=latent,
+                latent_of_reconstruction=latent_of_reconstruction,
+                w_adv=self.w_adv,
+                w_con=self.w_con,
+                w_enc=self.w_enc,
+            )
+            return loss
+
+        return d_loss_fn, g_loss_fn
+
+    # ------------------------------------------------------------- scoring
+    def _errors(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature absolute reconstruction errors and latent errors, in batches."""
+        device = torch.device(self.device_)
+        errors = np.empty(encoded.shape, dtype=np.float32)
+        latent_errors = np.empty(encoded.shape[0], dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, encoded.shape[0], _SCORING_BATCH):
+                x = torch.from_numpy(encoded[start : start + _SCORING_BATCH]).to(device)
+                reconstruction, latent, latent_of_reconstruction = self.generator_(x)
+                stop = start + x.shape[0]
+                errors[start:stop] = (x - reconstruction).abs().cpu().numpy()
+                latent_errors[start:stop] = (
+                    ((latent - latent_of_reconstruction) ** 2)
+                    .double()
+                    .mean(dim=1)
+                    .cpu()
+                    .numpy()
+                )
+        return errors, latent_errors
+
+    def _combine(self, reconstruction: np.ndarray, latent: np.ndarray) -> np.ndarray:
+        if self.score == "reconstruction":
+            return reconstruction
+        if self.score == "latent":
+            return latent
+        return 0.5 * (
+            reconstruction / self.score_scale_["reconstruction"]
+            + latent / self.score_scale_["latent"]
+        )
+
+    def _encode(self, X: Any) -> np.ndarray:
+        check_is_fitted(self)
+        return self.preprocessor_.transform(self._validate_input(X, reset=False))
+
+    def anomaly_score(self, X: Any) -> np.ndarray:
+        """Non-negative anomaly score: higher means more suspicious.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            Equal to ``-score_samples(X)``; rows above ``threshold_`` are anomalies.
+        """
+        errors, latent = self._errors(self._encode(X))
+        return self._combine(errors.astype(np.float64).mean(axis=1), latent)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Opposite of the anomaly score: the lower, the more abnormal.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+        """
+        return -self.anomaly_score(X)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) - offset_``: negative for anomalies.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        decision : ndarray of shape (n_samples,)
+        """
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """-1 for anomalies, +1 for normal rows.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,), dtype int
+        """
+        decision = self.decision_function(X)
+        labels = np.ones(decision.shape[0], dtype=int)
+        labels[decision < 0] = -1
+        return labels
+
+    def score_and_explain(
+        self, X: Any, top_k: int = 3
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """Anomaly scores and explanations from one pass of the networks.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+        top_k : int, default=3
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,)
+            As :meth:`anomaly_score`.
+        explanations : DataFrame
+            As :meth:`explain`.
+        """
+        errors, latent = self._errors(self._encode(X))
+        scores = self._combine(errors.astype(np.float64).mean(axis=1), latent)
+        return scores, self._explain_errors(errors, top_k)
+
+    def explain(self, X: Any, top_k: int = 3) -> pd.DataFrame:
+        """The columns that contribute most to each row's reconstruction error.
+
+        Per-feature absolute reconstruction errors are summed per original column
+        (the one-hot columns of a category count together) and reported as a share
+        of the row's total error, largest first.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+        top_k : int, default=3
+            Columns reported per row (at most the number of input columns).
+
+        Returns
+        -------
+        DataFrame
+            ``feature_1, contribution_1, ..., feature_k, contribution_k``; features
+            are column names (``x0, x1, ...`` for arrays), contributions shares in
+            [0, 1].  Same index as ``X`` for DataFrames.
+        """
+        explanations = self.score_and_explain(X, top_k)[1]
+        if isinstance(X, pd.DataFrame):
+            explanations.index = X.index
+        return explanations
+
+    def _explain_errors(self, errors: np.ndarray, top_k: int) -> pd.DataFrame:
+        if not isinstance(top_k, Integral) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+        columns = self.preprocessor_.input_columns_
+        sources = self.preprocessor_.source_columns_
+        per_column = np.zeros((errors.shape[0], len(columns)), dtype=np.float64)
+        np.add.at(per_column.T, sources, errors.T.astype(np.float64))
+        total = per_column.sum(axis=1, keepdims=True)
+        shares = per_column / np.where(total > 0, total, 1.0)
+        top_k = min(int(top_k), len(columns))
+        # Stable ordering: largest share first, ties by column order.
+        top = np.argsort(-shares, axis=1, kind="stable")[:, :top_k]
+        names = np.asarray(columns, dtype=object)
+        result: dict[str, Any] = {}
+        for k in range(top_k):
+            result[f"feature_{k + 1}"] = names[top[:, k]]
+            result[f"contribution_{k + 1}"] = np.take_along_axis(
+                shares, top[:, k : k + 1], axis=1
+            )[:, 0]
+        return pd.DataFrame(result)
+
+    # ------------------------------------------------------------ model files
+    def save(self, path: str | Path) -> None:
+        """Write the fitted detector to a safe model file (safetensors + JSON).
+
+        Loading it never executes code, unlike a pickle.
+
+        Parameters
+        ----------
+        path : str or Path
+            Conventionally ``*.safetensors``; written atomically.
+        """
+        check_is_fitted(self)
+        params = self.get_params()
+        if not isinstance(params["random_state"], (int, type(None))):
+            params["random_state"] = None  # a RandomState has no JSON form
+        if params["hidden_dims"] is not None:
+            params["hidden_dims"] = [int(d) for d in params["hidden_dims"]]
+        config = {
+            "params": params,
+            "preprocessor": self.preprocessor_.to_dict(),
+            "fitted_on_frame": bool(self.fitted_on_frame_),
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (
+                [str(c) for c in self.feature_names_in_]
+                if hasattr(self, "feature_names_in_")
+                else None
+            ),
+            "hidden_dims": list(self.hidden_dims_),
+            "latent_dim": self.latent_dim_,
+            "n_epochs": self.n_epochs_,
+            "offset": self.offset_,
+            "threshold": self.threshold_,
+            "score_scale": self.score_scale_,
+            "history": self.history_,
+        }
+        tensors = {
+            **module_tensors("generator", self.generator_),
+            **module_tensors("discriminator", self.discriminator_),
+            "calibration.validation_anomaly_scores": torch.from_numpy(
+                np.ascontiguousarray(self.validation_anomaly_scores_)
+            ),
+            "calibration.feature_error_scale": torch.from_numpy(
+                np.ascontiguousarray(self.feature_error_scale_)
+            ),
+        }
+        save_model(path, tensors, config, kind=MODEL_KIND)
+
+    @classmethod
+    def load(cls, path: str | Path, *, device: str = "cpu") -> GANomalyDetector:
+        """Read a detector written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or Path
+        device : str, default="cpu"
+            Where to score.
+
+        Returns
+        -------
+        GANomalyDetector
+
+        Raises
+        ------
+        gancore.ModelFileError
+            Not a GANomalyDetector model file, or a damaged one.
+        """
+        tensors, config = load_model(path, kind=MODEL_KIND)
+        try:
+            detector = cls(**config["params"])
+            detector.preprocessor_ = TabularPreprocessor.from_dict(
+                config["preprocessor"]
+            )
+            detector.fitted_on_frame_ = bool(config["fitted_on_frame"])
+            detector.n_features_in_ = int(config["n_features_in"])
+            if config["feature_names_in"] is not None:
+                detector.feature_names_in_ = np.asarray(
+                    config["feature_names_in"], dtype=object
+                )
+            detector.hidden_dims_ = tuple(int(d) for d in config["hidden_dims"])
+            detector.latent_dim_ = int(config["latent_dim"])
+            detector.n_epochs_ = int(config["n_epochs"])
+            detector.offset_ = float(config["offset"])
+            detector.threshold_ = float(config["threshold"])
+            detector.score_scale_ = {
+                k: float(v) for k, v in config["score_scale"].items()
+            }
+            detector.history_ = list(config["history"])
+            n_encoded = detector.preprocessor_.n_features_out_
+            generator = GANomalyNet(
+                n_encoded, detector.latent_dim_, detector.hidden_dims_
+            )
+            discriminator = make_discriminator(n_encoded, detector.hidden_dims_)
+            generator.load_state_dict(module_state("generator", tensors))
+            discriminator.load_state_dict(module_state("discriminator", tensors))
+            detector.validation_anomaly_scores_ = tensors[
+                "calibration.validation_anomaly_scores"
+            ].numpy()
+            detector.feature_error_scale_ = tensors[
+                "calibration.feature_error_scale"
+            ].numpy()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(
+                f"{path}: damaged GANomalyDetector model ({type(exc).__name__}: {exc})"
+            ) from exc
+        resolved = resolve_device(device)
+        detector.generator_ = generator.to(resolved).eval()
+        detector.discriminator_ = discriminator.to(resolved).eval()
+        detector.device_ = str(resolved)
+        return detector
+
+
+def _take(X: pd.DataFrame | np.ndarray, rows: np.ndarray) -> pd.DataFrame | np.ndarray:
+    return X.iloc[rows] if isinstance(X, pd.DataFrame) else X[rows]
+
+
+def _positive(value: float) -> float:
+    value = float(value)
+    return value if value > 1e-12 else 1e-12

@@ -1,0 +1,514 @@
+"""The ``ganomaly`` command: fit, score, evaluate, demo.
+
+Examples
+--------
+::
+
+    ganomaly demo --output-dir ganomaly-demo
+    ganomaly fit train.csv -o model.safetensors --label-col Class --drop-cols Time
+    ganomaly score model.safetensors new.csv -o scores.csv --on-bad-rows skip
+    ganomaly evaluate model.safetensors labelled.csv --label-col Class
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["main"]
+
+
+class CliError(Exception):
+    """An error reported as one line on stderr with exit code 2."""
+
+
+# ------------------------------------------------------------------ reading tables
+def _read_table(path: Path) -> pd.DataFrame:
+    """A whole CSV/Parquet file for fitting or evaluation, with clear errors."""
+    from .scoring import BadInputError, read_table_header
+
+    try:
+        read_table_header(path)
+    except BadInputError as exc:
+        raise CliError(str(exc)) from exc
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            # Only empty fields are missing: "NaN" or "inf" text is caught as bad data.
+            frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+        raise CliError(f"{path}: cannot read the table ({exc})") from exc
+    if frame.shape[0] == 0:
+        raise CliError(f"{path}: no data rows after the header (line 1)")
+    return frame
+
+
+def _split_columns(
+    frame: pd.DataFrame, path: Path, *, label_col=None, id_col=None, drop_cols=()
+) -> tuple[pd.DataFrame, pd.Series | None, pd.Series | None]:
+    wanted = [c for c in [label_col, id_col, *drop_cols] if c]
+    absent = [c for c in wanted if c not in frame.columns]
+    if absent:
+        message = (
+            f"{path}: line 1 (header): no column(s) {', '.join(map(repr, absent))}; "
+            f"the file has {', '.join(map(repr, map(str, frame.columns[:12])))}"
+            + (", ..." if frame.shape[1] > 12 else "")
+        )
+        if frame.shape[1] == 1 and any(d in str(frame.columns[0]) for d in ";\t|"):
+            message += "; the file seems to use another delimiter than ','"
+        raise CliError(message)
+    labels = frame[label_col] if label_col else None
+    ids = frame[id_col] if id_col else None
+    features = frame.drop(columns=wanted)
+    if features.shape[1] == 0:
+        raise CliError(f"{path}: no feature columns left after dropping {wanted}")
+    return features, labels, ids
+
+
+def _is_anomaly_label(labels: pd.Series, normal_label: str, path: Path) -> np.ndarray:
+    text = labels.astype(str).str.strip()
+    if labels.isna().any():
+        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
+        raise CliError(f"{path}: line {row + 2}, column {labels.name!r}: missing label")
+    normal = text == str(normal_label)
+    if pd.api.types.is_numeric_dtype(labels):
+        normal = normal | (labels.astype(float) == _as_float(normal_label))
+    return ~normal.to_numpy()
+
+
+def _as_float(value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return float("nan")
+
+
+def _data_error(exc: Exception, path: Path) -> CliError:
+    """An InputDataError (row-based) as a message naming file, line and column."""
+    from .preprocessing import InputDataError
+
+    if isinstance(exc, InputDataError) and exc.row is not None:
+        where = "row" if path.suffix.lower() in (".parquet", ".pq") else "line"
+        number = exc.row + 1 if where == "row" else exc.row + 2
+        detail = str(exc).split(": ", 1)[-1]
+        return CliError(f"{path}: {where} {number}, column {exc.column!r}: {detail}")
+    return CliError(f"{path}: {exc}")
+
+
+# --------------------------------------------------------------------- commands
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from ._detector import GANomalyDetector
+    from .preprocessing import InputDataError
+
+    path = Path(args.train)
+    frame = _read_table(path)
+    drop = [c.strip() for c in (args.drop_cols or "").split(",") if c.strip()]
+    features, labels, _ = _split_columns(
+        frame, path, label_col=args.label_col, id_col=args.id_col, drop_cols=drop
+    )
+    if labels is not None:
+        anomalous = _is_anomaly_label(labels, args.normal_label, path)
+        features = features.loc[~anomalous]
+        print(
+            f"training on {int((~anomalous).sum())} of {len(anomalous)} rows "
+            f"(those with {args.label_col} = {args.normal_label}); "
+            f"{int(anomalous.sum())} other rows left out",
+            file=sys.stderr,
+        )
+        if features.shape[0] < 2:
+            raise CliError(
+                f"{path}: fewer than 2 rows with {args.label_col} = {args.normal_label}"
+            )
+    detector = GANomalyDetector(
+        n_epochs=args.n_epochs,
+        batch_size=args.batch_size,
+        score=args.score,
+        contamination=args.contamination,
+        target_fpr=args.target_fpr,
+        device=args.device,
+        random_state=args.random_state,
+        verbose=not args.quiet,
+    )
+    start = time.perf_counter()
+    try:
+        detector.fit(features)
+    except InputDataError as exc:
+        raise _data_error(exc, path) from exc
+    detector.save(args.output)
+    print(
+        f"fitted GANomaly on {features.shape[0]} rows x {features.shape[1]} columns "
+        f"in {time.perf_counter() - start:.1f} s ({detector.n_epochs_} epochs); "
+        f"threshold {detector.threshold_:.4g}; saved {args.output}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _load_detector(path: str, device: str = "cpu"):
+    from gancore import ModelFileError
+
+    from ._detector import GANomalyDetector
+
+    try:
+        return GANomalyDetector.load(path, device=device)
+    except ModelFileError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import BadInputError, score_file
+
+    detector = _load_detector(args.model, args.device)
+    try:
+        summary = score_file(
+            detector,
+            args.input,
+            args.output,
+            id_col=args.id_col,
+            on_bad_rows=args.on_bad_rows,
+            rejects_path=args.rejects,
+            top_k=args.top_k,
+            progress=None if not args.quiet else False,
+        )
+    except BadInputError as exc:
+        raise CliError(str(exc)) from exc
+    message = (
+        f"scored {summary.n_scored} of {summary.n_input} rows in "
+        f"{summary.seconds:.1f} s ({summary.n_anomalies} flagged as anomalies); "
+        f"wrote {summary.output_path}"
+    )
+    if summary.rejects_path:
+        message += f"; {summary.n_rejected} rejected rows in {summary.rejects_path}"
+    print(message, file=sys.stderr)
+    return 0
+
+
+def evaluate(
+    detector: Any, features: pd.DataFrame, anomalous: np.ndarray, plot_path: Path
+) -> dict[str, float]:
+    """Metrics of ``detector`` on labelled rows, and a ROC / PR / histogram PNG.
+
+    Parameters
+    ----------
+    detector : GANomalyDetector
+    features : DataFrame
+    anomalous : ndarray of bool
+        True for anomalies (fraud).
+    plot_path : Path
+        PNG to write.
+
+    Returns
+    -------
+    dict
+        ``auroc``, ``auprc``, ``prevalence``, ``precision``, ``recall``,
+        ``flagged``, ``n_rows``, ``threshold``.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    scores = detector.anomaly_score(features)
+    flagged = scores > detector.threshold_
+    true_positives = int((flagged & anomalous).sum())
+    both = anomalous.any() and (~anomalous).any()
+    metrics = {
+        "n_rows": int(len(scores)),
+        "prevalence": float(anomalous.mean()),
+        "auroc": float(roc_auc_score(anomalous, scores)) if both else float("nan"),
+        "auprc": float(average_precision_score(anomalous, scores))
+        if both
+        else float("nan"),
+        "threshold": float(detector.threshold_),
+        "flagged": int(flagged.sum()),
+        "precision": true_positives / max(1, int(flagged.sum())),
+        "recall": true_positives / max(1, int(anomalous.sum())),
+    }
+    _plot_evaluation(scores, anomalous, detector.threshold_, metrics, plot_path)
+    return metrics
+
+
+def _plot_evaluation(scores, anomalous, threshold, metrics, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from gancore import atomic_write
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    if anomalous.any() and (~anomalous).any():
+        fpr, tpr, _ = roc_curve(anomalous, scores)
+        axes[0].plot(fpr, tpr, label=f"AUROC {metrics['auroc']:.3f}")
+        precision, recall, _ = precision_recall_curve(anomalous, scores)
+        axes[1].plot(recall, precision, label=f"AUPRC {metrics['auprc']:.3f}")
+        axes[1].axhline(
+            metrics["prevalence"],
+            ls=":",
+            color="grey",
+            label=f"prevalence {metrics['prevalence']:.3f}",
+        )
+        axes[1].scatter(
+            [metrics["recall"]],
+            [metrics["precision"]],
+            color="red",
+            zorder=3,
+            label="at threshold",
+        )
+    axes[0].plot([0, 1], [0, 1], ls=":", color="grey")
+    axes[0].set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC")
+    axes[1].set(xlabel="recall", ylabel="precision", title="Precision-recall")
+    upper = np.quantile(scores, 0.999) if len(scores) else 1.0
+    bins = np.linspace(0, max(upper, threshold) * 1.05, 60)
+    clipped = np.minimum(scores, bins[-1])
+    axes[2].hist(
+        clipped[~anomalous], bins=bins, alpha=0.6, label="normal", density=True
+    )
+    if anomalous.any():
+        axes[2].hist(
+            clipped[anomalous], bins=bins, alpha=0.6, label="anomaly", density=True
+        )
+    axes[2].axvline(threshold, color="red", ls="--", label="threshold")
+    axes[2].set(xlabel="anomaly score", ylabel="density", title="Score histogram")
+    for ax in axes:
+        ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .preprocessing import InputDataError
+
+    detector = _load_detector(args.model, args.device)
+    path = Path(args.labelled)
+    frame = _read_table(path)
+    drop = [c.strip() for c in (args.drop_cols or "").split(",") if c.strip()]
+    features, labels, _ = _split_columns(
+        frame, path, label_col=args.label_col, id_col=args.id_col, drop_cols=drop
+    )
+    anomalous = _is_anomaly_label(labels, args.normal_label, path)
+    needed = list(detector.preprocessor_.input_columns_)
+    absent = [c for c in needed if c not in features.columns]
+    if absent:
+        raise CliError(
+            f"{path}: line 1 (header): missing column(s) "
+            f"{', '.join(map(repr, absent))} that the model needs"
+        )
+    plot_path = Path(args.plot or f"{path.stem}.evaluation.png")
+    try:
+        metrics = evaluate(detector, features[needed], anomalous, plot_path)
+    except InputDataError as exc:
+        raise _data_error(exc, path) from exc
+    _print_metrics(metrics)
+    print(f"wrote {plot_path}", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def _print_metrics(metrics: dict[str, float]) -> None:
+    print(
+        f"rows {metrics['n_rows']}, prevalence {metrics['prevalence']:.4f}\n"
+        f"AUROC {metrics['auroc']:.4f}\n"
+        f"AUPRC {metrics['auprc']:.4f} (prevalence {metrics['prevalence']:.4f})\n"
+        f"at threshold {metrics['threshold']:.4g}: {metrics['flagged']} flagged, "
+        f"precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f}"
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .datasets import make_transactions
+
+    start = time.perf_counter()
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = make_transactions(
+        args.n_samples, fraud_fraction=0.01, random_state=args.random_state
+    )
+    n_train = int(0.7 * len(table))
+    train_path, new_path = out / "transactions_train.csv", out / "transactions_new.csv"
+    table.iloc[:n_train].to_csv(train_path, index=False)
+    table.iloc[n_train:].to_csv(new_path, index=False)
+    print(
+        f"generated {len(table)} synthetic transactions "
+        f"({int(table['is_fraud'].sum())} frauds): {train_path}, {new_path}",
+        file=sys.stderr,
+    )
+    model = out / "model.safetensors"
+    common = ["--random-state", str(args.random_state)]
+    steps = [
+        [
+            "fit",
+            str(train_path),
+            "-o",
+            str(model),
+            "--label-col",
+            "is_fraud",
+            "--id-col",
+            "transaction_id",
+            "--n-epochs",
+            str(args.n_epochs),
+            "--quiet",
+            *common,
+        ],
+        [
+            "score",
+            str(model),
+            str(new_path),
+            "-o",
+            str(out / "scores.csv"),
+            "--id-col",
+            "transaction_id",
+            "--quiet",
+        ],
+        [
+            "evaluate",
+            str(model),
+            str(new_path),
+            "--label-col",
+            "is_fraud",
+            "--id-col",
+            "transaction_id",
+            "--plot",
+            str(out / "evaluation.png"),
+            "--json",
+            str(out / "metrics.json"),
+        ],
+    ]
+    for step in steps:
+        print("$ ganomaly " + " ".join(step), file=sys.stderr)
+        code = main(step)
+        if code:
+            return code
+    scores = pd.read_csv(out / "scores.csv")
+    top = scores.sort_values("anomaly_score", ascending=False).head(5)
+    print("\nmost suspicious new transactions:")
+    print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"\ndemo finished in {time.perf_counter() - start:.1f} s; outputs in {out}")
+    return 0
+
+
+# ------------------------------------------------------------------------ parser
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ganomaly",
+        description="GANomaly fraud / anomaly detection for tables (CSV, Parquet).",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: fastest for these small networks)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fit = sub.add_parser("fit", help="train on normal rows, save a model file")
+    fit.add_argument("train", help="training CSV or Parquet file")
+    fit.add_argument("-o", "--output", required=True, help="model file to write")
+    fit.add_argument("--label-col", help="train only on rows whose label is normal")
+    fit.add_argument("--normal-label", default="0", help="normal label (default 0)")
+    fit.add_argument("--drop-cols", help="comma-separated columns to ignore")
+    fit.add_argument("--id-col", help="identifier column (not a feature)")
+    fit.add_argument("--n-epochs", default="auto", type=_epochs)
+    fit.add_argument("--batch-size", type=int, default=256)
+    fit.add_argument(
+        "--score",
+        default="reconstruction",
+        choices=["reconstruction", "latent", "combined"],
+    )
+    fit.add_argument("--contamination", default="auto", type=_contamination)
+    fit.add_argument(
+        "--target-fpr",
+        type=float,
+        help="share of normal rows that may be flagged (alert budget)",
+    )
+    fit.add_argument("--random-state", type=int, default=0)
+    fit.add_argument("--device", default="cpu")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(run=_cmd_fit)
+
+    score = sub.add_parser("score", help="score a file of any size, streaming")
+    score.add_argument("model")
+    score.add_argument("input", help="CSV or Parquet file to score")
+    score.add_argument("-o", "--output", required=True, help="CSV or Parquet output")
+    score.add_argument("--id-col", help="column copied to the output (default: row)")
+    score.add_argument("--on-bad-rows", choices=["error", "skip"], default="error")
+    score.add_argument("--rejects", help="rejects file (default OUTPUT.rejects.csv)")
+    score.add_argument("--top-k", type=int, default=3, help="explanation columns")
+    score.add_argument("--device", default="cpu")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.set_defaults(run=_cmd_score)
+
+    ev = sub.add_parser("evaluate", help="AUROC, AUPRC and plots on labelled rows")
+    ev.add_argument("model")
+    ev.add_argument("labelled", help="labelled CSV or Parquet file")
+    ev.add_argument("--label-col", required=True)
+    ev.add_argument("--normal-label", default="0")
+    ev.add_argument("--id-col")
+    ev.add_argument("--drop-cols")
+    ev.add_argument("--plot", help="PNG to write (default LABELLED.evaluation.png)")
+    ev.add_argument("--json", help="also write the metrics as JSON")
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(run=_cmd_evaluate)
+
+    demo = sub.add_parser("demo", help="synthetic transactions: fit, score, evaluate")
+    demo.add_argument("--output-dir", default="ganomaly-demo")
+    demo.add_argument("--n-samples", type=int, default=20000)
+    demo.add_argument("--n-epochs", type=int, default=15)
+    demo.add_argument("--random-state", type=int, default=0)
+    demo.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def _epochs(text: str) -> int | str:
+    if text == "auto":
+        return text
+    return int(text)
+
+
+def _contamination(text: str) -> float | str:
+    if text == "auto":
+        return text
+    return float(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``ganomaly`` command line; returns the exit code.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 on success, 2 on bad input or usage (message on stderr).
+    """
+    import torch
+
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and usage errors
+        return int(exc.code or 0)
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        return args.run(args)
+    except CliError as exc:
+        print(f"ganomaly {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # parameter validation from the estimator
+        print(f"ganomaly {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ganomaly {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,545 @@
+"""Streaming batch scoring of CSV and Parquet files, in constant memory.
+
+:func:`score_file` reads the input in blocks with pyarrow (``pyarrow.csv.open_csv``
+or ``ParquetFile.iter_batches``), scores every block and appends it to the output,
+so memory stays flat whatever the file size.  The output is written to a temporary
+file next to the target and renamed at the end: a killed run never leaves a partial
+file at the target path.
+
+Bad input is never silently dropped.  By default the first bad row stops the run
+with an error naming the file, the line and the column (:class:`BadInputError`).
+With ``on_bad_rows="skip"`` every bad row goes to a rejects file with its reason and
+all other rows are scored; input rows = scored rows + rejected rows, always.
+
+What counts as bad, for a model's column: text that is no number, ``NaN`` or an
+infinite value in a numeric column, and a row with the wrong number of fields.  An
+empty field is a *missing* value, handled by the model's missing-value policy
+(rejected only if the model was trained with ``missing="error"``).  Unknown
+categories are fine (they encode as "none of the known ones").
+
+Line numbers count physical lines, the header being line 1; they are exact for files
+without line breaks inside quoted fields.  Parquet files have no lines: their
+messages name the row (1-based).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from gancore import atomic_write
+
+__all__ = ["BadInputError", "ScoringSummary", "read_table_header", "score_file"]
+
+# Empty fields are missing values; "NaN", "nan", "inf" are *not* treated as missing:
+# they parse as floats and are rejected, so a typo never becomes a silent imputation.
+NULL_VALUES = [""]
+DEFAULT_BLOCK_SIZE = 8 << 20
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+class BadInputError(ValueError):
+    """Bad input: the message names the file, the line (or row) and the column."""
+
+
+@dataclass
+class ScoringSummary:
+    """What :func:`score_file` did.  ``n_input == n_scored + n_rejected`` always."""
+
+    input_path: str
+    output_path: str
+    rejects_path: str | None
+    n_input: int
+    n_scored: int
+    n_rejected: int
+    n_anomalies: int
+    seconds: float
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in _PARQUET_SUFFIXES
+
+
+def read_table_header(path: str | Path) -> list[str]:
+    """Column names of a CSV or Parquet file, with clear errors for unreadable files.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    list of str
+
+    Raises
+    ------
+    BadInputError
+        Missing, empty or unreadable file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"{path}: no such file")
+    if _is_parquet(path):
+        try:
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        except (pa.ArrowException, OSError) as exc:
+            raise BadInputError(f"{path}: not a readable Parquet file ({exc})") from exc
+    with open(path, "rb") as handle:
+        first = handle.readline(1 << 20)
+    if not first.strip():
+        raise BadInputError(
+            f"{path}: the file is empty; expected a CSV header line (line 1) and rows"
+        )
+    text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    return next(csv.reader(io.StringIO(text)))
+
+
+def _check_columns(path: Path, header: list[str], needed: list[str]) -> None:
+    absent = [c for c in needed if c not in header]
+    if not absent:
+        return
+    where = "schema" if _is_parquet(path) else "line 1 (header)"
+    message = (
+        f"{path}: {where}: missing column(s) {', '.join(map(repr, absent))}; the model "
+        f"needs {', '.join(map(repr, needed))}"
+    )
+    if len(header) == 1 and not _is_parquet(path):
+        for delimiter in (";", "\t", "|"):
+            if delimiter in header[0]:
+                message += (
+                    f"; the header has a single column containing {delimiter!r}: "
+                    "the file seems to use another delimiter than ',' (save it as "
+                    "comma-separated)"
+                )
+                break
+    raise BadInputError(message)
+
+
+class _Rejects:
+    """Collects rejected rows: (row, line, column, reason, id)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, int | None, str, str, Any]] = []
+
+    def add(self, row: int, line: int | None, column: str, reason: str, ident=None):
+        self.rows.append((row, line, column, reason, ident))
+
+
+def _describe(path: Path, line: int | None, row: int, column: str, reason: str) -> str:
+    where = f"line {line}" if line is not None else f"row {row}"
+    column_text = f", column {column!r}" if column else ""
+    return f"{path}: {where}{column_text}: {reason}"
+
+
+def _validate_batch(
+    batch: pa.RecordBatch,
+    numeric: list[str],
+    missing_is_bad: list[str],
+) -> tuple[dict[str, np.ndarray], list[tuple[int, str, str]]]:
+    """Float values of numeric columns and the bad cells ``(index, column, reason)``."""
+    values: dict[str, np.ndarray] = {}
+    bad: list[tuple[int, str, str]] = []
+    for name in numeric:
+        column = batch.column(name)
+        null = column.is_null().to_numpy(zero_copy_only=False)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            text = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
+            stripped = text.str.strip()
+            null = null | (stripped == "").to_numpy()
+            parsed = pd.to_numeric(stripped.where(~null, None), errors="coerce")
+            array = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+            for index in np.flatnonzero(np.isnan(array) & ~null):
+                shown = text.iloc[index]
+                if str(shown).strip().lower() in ("nan", "+nan", "-nan"):
+                    reason = "NaN is not a value; leave the field empty if missing"
+                else:
+                    reason = f"expected a number, got {shown!r}"
+                bad.append((int(index), name, reason))
+            array = np.where(np.isnan(array) & ~null, 0.0, array)
+        elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+            array = column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            for index in np.flatnonzero(np.isnan(array) & ~null):
+                reason = "NaN is not a value; leave the field empty if missing"
+                bad.append((int(index), name, reason))
+        elif pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
+            array = _bool_values(column)
+        else:
+            raise BadInputError(
+                f"column {name!r} has type {column.type}; expected numbers"
+            )
+        infinite = np.isinf(array)
+        for index in np.flatnonzero(infinite):
+            bad.append((int(index), name, f"infinite value {array[index]}"))
+        if name in missing_is_bad:
+            for index in np.flatnonzero(null):
+                bad.append(
+                    (int(index), name, "missing value (the model's policy is 'error')")
+                )
+        array = np.where(null, np.nan, array)
+        values[name] = array
+    return values, bad
+
+
+def _bool_values(column: pa.Array) -> np.ndarray:
+    """Booleans (or an all-null column) as floats with NaN for missing."""
+    return np.array(
+        [np.nan if v is None else float(v) for v in column.to_pylist()],
+        dtype=np.float64,
+    )
+
+
+def score_file(
+    detector: Any,
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    id_col: str | None = None,
+    on_bad_rows: str = "error",
+    rejects_path: str | Path | None = None,
+    top_k: int = 3,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    progress: bool | None = None,
+) -> ScoringSummary:
+    """Score a CSV or Parquet file of any size with a fitted GANomalyDetector.
+
+    Parameters
+    ----------
+    detector : GANomalyDetector
+        Fitted (on a DataFrame: the file must have its columns, by name).
+    input_path, output_path : str or Path
+        ``.parquet``/``.pq`` files are Parquet, anything else CSV.
+    id_col : str, optional
+        Column copied to the output to identify rows; without it the output has a
+        ``row`` column (1-based data row number, the header not counted).
+    on_bad_rows : {"error", "skip"}, default="error"
+        ``"error"``: stop at the first bad row with :class:`BadInputError` (and leave
+        no output).  ``"skip"``: write bad rows to ``rejects_path`` with reasons.
+    rejects_path : str or Path, optional
+        Default: ``<output stem>.rejects.csv`` next to the output.
+    top_k : int, default=3
+        Explanation columns ``feature_i``, ``contribution_i`` per row.
+    block_size : int, default=8 MiB
+        Bytes of CSV parsed per block (Parquet: about as many rows).
+    progress : bool, optional
+        Progress bar; default when stderr is a terminal.
+
+    Returns
+    -------
+    ScoringSummary
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from ganomaly import GANomalyDetector, make_transactions
+    >>> from ganomaly.scoring import score_file
+    >>> frame = make_transactions(600, random_state=0)
+    >>> folder = tempfile.mkdtemp()
+    >>> frame.to_csv(os.path.join(folder, "in.csv"), index=False)
+    >>> detector = GANomalyDetector(n_epochs=1, random_state=0).fit(
+    ...     frame.drop(columns=["transaction_id", "is_fraud"]))
+    >>> summary = score_file(detector, os.path.join(folder, "in.csv"),
+    ...                      os.path.join(folder, "out.csv"), id_col="transaction_id")
+    >>> summary.n_input, summary.n_scored, summary.n_rejected
+    (600, 600, 0)
+    """
+    if on_bad_rows not in ("error", "skip"):
+        raise ValueError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
+    start = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    if rejects_path is None and on_bad_rows == "skip":
+        rejects_path = output_path.with_name(output_path.stem + ".rejects.csv")
+    pre = detector.preprocessor_
+    needed = list(pre.input_columns_)
+    numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
+    missing_is_bad = numeric if pre.missing == "error" else []
+    header = read_table_header(input_path)
+    _check_columns(input_path, header, needed + ([id_col] if id_col else []))
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    job = _Job(
+        detector,
+        input_path,
+        needed,
+        numeric,
+        missing_is_bad,
+        id_col,
+        on_bad_rows,
+        top_k,
+        block_size,
+        progress,
+    )
+    job.parquet_out = _is_parquet(output_path)
+    with atomic_write(output_path) as tmp_output:
+        try:
+            job.run(tmp_output, careful=False)
+        except _RetryCarefully:
+            job.run(tmp_output, careful=True)
+        if job.n_input == 0:
+            raise BadInputError(
+                f"{input_path}: no data rows"
+                + ("" if _is_parquet(input_path) else " after the header (line 1)")
+            )
+        if rejects_path is not None:
+            with atomic_write(rejects_path) as tmp_rejects:
+                _write_rejects(tmp_rejects, job.rejects, id_col)
+    if job.n_scored + len(job.rejects.rows) != job.n_input:  # pragma: no cover
+        raise RuntimeError("internal error: scored + rejected rows != input rows")
+    return ScoringSummary(
+        input_path=str(input_path),
+        output_path=str(output_path),
+        rejects_path=str(rejects_path) if rejects_path is not None else None,
+        n_input=job.n_input,
+        n_scored=job.n_scored,
+        n_rejected=len(job.rejects.rows),
+        n_anomalies=job.n_anomalies,
+        seconds=time.perf_counter() - start,
+    )
+
+
+class _RetryCarefully(Exception):
+    """The fast typed CSV read hit a bad row: read again as text to find it."""
+
+
+class _Job:
+    def __init__(
+        self,
+        detector,
+        path,
+        needed,
+        numeric,
+        missing_is_bad,
+        id_col,
+        on_bad_rows,
+        top_k,
+        block_size,
+        progress,
+    ):
+        self.detector, self.path, self.needed = detector, path, needed
+        self.numeric, self.missing_is_bad = numeric, missing_is_bad
+        self.id_col, self.on_bad_rows = id_col, on_bad_rows
+        self.top_k, self.block_size, self.progress = top_k, block_size, progress
+        self.categorical = [c for c in needed if c not in numeric]
+
+    def _batches(self, careful: bool):
+        """Yield (record batch, data row numbers, physical line numbers or None)."""
+        if _is_parquet(self.path):
+            columns = list(
+                dict.fromkeys(self.needed + ([self.id_col] if self.id_col else []))
+            )
+            parquet = pq.ParquetFile(self.path)
+            rows_per_batch = max(1024, self.block_size // max(1, 8 * len(columns)))
+            done = 0
+            for batch in parquet.iter_batches(
+                batch_size=rows_per_batch, columns=columns
+            ):
+                rows = np.arange(done + 1, done + batch.num_rows + 1)
+                done += batch.num_rows
+                yield batch, rows, None
+            return
+        text_type = pa.string()
+        column_types = {
+            c: (text_type if careful else pa.float64()) for c in self.numeric
+        }
+        for c in self.categorical:
+            column_types[c] = text_type
+        if self.id_col:
+            column_types[self.id_col] = text_type
+        skipped_lines: list[int] = []
+
+        def on_invalid_row(row) -> str:
+            if not careful:
+                return "error"
+            skipped_lines.append(int(row.number) if row.number is not None else -1)
+            self.invalid_rows.append(row)
+            return "skip"
+
+        reader = pacsv.open_csv(
+            self.path,
+            read_options=pacsv.ReadOptions(
+                block_size=self.block_size, use_threads=not careful
+            ),
+            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+            convert_options=pacsv.ConvertOptions(
+                column_types=column_types,
+                include_columns=list(column_types),
+                null_values=NULL_VALUES,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+        done = 0  # valid rows yielded so far
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                if careful:
+                    raise BadInputError(f"{self.path}: {exc}") from exc
+                raise _RetryCarefully() from exc
+            index = np.arange(done, done + batch.num_rows)
+            if skipped_lines:
+                # Valid rows before the j-th skipped line: its line - 2 - j.
+                skipped = np.sort(np.asarray(skipped_lines))
+                before = skipped - 2 - np.arange(skipped.size)
+                lines = 2 + index + np.searchsorted(before, index, side="right")
+            else:
+                lines = 2 + index
+            done += batch.num_rows
+            yield batch, lines - 1, lines
+
+    def run(self, output: Path, careful: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self.n_input = self.n_scored = self.n_anomalies = 0
+        self.rejects = _Rejects()
+        self.invalid_rows: list = []
+        writer = None
+        bar = tqdm(
+            desc=f"scoring {self.path.name}", unit=" rows", disable=not self.progress
+        )
+        try:
+            for batch, rows, lines in self._batches(careful):
+                self._reject_invalid_rows()
+                values, bad = _validate_batch(batch, self.numeric, self.missing_is_bad)
+                ids = (
+                    batch.column(self.id_col).to_numpy(zero_copy_only=False)
+                    if self.id_col
+                    else None
+                )
+                self.n_input += batch.num_rows
+                good = np.ones(batch.num_rows, dtype=bool)
+                for index, column, reason in sorted(bad):
+                    line = int(lines[index]) if lines is not None else None
+                    if self.on_bad_rows == "error":
+                        raise BadInputError(
+                            _describe(self.path, line, int(rows[index]), column, reason)
+                            + "; use --on-bad-rows skip to score the other rows"
+                        )
+                    if good[index]:
+                        good[index] = False
+                        ident = ids[index] if ids is not None else None
+                        self.rejects.add(int(rows[index]), line, column, reason, ident)
+                table = self._score(batch, values, good, rows, ids)
+                if table is not None:
+                    if writer is None:
+                        writer = _open_writer(output, table.schema, self.parquet_out)
+                    writer.write_table(table)
+                bar.update(batch.num_rows)
+            self._reject_invalid_rows()
+            if writer is None:
+                schema = self._empty_schema()
+                writer = _open_writer(output, schema, self.parquet_out)
+        finally:
+            bar.close()
+            if writer is not None:
+                writer.close()
+
+    def _reject_invalid_rows(self) -> None:
+        for row in self.invalid_rows:
+            line = int(row.number) if row.number is not None else None
+            reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
+            if self.on_bad_rows == "error":
+                raise BadInputError(
+                    _describe(self.path, line, (line or 0) - 1, "", reason)
+                    + "; use --on-bad-rows skip to score the other rows"
+                )
+            self.n_input += 1
+            self.rejects.add((line or 0) - 1, line, "", reason)
+        self.invalid_rows.clear()
+
+    def _score(self, batch, values, good, rows, ids) -> pa.Table | None:
+        if not good.any():
+            return None
+        detector = self.detector
+        columns: dict[str, Any] = {}
+        for name in self.needed:
+            if name in values:
+                columns[name] = values[name][good]
+            else:
+                text = batch.column(name).to_numpy(zero_copy_only=False)
+                columns[name] = text[good]
+        if getattr(detector, "fitted_on_frame_", True):
+            frame = pd.DataFrame(columns, copy=False)
+        else:
+            frame = np.column_stack([columns[name] for name in self.needed])
+        scores, explanations = detector.score_and_explain(frame, top_k=self.top_k)
+        flagged = scores > detector.threshold_
+        self.n_scored += int(good.sum())
+        self.n_anomalies += int(flagged.sum())
+        out: dict[str, Any] = {}
+        if self.id_col:
+            out[self.id_col] = pa.array(ids[good], type=pa.string())
+        else:
+            out["row"] = pa.array(rows[good], type=pa.int64())
+        out["anomaly_score"] = pa.array(scores, type=pa.float64())
+        out["is_anomaly"] = pa.array(flagged, type=pa.bool_())
+        for name in explanations.columns:
+            data = explanations[name].to_numpy()
+            kind = pa.string() if name.startswith("feature") else pa.float64()
+            out[name] = pa.array(data, type=kind)
+        return pa.table(out)
+
+    def _empty_schema(self) -> pa.Schema:
+        fields = [
+            (self.id_col, pa.string()) if self.id_col else ("row", pa.int64()),
+            ("anomaly_score", pa.float64()),
+            ("is_anomaly", pa.bool_()),
+        ]
+        for k in range(1, min(self.top_k, len(self.needed)) + 1):
+            fields += [
+                (f"feature_{k}", pa.string()),
+                (f"contribution_{k}", pa.float64()),
+            ]
+        return pa.schema(fields)
+
+
+class _ParquetWriter:
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.writer = pq.ParquetWriter(str(path), schema)
+
+    def write_table(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _CsvWriter:
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.handle = open(path, "wb")
+        self.writer = pacsv.CSVWriter(self.handle, schema)
+
+    def write_table(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.handle.close()
+
+
+def _open_writer(path: Path, schema: pa.Schema, parquet: bool):
+    return _ParquetWriter(path, schema) if parquet else _CsvWriter(path, schema)
+
+
+def _write_rejects(path: Path, rejects: _Rejects, id_col: str | None) -> None:
+    frame = pd.DataFrame(
+        sorted(rejects.rows, key=lambda r: r[0]),
+        columns=["row", "line", "column", "reason", id_col or "id"],
+    )
+    if id_col is None:
+        frame = frame.drop(columns=["id"])
+    frame["line"] = frame["line"].astype("Int64")
+    frame.to_csv(path, index=False)
