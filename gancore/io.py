@@ -1,0 +1,265 @@
+"""Safe model files: safetensors weights with a JSON configuration and a version.
+
+A gankit model file is one ``.safetensors`` file. Its tensors are the weights; its
+string metadata holds
+
+* ``gankit.format`` -- the literal ``"gankit"``, so that foreign files are recognised;
+* ``gankit.format_version`` -- :data:`FORMAT_VERSION`, checked on load;
+* ``gankit.kind`` -- what the file holds (``"ganomaly.GANomalyDetector"``, ...);
+* ``gankit.config`` -- the JSON configuration needed to rebuild the object;
+* ``gankit.sha256`` -- a digest of every tensor's name, dtype, shape and bytes, so a
+  bit flip anywhere in the weights is caught instead of silently changing scores;
+* ``gankit.version`` -- the gankit version that wrote it (for messages only).
+
+Nothing in this format can execute code when loaded: safetensors is a JSON header
+plus raw buffers, and the configuration is parsed with :func:`json.loads`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "atomic_write",
+    "load_model",
+    "save_model",
+]
+
+FORMAT_VERSION = 1
+_MAGIC = "gankit"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, damaged, foreign, or of another format version."""
+
+
+def _gankit_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("gankit")
+    except Exception:  # not installed (running from a source tree)
+        return "unknown"
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        sha.update(
+            tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        )
+    return sha.hexdigest()
+
+
+class atomic_write:  # noqa: N801 - used like open()
+    """Context manager giving a temporary path next to ``path``, renamed on success.
+
+    A crash or an exception inside the block removes the temporary file, so the
+    target path holds either its previous content or the complete new file, never a
+    truncated one.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_write(target) as tmp:
+    ...     _ = pathlib.Path(tmp).write_text("complete")
+    >>> target.read_text()
+    'complete'
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            with open(self.tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def save_model(
+    path: str | os.PathLike,
+    tensors: dict[str, torch.Tensor],
+    config: dict,
+    kind: str,
+) -> None:
+    """Write tensors and a JSON configuration to a safe model file, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file (conventionally ``*.safetensors``).
+    tensors : dict of str to torch.Tensor
+        Weights and any other arrays; they are copied to the CPU and made contiguous.
+    config : dict
+        JSON-serialisable configuration needed to rebuild the object.
+    kind : str
+        What the file holds, checked by :func:`load_model`.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+    >>> save_model(path, {"w": torch.ones(2)}, {"latent_dim": 8}, kind="demo")
+    >>> tensors, config = load_model(path, kind="demo")
+    >>> tensors["w"].tolist(), config["latent_dim"]
+    ([1.0, 1.0], 8)
+    """
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    try:
+        config_json = json.dumps(config, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"model configuration is not JSON-serialisable: {exc}") from exc
+    metadata = {
+        "gankit.format": _MAGIC,
+        "gankit.format_version": str(FORMAT_VERSION),
+        "gankit.kind": kind,
+        "gankit.config": config_json,
+        "gankit.sha256": _digest(tensors),
+        "gankit.version": _gankit_version(),
+    }
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def _read_header(path: Path) -> dict:
+    """Parse the safetensors header ourselves, to tell 'foreign' from 'damaged'."""
+    size = path.stat().st_size
+    if size < 8:
+        raise ModelFileError(
+            f"{path}: not a gankit model file ({size} bytes; too short to be one)"
+        )
+    with open(path, "rb") as handle:
+        header_len = int.from_bytes(handle.read(8), "little")
+        if header_len <= 0 or header_len > min(size - 8, 100 * 2**20):
+            raise ModelFileError(
+                f"{path}: not a gankit model file (no safetensors header; a pickle "
+                "or other format is refused, it could run code when loaded)"
+            )
+        raw = handle.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(
+            f"{path}: not a gankit model file (unreadable header: {exc})"
+        ) from exc
+    if not isinstance(header, dict):
+        raise ModelFileError(f"{path}: not a gankit model file (header is not a map)")
+    end = max(
+        (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+        default=0,
+    )
+    if 8 + header_len + end > size:
+        raise ModelFileError(
+            f"{path}: the model file is truncated ({size} bytes, "
+            f"{8 + header_len + end} expected); it was damaged or not fully copied"
+        )
+    return header
+
+
+def load_model(
+    path: str | os.PathLike, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Read a file written by :func:`save_model`, refusing anything else.
+
+    Parameters
+    ----------
+    path : str or path-like
+    kind : str, optional
+        If given, the file must hold this kind of object.
+
+    Returns
+    -------
+    tensors : dict of str to torch.Tensor
+        On the CPU.
+    config : dict
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, truncated, not a gankit model (a pickle, say), of another
+        format version or kind, or its weights do not match their checksum.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    header = _read_header(path)
+    metadata = header.get("__metadata__") or {}
+    if metadata.get("gankit.format") != _MAGIC:
+        raise ModelFileError(
+            f"{path}: a safetensors file, but not a gankit model (no gankit metadata)"
+        )
+    found_version = metadata.get("gankit.format_version")
+    if found_version != str(FORMAT_VERSION):
+        raise ModelFileError(
+            f"{path}: model file format version {found_version} (written by gankit "
+            f"{metadata.get('gankit.version', 'unknown')}), but this gankit "
+            f"({_gankit_version()}) reads version {FORMAT_VERSION}; re-train the model "
+            "or use a matching gankit version"
+        )
+    if kind is not None and metadata.get("gankit.kind") != kind:
+        raise ModelFileError(
+            f"{path}: holds a {metadata.get('gankit.kind')!r}, not a {kind!r}"
+        )
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: damaged model file ({exc})") from exc
+    if _digest(tensors) != metadata.get("gankit.sha256"):
+        raise ModelFileError(
+            f"{path}: the weights do not match their checksum; the file is damaged"
+        )
+    try:
+        config = json.loads(metadata["gankit.config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: damaged model configuration ({exc})") from exc
+    return tensors, config
+
+
+def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` with every key prefixed by ``prefix + '.'``."""
+    return {f"{prefix}.{k}": v for k, v in module.state_dict().items()}
+
+
+def module_state(prefix: str, tensors: dict[str, torch.Tensor]) -> dict:
+    """The sub-dict of ``tensors`` under ``prefix + '.'``, with the prefix removed."""
+    start = len(prefix) + 1
+    return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def numpy_tensors(
+    prefix: str, arrays: dict[str, np.ndarray]
+) -> dict[str, torch.Tensor]:
+    """Numeric numpy arrays as tensors under ``prefix + '.'``, to save."""
+    return {
+        f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(v))
+        for k, v in arrays.items()
+    }

@@ -1,0 +1,350 @@
+"""One plain GAN training loop with injected parts.
+
+:func:`train_gan` knows nothing about what it trains: the caller passes the two
+networks, their optimisers and two loss functions that turn a batch into the
+discriminator's and the generator's loss. :func:`adversarial_steps` builds those
+functions for ordinary (conditional) GANs; ``ganomaly`` passes its own.
+
+What the loop adds is what every GAN user needs and few loops get right: mixed
+precision on CUDA, a per-epoch loss history, divergence detection (a NaN or infinite
+loss stops training with an error naming the epoch, before anything is saved),
+checkpoints that hold everything needed to resume (weights, optimiser and scaler
+states, EMA, RNG states, history), and resumption that reproduces an uninterrupted
+run exactly on the CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .device import Rngs, autocast, make_grad_scaler
+from .diffaugment import DiffAugment
+from .ema import EMA
+from .io import atomic_write
+from .losses import GANLoss, gradient_penalty
+
+__all__ = ["TrainingDivergedError", "adversarial_steps", "train_gan"]
+
+_CHECKPOINT_FORMAT = "gankit-checkpoint-1"
+
+LossFn = Callable[[tuple[torch.Tensor, ...]], "torch.Tensor | tuple"]
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or infinite; nothing was saved from the diverged epoch."""
+
+
+def _split(result) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A loss function returns a loss, or ``(loss, {name: value to log})``."""
+    if isinstance(result, tuple):
+        return result[0], result[1]
+    return result, {}
+
+
+def _accumulate(sums: dict, counts: dict, values: dict[str, torch.Tensor]) -> None:
+    for name, value in values.items():
+        sums[name] = sums.get(name, 0) + value.detach().float()
+        counts[name] = counts.get(name, 0) + 1
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_write(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Load a training checkpoint without executing code (``weights_only=True``)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling errors come in many types
+        raise ValueError(
+            f"{path}: not a readable gankit checkpoint ({type(exc).__name__}: {exc})"
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a gankit training checkpoint")
+    return state
+
+
+def train_gan(
+    *,
+    generator: nn.Module,
+    discriminator: nn.Module,
+    g_optimizer: torch.optim.Optimizer,
+    d_optimizer: torch.optim.Optimizer,
+    d_loss_fn: LossFn,
+    g_loss_fn: LossFn,
+    data: Sequence[torch.Tensor],
+    n_epochs: int,
+    batch_size: int,
+    device: torch.device,
+    rngs: Rngs,
+    n_critic: int = 1,
+    ema: EMA | None = None,
+    checkpoint_path: str | Path | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    checkpoint_meta: dict | None = None,
+    verbose: bool = False,
+    desc: str = "training",
+) -> list[dict[str, float]]:
+    """Train a GAN for ``n_epochs`` epochs over in-memory tensors.
+
+    Each batch gets one discriminator step; every ``n_critic``-th batch also gets a
+    generator step (on the same batch). During the generator step the
+    discriminator's parameters are frozen, so no gradient is computed for them.
+
+    Parameters
+    ----------
+    generator, discriminator : nn.Module
+        Moved to ``device``. Conv nets also go to channels-last memory on CUDA.
+    g_optimizer, d_optimizer : torch.optim.Optimizer
+        Built on the networks' parameters (their state moves with the networks).
+    d_loss_fn, g_loss_fn : callable
+        ``fn(batch) -> loss`` or ``fn(batch) -> (loss, {name: tensor})``, where
+        ``batch`` is a tuple of tensors on ``device`` (rows of ``data``); extra named
+        values are averaged per epoch into the history.
+    data : sequence of torch.Tensor
+        Tensors with the same first dimension (e.g. images and labels).
+    n_epochs, batch_size : int
+    device : torch.device
+    rngs : gancore.device.Rngs
+        ``rngs.torch_cpu`` shuffles; the loss functions draw from the others. All are
+        saved in checkpoints.
+    n_critic : int, default=1
+        Discriminator steps per generator step (5 is usual for WGAN-GP).
+    ema : gancore.ema.EMA, optional
+        Updated after every generator step.
+    checkpoint_path : str or Path, optional
+        Where to write checkpoints (atomically, so a killed run leaves the previous
+        one intact).
+    checkpoint_every : int, default=0
+        Write a checkpoint every this many epochs and after the last (0: never).
+    resume : bool, default=False
+        Continue from ``checkpoint_path`` if it exists (start afresh otherwise).
+    checkpoint_meta : dict, optional
+        Stored in checkpoints and compared on resume, so a checkpoint of another
+        configuration is refused instead of silently mixed in.
+    verbose : bool, default=False
+        Show a tqdm progress bar with the current losses.
+    desc : str, default="training"
+        Label of the progress bar.
+
+    Returns
+    -------
+    history : list of dict
+        One entry per epoch: ``epoch`` (1-based), ``d_loss``, ``g_loss`` (means over
+        the epoch's steps) and any extra logged values.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When an epoch's losses are NaN or infinite.
+    """
+    if n_epochs < 0 or batch_size < 1 or n_critic < 1:
+        raise ValueError(
+            f"need n_epochs >= 0, batch_size >= 1, n_critic >= 1; got {n_epochs}, "
+            f"{batch_size}, {n_critic}"
+        )
+    n_rows = int(data[0].shape[0])
+    if n_rows == 0 or any(int(t.shape[0]) != n_rows for t in data):
+        raise ValueError("data must be non-empty tensors with the same first dimension")
+    if checkpoint_every and checkpoint_path is None:
+        raise ValueError("checkpoint_every needs a checkpoint_path")
+
+    memory_format = torch.preserve_format
+    if device.type == "cuda" and data[0].dim() == 4:
+        memory_format = torch.channels_last
+    generator.to(device, memory_format=memory_format)
+    discriminator.to(device, memory_format=memory_format)
+    if ema is not None:
+        ema.module.to(device, memory_format=memory_format)
+    data = tuple(
+        t.to(device, memory_format=memory_format) if t.dim() == 4 else t.to(device)
+        for t in data
+    )
+    d_scaler, g_scaler = make_grad_scaler(device), make_grad_scaler(device)
+
+    history: list[dict[str, float]] = []
+    start_epoch = 1
+    meta = dict(checkpoint_meta or {})
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = load_checkpoint(checkpoint_path)
+        if state["meta"] != meta:
+            raise ValueError(
+                f"{checkpoint_path}: the checkpoint was made with another "
+                f"configuration ({state['meta']} != {meta}); remove it or match it"
+            )
+        generator.load_state_dict(state["generator"])
+        discriminator.load_state_dict(state["discriminator"])
+        g_optimizer.load_state_dict(state["g_optimizer"])
+        d_optimizer.load_state_dict(state["d_optimizer"])
+        d_scaler.load_state_dict(state["d_scaler"])
+        g_scaler.load_state_dict(state["g_scaler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        rngs.load_state_dict(state["rngs"])
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+
+    def checkpoint(epoch: int) -> None:
+        _save_checkpoint(
+            Path(checkpoint_path),
+            {
+                "format": _CHECKPOINT_FORMAT,
+                "epoch": epoch,
+                "meta": meta,
+                "generator": generator.state_dict(),
+                "discriminator": discriminator.state_dict(),
+                "g_optimizer": g_optimizer.state_dict(),
+                "d_optimizer": d_optimizer.state_dict(),
+                "d_scaler": d_scaler.state_dict(),
+                "g_scaler": g_scaler.state_dict(),
+                "ema": ema.state_dict() if ema is not None else None,
+                "rngs": rngs.state_dict(),
+                "history": history,
+            },
+        )
+
+    def step(loss_fn, batch, optimizer, scaler) -> tuple[torch.Tensor, dict]:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(device):
+            loss, logs = _split(loss_fn(batch))
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        return loss.detach().float(), logs
+
+    generator.train()
+    discriminator.train()
+    epochs = tqdm(
+        range(start_epoch, n_epochs + 1),
+        desc=desc,
+        disable=not verbose,
+        initial=start_epoch - 1,
+        total=n_epochs,
+        unit="epoch",
+    )
+    for epoch in epochs:
+        order = torch.randperm(n_rows, generator=rngs.torch_cpu).to(device)
+        # Sums stay on the device: one synchronisation per epoch, not per step.
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        for index, start in enumerate(range(0, n_rows, batch_size)):
+            rows = order[start : start + batch_size]
+            if rows.numel() < 2 < n_rows:
+                continue  # batch norm cannot train on one row; it is used next epoch
+            batch = tuple(t[rows] for t in data)
+            d_loss, logs = step(d_loss_fn, batch, d_optimizer, d_scaler)
+            _accumulate(sums, counts, {"d_loss": d_loss, **logs})
+            if (index + 1) % n_critic == 0:
+                discriminator.requires_grad_(False)
+                try:
+                    g_loss, logs = step(g_loss_fn, batch, g_optimizer, g_scaler)
+                finally:
+                    discriminator.requires_grad_(True)
+                _accumulate(sums, counts, {"g_loss": g_loss, **logs})
+                if ema is not None:
+                    ema.update(generator)
+
+        record = {"epoch": epoch}
+        record.update({k: float(v) / counts[k] for k, v in sums.items()})
+        bad = [k for k, v in record.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDivergedError(
+                f"training diverged in epoch {epoch} of {n_epochs}: "
+                + ", ".join(f"{k}={record[k]}" for k in bad)
+                + "; lower the learning rate or resume from the last checkpoint"
+                + (f" ({checkpoint_path})" if checkpoint_path else "")
+            )
+        history.append(record)
+        if verbose:
+            epochs.set_postfix(
+                {k: f"{v:.3g}" for k, v in record.items() if k != "epoch"}
+            )
+        if checkpoint_every and (epoch % checkpoint_every == 0 or epoch == n_epochs):
+            checkpoint(epoch)
+    epochs.close()
+    generator.eval()
+    discriminator.eval()
+    return history
+
+
+def _has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def adversarial_steps(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    loss: GANLoss,
+    *,
+    latent_dim: int,
+    rngs: Rngs,
+    diffaugment: DiffAugment | None = None,
+    conditional: bool = False,
+) -> tuple[LossFn, LossFn]:
+    """Loss functions for an ordinary (conditional) GAN, for :func:`train_gan`.
+
+    The fake batch is sized from the real batch (so a short last batch works), and
+    conditional fakes take the real batch's labels, so classes are seen in their
+    data proportions. With ``diffaugment``, real and fake batches both go through it
+    before the discriminator, in both steps.
+
+    Parameters
+    ----------
+    generator, discriminator : nn.Module
+    loss : GANLoss
+    latent_dim : int
+    rngs : gancore.device.Rngs
+        Latent codes and augmentations are drawn from ``rngs.torch_device``.
+    diffaugment : DiffAugment, optional
+    conditional : bool, default=False
+        Batches are ``(x, y)`` and both networks take labels.
+
+    Returns
+    -------
+    d_loss_fn, g_loss_fn : callable
+    """
+    if loss.needs_gradient_penalty and _has_batch_norm(discriminator):
+        raise ValueError(
+            "WGAN-GP's per-sample gradient penalty is invalid with batch norm in the "
+            "discriminator; build it with normalization='instance' or None"
+        )
+    noise_rng = rngs.torch_device
+
+    def augment(x: torch.Tensor) -> torch.Tensor:
+        return diffaugment(x, noise_rng) if diffaugment is not None else x
+
+    def generate(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch[0]
+        y = batch[1] if conditional else None
+        z = torch.randn(x.shape[0], latent_dim, device=x.device, generator=noise_rng)
+        return generator(z, y) if conditional else generator(z), y
+
+    def critic(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        return discriminator(x, y) if conditional else discriminator(x)
+
+    def d_loss_fn(batch):
+        with torch.no_grad():
+            fake, y = generate(batch)
+        real_in, fake_in = augment(batch[0]), augment(fake)
+        d_loss = loss.discriminator_loss(critic(real_in, y), critic(fake_in, y))
+        if not loss.needs_gradient_penalty:
+            return d_loss
+        penalty = gradient_penalty(
+            discriminator, real_in, fake_in, y, generator=noise_rng
+        )
+        return d_loss + loss.gp_weight * penalty, {"gradient_penalty": penalty}
+
+    def g_loss_fn(batch):
+        fake, y = generate(batch)
+        return loss.generator_loss(critic(augment(fake), y))
+
+    return d_loss_fn, g_loss_fn
