@@ -1,0 +1,318 @@
+"""The training loop: DCGAN smoke test, resumption, divergence, checkpoints."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gancore import (
+    EMA,
+    DCGANDiscriminator,
+    DCGANGenerator,
+    DiffAugment,
+    GANLoss,
+    MLPDiscriminator,
+    MLPGenerator,
+    TrainingDivergedError,
+    adversarial_steps,
+    load_checkpoint,
+    make_rngs,
+    train_gan,
+)
+
+CPU = torch.device("cpu")
+
+
+def squares_and_circles(n: int, size: int = 16, seed: int = 0):
+    """One-channel images in [-1, 1]: class 0 a filled square, class 1 a disc."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    images = np.full((n, 1, size, size), -1.0, dtype=np.float32)
+    labels = np.arange(n) % 2
+    for i, label in enumerate(labels):
+        r = rng.integers(3, 6)
+        cy, cx = rng.integers(r, size - r, 2)
+        if label == 0:
+            mask = (abs(yy - cy) <= r) & (abs(xx - cx) <= r)
+        else:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+        images[i, 0][mask] = 1.0
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def build_dcgan(seed=0, loss="hinge", diffaugment=True, ema=True, n_critic=1):
+    torch.manual_seed(seed)  # construction only; training draws from rngs
+    rngs = make_rngs(seed)
+    g = DCGANGenerator(16, (1, 16, 16), base_channels=8, n_classes=2)
+    d = DCGANDiscriminator(
+        (1, 16, 16),
+        base_channels=8,
+        n_classes=2,
+        spectral_norm=True,
+        normalization=None if loss == "wgan-gp" else "batch",
+    )
+    d_fn, g_fn = adversarial_steps(
+        g,
+        d,
+        GANLoss(loss),
+        latent_dim=16,
+        rngs=rngs,
+        conditional=True,
+        diffaugment=DiffAugment() if diffaugment else None,
+    )
+    return dict(
+        generator=g,
+        discriminator=d,
+        g_optimizer=torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999)),
+        d_optimizer=torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999)),
+        d_loss_fn=d_fn,
+        g_loss_fn=g_fn,
+        rngs=rngs,
+        device=CPU,
+        n_critic=n_critic,
+        ema=EMA(g, 0.9) if ema else None,
+    )
+
+
+@pytest.mark.parametrize("loss", ["hinge", "bce", "wgan-gp"])
+def test_tiny_dcgan_trains_on_squares_and_circles(loss):
+    images, labels = squares_and_circles(64)
+    parts = build_dcgan(loss=loss, n_critic=2 if loss == "wgan-gp" else 1)
+    history = train_gan(**parts, data=(images, labels), n_epochs=4, batch_size=16)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    d_losses = [h["d_loss"] for h in history]
+    assert all(math.isfinite(v) for v in d_losses)
+    assert len(set(d_losses)) == 4  # the discriminator's loss moves
+    if loss == "wgan-gp":
+        assert "gradient_penalty" in history[0]
+    g = parts["ema"].module
+    with torch.no_grad():
+        fake = g(torch.randn(6, 16), torch.tensor([0, 1, 0, 1, 0, 1]))
+    assert fake.shape == (6, 1, 16, 16) and fake.dtype == torch.float32
+    assert float(fake.abs().max()) <= 1.0 and torch.isfinite(fake).all()
+
+
+def test_n_critic_counts_generator_steps():
+    images, labels = squares_and_circles(32)
+    parts = build_dcgan(n_critic=2, diffaugment=False, ema=False)
+    calls = {"g": 0}
+    g_fn = parts["g_loss_fn"]
+
+    def counting(batch):
+        calls["g"] += 1
+        return g_fn(batch)
+
+    parts["g_loss_fn"] = counting
+    train_gan(**parts, data=(images, labels), n_epochs=1, batch_size=8)
+    assert calls["g"] == 2  # 4 batches, a generator step every second one
+
+
+def _weights(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    images, labels = squares_and_circles(48)
+    data, kwargs = (images, labels), dict(n_epochs=4, batch_size=16)
+
+    reference = build_dcgan(seed=3)
+    ref_history = train_gan(**reference, data=data, **kwargs)
+
+    # The same run, killed in the middle of epoch 3, then resumed.
+    checkpoint = tmp_path / "run.ckpt"
+    first = build_dcgan(seed=3)
+    g_fn, calls = first["g_loss_fn"], {"n": 0}
+
+    def dies_in_epoch_3(batch):
+        calls["n"] += 1
+        if calls["n"] == 8:  # 3 steps per epoch: the 2nd step of epoch 3
+            raise _Killed
+        return g_fn(batch)
+
+    first["g_loss_fn"] = dies_in_epoch_3
+    with pytest.raises(_Killed):
+        train_gan(
+            **first, data=data, **kwargs, checkpoint_path=checkpoint, checkpoint_every=1
+        )
+    assert load_checkpoint(checkpoint)["epoch"] == 2
+
+    second = build_dcgan(seed=99)  # different init: everything comes from the file
+    history = train_gan(
+        **second,
+        data=data,
+        **kwargs,
+        checkpoint_path=checkpoint,
+        checkpoint_every=1,
+        resume=True,
+    )
+    assert history == ref_history
+    for name in ("generator", "discriminator"):
+        ref, got = _weights(reference[name]), _weights(second[name])
+        assert ref.keys() == got.keys()
+        assert all(torch.equal(ref[k], got[k]) for k in ref), name
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            _weights(reference["ema"].module).values(),
+            _weights(second["ema"].module).values(),
+            strict=True,
+        )
+    )
+    # Resuming a finished run does nothing more.
+    again = train_gan(
+        **second, data=data, **kwargs, checkpoint_path=checkpoint, resume=True
+    )
+    assert again == ref_history
+
+
+def test_resume_refuses_a_checkpoint_of_another_configuration(tmp_path):
+    images, labels = squares_and_circles(16)
+    ckpt = tmp_path / "c.ckpt"
+    train_gan(
+        **build_dcgan(),
+        data=(images, labels),
+        n_epochs=1,
+        batch_size=8,
+        checkpoint_path=ckpt,
+        checkpoint_every=1,
+        checkpoint_meta={"lr": 1},
+    )
+    with pytest.raises(ValueError, match="another configuration"):
+        train_gan(
+            **build_dcgan(),
+            data=(images, labels),
+            n_epochs=2,
+            batch_size=8,
+            checkpoint_path=ckpt,
+            resume=True,
+            checkpoint_meta={"lr": 2},
+        )
+
+
+def test_resume_without_a_checkpoint_starts_afresh(tmp_path):
+    images, labels = squares_and_circles(16)
+    history = train_gan(
+        **build_dcgan(),
+        data=(images, labels),
+        n_epochs=1,
+        batch_size=8,
+        checkpoint_path=tmp_path / "none.ckpt",
+        resume=True,
+    )
+    assert len(history) == 1
+
+
+def test_bad_checkpoint_file(tmp_path):
+    path = tmp_path / "bad.ckpt"
+    path.write_bytes(b"\x80\x04not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable gankit checkpoint"):
+        load_checkpoint(path)
+    torch.save({"some": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not a gankit training checkpoint"):
+        load_checkpoint(path)
+
+
+def _mlp_parts(lr, optimizer=torch.optim.SGD):
+    torch.manual_seed(0)
+    rngs = make_rngs(0)
+    g, d = MLPGenerator(4, 2, (16,)), MLPDiscriminator(2, (16,))
+    d_fn, g_fn = adversarial_steps(
+        g, d, GANLoss("wgan-gp", gp_weight=0), latent_dim=4, rngs=rngs
+    )
+    return dict(
+        generator=g,
+        discriminator=d,
+        g_optimizer=optimizer(g.parameters(), lr),
+        d_optimizer=optimizer(d.parameters(), lr),
+        d_loss_fn=d_fn,
+        g_loss_fn=g_fn,
+        rngs=rngs,
+        device=CPU,
+    )
+
+
+def test_a_learning_rate_that_blows_up_stops_with_the_epoch_named(tmp_path):
+    data = (torch.randn(64, 2) * 100,)
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(TrainingDivergedError, match=r"diverged in epoch \d+ of 50"):
+        train_gan(
+            **_mlp_parts(lr=1e12),
+            data=data,
+            n_epochs=50,
+            batch_size=16,
+            checkpoint_path=ckpt,
+            checkpoint_every=1,
+        )
+    if ckpt.exists():  # whatever was saved before the divergence is finite
+        state = load_checkpoint(ckpt)
+        assert all(torch.isfinite(v).all() for v in state["generator"].values())
+
+
+def test_divergence_in_a_given_epoch_keeps_the_last_good_checkpoint(tmp_path):
+    parts = _mlp_parts(lr=1e-3, optimizer=torch.optim.Adam)
+    d_fn, calls = parts["d_loss_fn"], {"n": 0}
+
+    def nan_in_epoch_3(batch):
+        calls["n"] += 1
+        loss = d_fn(batch)
+        return loss * float("nan") if calls["n"] > 8 else loss
+
+    parts["d_loss_fn"] = nan_in_epoch_3
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(TrainingDivergedError, match="epoch 3 of 5.*run.ckpt"):
+        train_gan(
+            **parts,
+            data=(torch.randn(64, 2),),
+            n_epochs=5,
+            batch_size=16,
+            checkpoint_path=ckpt,
+            checkpoint_every=1,
+        )
+    state = load_checkpoint(ckpt)
+    assert state["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in state["generator"].values())
+
+
+def test_argument_errors():
+    parts = _mlp_parts(1e-3)
+    with pytest.raises(ValueError, match="batch_size"):
+        train_gan(**parts, data=(torch.zeros(4, 2),), n_epochs=1, batch_size=0)
+    with pytest.raises(ValueError, match="same first dimension"):
+        train_gan(
+            **parts, data=(torch.zeros(4, 2), torch.zeros(3)), n_epochs=1, batch_size=2
+        )
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        train_gan(
+            **parts,
+            data=(torch.zeros(4, 2),),
+            n_epochs=1,
+            batch_size=2,
+            checkpoint_every=1,
+        )
+
+
+def test_wgan_gp_refuses_batch_norm_in_the_discriminator():
+    g = DCGANGenerator(4, (1, 8, 8), base_channels=4)
+    d = DCGANDiscriminator((1, 8, 8), base_channels=4, normalization="batch")
+    with pytest.raises(ValueError, match="batch norm"):
+        adversarial_steps(g, d, GANLoss("wgan-gp"), latent_dim=4, rngs=make_rngs(0))
+
+
+def test_verbose_shows_progress(capsys):
+    images, labels = squares_and_circles(16)
+    train_gan(
+        **build_dcgan(),
+        data=(images, labels),
+        n_epochs=2,
+        batch_size=8,
+        verbose=True,
+        desc="squares",
+    )
+    assert "squares" in capsys.readouterr().err
