@@ -321,3 +321,25 @@ def test_pipeline_with_a_real_classifier_and_clone():
     )
     scores = cross_val_score(clone(pipeline), X.reshape(len(X), -1) / 255, y, cv=3)
     assert scores.shape == (3,) and np.all(scores >= 0.5)
+
+
+def test_verbose_shows_progress(capsys):
+    X, y = two_class_images()
+    GANAugmenter(verbose=True, random_state=0, **FAST).fit_resample(X, y)
+    assert "ganaug training" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    X, y = two_class_images()
+    with pytest.raises(ValueError, match="CUDA"):
+        GANAugmenter(**{**FAST, "device": "cuda"}).fit_resample(X, y)
+
+
+@pytest.mark.gpu
+def test_trains_and_samples_on_cuda():
+    X, y = two_class_images()
+    sampler = GANAugmenter(**{**FAST, "device": "cuda"}, random_state=0)
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert X_res.shape == (60, 8, 8) and X_res.dtype == np.uint8
+    assert sampler.sample(3, y=1)[0].shape == (3, 8, 8)
