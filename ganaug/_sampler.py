@@ -449,14 +449,15 @@ class GANAugmenter(BaseOverSampler):
                 self.history_[label.item() if hasattr(label, "item") else label] = (
                     history
                 )
-        self._sample_rng = rngs.torch_cpu
-
         labels = np.concatenate(
             [np.full(count, label, dtype=y.dtype) for label, count in n_new.items()]
             or [np.empty(0, dtype=y.dtype)]
         )
         labels = labels.astype(y.dtype)
         X_synthetic = self._generate(labels, rngs.torch_cpu)
+        # sample() continues this stream; a state tensor (unlike a Generator)
+        # keeps the fitted sampler picklable.
+        self._sample_state = rngs.torch_cpu.get_state()
         X_resampled = np.concatenate([X, X_synthetic.astype(X.dtype)], axis=0)
         y_resampled = np.concatenate([y, labels])
         return self._layout(X_resampled), y_resampled
@@ -517,16 +518,18 @@ class GANAugmenter(BaseOverSampler):
         check_is_fitted(self, "generator_")
         if not isinstance(n_samples, numbers.Integral) or n_samples < 0:
             raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}")
-        if random_state is not None:
-            from gancore import make_rngs
+        from gancore import make_rngs
 
-            rng = make_rngs(random_state).torch_cpu
+        continue_stream = random_state is None
+        if continue_stream:
+            rng = torch.Generator()
+            state = getattr(self, "_sample_state", None)
+            if state is not None:
+                rng.set_state(state)
+            else:  # loaded from a file: start the stream from random_state
+                rng = make_rngs(self.random_state).torch_cpu
         else:
-            rng = getattr(self, "_sample_rng", None)
-            if rng is None:
-                from gancore import make_rngs
-
-                rng = self._sample_rng = make_rngs(self.random_state).torch_cpu
+            rng = make_rngs(random_state).torch_cpu
         if y is None:
             numpy_rng = np.random.default_rng(
                 int(torch.randint(0, 2**62, (1,), generator=rng))
@@ -553,7 +556,10 @@ class GANAugmenter(BaseOverSampler):
                     "only classes that were over-sampled get one"
                 )
         labels = labels.astype(self.classes_.dtype)
-        return self._layout(self._generate(labels, rng)), labels
+        X = self._layout(self._generate(labels, rng))
+        if continue_stream:
+            self._sample_state = rng.get_state()
+        return X, labels
 
     # ------------------------------------------------------------ persistence
 

@@ -343,3 +343,14 @@ def test_trains_and_samples_on_cuda():
     X_res, y_res = sampler.fit_resample(X, y)
     assert X_res.shape == (60, 8, 8) and X_res.dtype == np.uint8
     assert sampler.sample(3, y=1)[0].shape == (3, 8, 8)
+
+
+def test_fitted_sampler_pickles_and_continues_its_stream():
+    import pickle
+
+    X, y = two_class_images(dtype=np.float32)
+    sampler = GANAugmenter(random_state=0, **FAST)
+    sampler.fit_resample(X, y)
+    copy = pickle.loads(pickle.dumps(sampler))
+    np.testing.assert_array_equal(copy.sample(4)[0], sampler.sample(4)[0])
+    assert not np.array_equal(sampler.sample(4, y=0)[0], sampler.sample(4, y=0)[0])
