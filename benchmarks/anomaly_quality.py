@@ -21,7 +21,7 @@ Usage::
     python benchmarks/anomaly_quality.py --quick              # 1 seed, smaller epochs
     python benchmarks/anomaly_quality.py --datasets cardio thyroid --seeds 0
     python benchmarks/anomaly_quality.py --detectors GANomaly IForest \
-        --ganomaly-params '{"score": "combined"}'
+        --ganomaly-params '{"score_type": "combined"}'
 
 Writes ``results.csv``, ``summary.md`` and ``anomaly_quality.png`` to
 ``--output-dir`` (default ``./anomaly_quality_out``).
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             scaler = StandardScaler().fit(raw_train)
             train, test = scaler.transform(raw_train), scaler.transform(X_test)
             # Seed the global RNGs for the peers that draw from them (PyOD's ALAD).
-            np.random.seed(seed)
+            np.random.seed(seed)  # noqa: NPY002 - PyOD ALAD draws from it
             torch.manual_seed(seed)
             detectors = make_detectors(seed, args.quick, args.ganomaly_params)
             for name in args.detectors:

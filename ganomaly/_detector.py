@@ -76,12 +76,14 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
     w_adv, w_con, w_enc : float, default=1, 50, 1
         Weights of the feature-matching, contextual (L1) and encoder losses; the
         paper's defaults.
-    score : {"reconstruction", "latent", "combined"}, default="reconstruction"
+    score_type : {"reconstruction", "latent", "combined"}, default="reconstruction"
         ``"reconstruction"``: mean absolute reconstruction error ``|x - G(x)|``.
         ``"latent"``: the paper's ``||G_E(x) - E(G(x))||^2``.  ``"combined"``: both,
         each divided by its median on held-out normal rows, averaged.  The default
         comes from ``benchmarks/anomaly_quality.py``: on tabular data the latent
-        score is unstable and the reconstruction score ranks best.
+        score is unstable and the reconstruction score ranks best.  (Called
+        ``score`` in the issue; renamed because scikit-learn reserves the attribute
+        ``score`` for the ``score(X, y)`` method that ``GridSearchCV`` calls.)
     contamination : "auto" or float in (0, 0.5], default="auto"
         Float: the share of the training rows expected to be anomalies; the
         threshold is that quantile of the scores of the rows passed to ``fit``
@@ -149,7 +151,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         "w_adv": [Interval(Real, 0, None, closed="left")],
         "w_con": [Interval(Real, 0, None, closed="left")],
         "w_enc": [Interval(Real, 0, None, closed="left")],
-        "score": [StrOptions(set(SCORES))],
+        "score_type": [StrOptions(set(SCORES))],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "target_fpr": [Interval(Real, 0, 1, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -171,7 +173,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         w_adv: float = 1.0,
         w_con: float = 50.0,
         w_enc: float = 1.0,
-        score: str = "reconstruction",
+        score_type: str = "reconstruction",
         contamination: float | str = "auto",
         target_fpr: float | None = None,
         validation_fraction: float = 0.1,
@@ -189,7 +191,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         self.w_adv = w_adv
         self.w_con = w_con
         self.w_enc = w_enc
-        self.score = score
+        self.score_type = score_type
         self.contamination = contamination
         self.target_fpr = target_fpr
         self.validation_fraction = validation_fraction
@@ -271,15 +273,17 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         self.hidden_dims_ = hidden_dims or default_hidden
         self.latent_dim_ = int(self.latent_dim or default_latent)
 
-        generator = GANomalyNet(n_encoded, self.latent_dim_, self.hidden_dims_)
-        discriminator = make_discriminator(n_encoded, self.hidden_dims_)
+        # Built on the meta device (no global-RNG draws), then initialised from
+        # the local generator: random_state alone determines the weights.
+        with torch.device("meta"):
+            generator = GANomalyNet(n_encoded, self.latent_dim_, self.hidden_dims_)
+            discriminator = make_discriminator(n_encoded, self.hidden_dims_)
+        generator = generator.to_empty(device="cpu")
+        discriminator = discriminator.to_empty(device="cpu")
         init_weights(generator, rngs.torch_cpu)
         init_weights(discriminator, rngs.torch_cpu)
-        steps_per_epoch = math.ceil(encoded.shape[0] / self.batch_size)
         if self.n_epochs == "auto":
-            self.n_epochs_ = int(
-                min(_MAX_AUTO_EPOCHS, max(1, math.ceil(AUTO_STEPS / steps_per_epoch)))
-            )
+            self.n_epochs_ = auto_epochs(encoded.shape[0], self.batch_size)
         else:
             self.n_epochs_ = int(self.n_epochs)
 
@@ -397,9 +401,9 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         return errors, latent_errors
 
     def _combine(self, reconstruction: np.ndarray, latent: np.ndarray) -> np.ndarray:
-        if self.score == "reconstruction":
+        if self.score_type == "reconstruction":
             return reconstruction
-        if self.score == "latent":
+        if self.score_type == "latent":
             return latent
         return 0.5 * (
             reconstruction / self.score_scale_["reconstruction"]
@@ -643,6 +647,18 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         detector.discriminator_ = discriminator.to(resolved).eval()
         detector.device_ = str(resolved)
         return detector
+
+
+def auto_epochs(n_rows: int, batch_size: int) -> int:
+    """Epochs for about ``AUTO_STEPS`` generator steps: at least 1, at most 300.
+
+    Examples
+    --------
+    >>> auto_epochs(250_000, 256), auto_epochs(10_000, 256), auto_epochs(100, 256)
+    (4, 75, 300)
+    """
+    steps_per_epoch = math.ceil(n_rows / batch_size)
+    return int(min(_MAX_AUTO_EPOCHS, max(1, math.ceil(AUTO_STEPS / steps_per_epoch))))
 
 
 def _take(X: pd.DataFrame | np.ndarray, rows: np.ndarray) -> pd.DataFrame | np.ndarray:

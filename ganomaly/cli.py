@@ -130,7 +130,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     detector = GANomalyDetector(
         n_epochs=args.n_epochs,
         batch_size=args.batch_size,
-        score=args.score,
+        score_type=args.score,
         contamination=args.contamination,
         target_fpr=args.target_fpr,
         device=args.device,

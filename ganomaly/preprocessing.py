@@ -439,7 +439,7 @@ class TabularPreprocessor:
                 as_text = series.astype(str).where(~missing, None)
             else:
                 as_text = series.astype(str)
-            codes = pd.Categorical(as_text, categories=categories).codes
+            codes = pd.Index(categories, dtype=object).get_indexer(as_text)
             width = len(categories) + int(spec["missing_category"])
             block = np.zeros((series.shape[0], width), dtype=np.float32)
             known = codes >= 0

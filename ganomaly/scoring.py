@@ -365,7 +365,36 @@ class _Job:
             self.invalid_rows.append(row)
             return "skip"
 
-        reader = pacsv.open_csv(
+        def failed(exc: Exception) -> Exception:
+            if careful:
+                return BadInputError(f"{self.path}: {exc}")
+            return _RetryCarefully()
+
+        try:
+            reader = self._open_csv(careful, column_types, on_invalid_row)
+        except pa.ArrowInvalid as exc:
+            raise failed(exc) from exc
+        done = 0  # valid rows yielded so far
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            except pa.ArrowInvalid as exc:
+                raise failed(exc) from exc
+            index = np.arange(done, done + batch.num_rows)
+            if skipped_lines:
+                # Valid rows before the j-th skipped line: its line - 2 - j.
+                skipped = np.sort(np.asarray(skipped_lines))
+                before = skipped - 2 - np.arange(skipped.size)
+                lines = 2 + index + np.searchsorted(before, index, side="right")
+            else:
+                lines = 2 + index
+            done += batch.num_rows
+            yield batch, lines - 1, lines
+
+    def _open_csv(self, careful, column_types, on_invalid_row):
+        return pacsv.open_csv(
             self.path,
             read_options=pacsv.ReadOptions(
                 block_size=self.block_size, use_threads=not careful
@@ -379,26 +408,6 @@ class _Job:
                 quoted_strings_can_be_null=True,
             ),
         )
-        done = 0  # valid rows yielded so far
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                if careful:
-                    raise BadInputError(f"{self.path}: {exc}") from exc
-                raise _RetryCarefully() from exc
-            index = np.arange(done, done + batch.num_rows)
-            if skipped_lines:
-                # Valid rows before the j-th skipped line: its line - 2 - j.
-                skipped = np.sort(np.asarray(skipped_lines))
-                before = skipped - 2 - np.arange(skipped.size)
-                lines = 2 + index + np.searchsorted(before, index, side="right")
-            else:
-                lines = 2 + index
-            done += batch.num_rows
-            yield batch, lines - 1, lines
 
     def run(self, output: Path, careful: bool) -> None:
         from tqdm.auto import tqdm

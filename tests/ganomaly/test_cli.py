@@ -1,0 +1,283 @@
+"""The ganomaly command line, called as main([...]) on files in tmp_path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from ganomaly.cli import main
+from ganomaly.datasets import make_transactions
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A training CSV, a new CSV and a model fitted by `ganomaly fit`."""
+    folder = tmp_path_factory.mktemp("cli")
+    table = make_transactions(1500, fraud_fraction=0.03, random_state=0)
+    table.iloc[:1000].to_csv(folder / "train.csv", index=False)
+    table.iloc[1000:].to_csv(folder / "new.csv", index=False)
+    code = main(
+        [
+            "fit",
+            str(folder / "train.csv"),
+            "-o",
+            str(folder / "model.safetensors"),
+            "--label-col",
+            "is_fraud",
+            "--id-col",
+            "transaction_id",
+            "--n-epochs",
+            "3",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    return folder
+
+
+def _score(files, source, *extra):
+    return main(
+        [
+            "score",
+            str(files / "model.safetensors"),
+            str(source),
+            "-o",
+            str(files / "out.csv"),
+            "--id-col",
+            "transaction_id",
+            "--quiet",
+            *extra,
+        ]
+    )
+
+
+def test_fit_reports_rows_used(tmp_path, capsys):
+    table = make_transactions(400, fraud_fraction=0.05, random_state=1)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "t.csv"),
+            "-o",
+            str(tmp_path / "m.safetensors"),
+            "--label-col",
+            "is_fraud",
+            "--drop-cols",
+            "transaction_id",
+            "--n-epochs",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert "training on 380 of 400 rows" in capsys.readouterr().err
+
+
+def test_score_writes_every_row(files):
+    assert _score(files, files / "new.csv") == 0
+    out = pd.read_csv(files / "out.csv")
+    new = pd.read_csv(files / "new.csv")
+    assert out["transaction_id"].tolist() == new["transaction_id"].tolist()
+    assert list(out.columns[:3]) == ["transaction_id", "anomaly_score", "is_anomaly"]
+    assert {"feature_1", "contribution_1", "feature_3"} <= set(out.columns)
+    assert (out["anomaly_score"] >= 0).all()
+
+
+def test_score_small_blocks_match_one_block(files):
+    from ganomaly import GANomalyDetector
+    from ganomaly.scoring import score_file
+
+    detector = GANomalyDetector.load(files / "model.safetensors")
+    score_file(detector, files / "new.csv", files / "a.csv", block_size=1 << 20)
+    score_file(detector, files / "new.csv", files / "b.csv", block_size=4096)
+    a, b = pd.read_csv(files / "a.csv"), pd.read_csv(files / "b.csv")
+    assert a["row"].tolist() == list(range(1, 501))
+    np.testing.assert_allclose(a["anomaly_score"], b["anomaly_score"], rtol=1e-6)
+
+
+def test_parquet_in_and_out(files):
+    pd.read_csv(files / "new.csv").to_parquet(files / "new.parquet")
+    code = main(
+        [
+            "score",
+            str(files / "model.safetensors"),
+            str(files / "new.parquet"),
+            "-o",
+            str(files / "out.parquet"),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    out = pq.read_table(files / "out.parquet").to_pandas()
+    assert len(out) == 500 and out["row"].iloc[-1] == 500
+
+
+def _bad_copy(files, name, edit):
+    lines = (files / "new.csv").read_text().splitlines()
+    lines = edit(lines)
+    path = files / name
+    path.write_text("\n".join(lines) + ("\n" if lines else ""))
+    return path
+
+
+def _replace_field(lines, line_number, column, value):
+    header = lines[0].split(",")
+    fields = lines[line_number - 1].split(",")
+    fields[header.index(column)] = value
+    lines[line_number - 1] = ",".join(fields)
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("abc", "expected a number, got 'abc'"), ("inf", "infinite"), ("NaN", "NaN")],
+)
+def test_bad_value_names_file_line_and_column(files, capsys, value, message):
+    path = _bad_copy(
+        files, "bad.csv", lambda ls: _replace_field(ls, 7, "amount", value)
+    )
+    (files / "out.csv").unlink(missing_ok=True)
+    assert _score(files, path) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv: line 7, column 'amount'" in err and message in err
+    assert not (files / "out.csv").exists()  # nothing half-written at the target
+    assert not list(files.glob(".out.csv.*"))  # no temporary left behind
+
+
+def test_skip_bad_rows_writes_rejects(files):
+    def edit(lines):
+        lines = _replace_field(lines, 3, "amount", "abc")
+        lines = _replace_field(lines, 10, "hour", "inf")
+        lines[20] = "T9,1,2"  # line 21: wrong number of fields
+        return lines
+
+    path = _bad_copy(files, "bad.csv", edit)
+    assert _score(files, path, "--on-bad-rows", "skip") == 0
+    out = pd.read_csv(files / "out.csv")
+    rejects = pd.read_csv(files / "out.rejects.csv")
+    assert len(out) + len(rejects) == 500  # input rows = scored + rejected
+    assert rejects["line"].tolist() == [3, 10, 21]
+    assert rejects["column"].tolist()[:2] == ["amount", "hour"]
+    assert "fields" in rejects["reason"].iloc[2]
+    new_ids = pd.read_csv(files / "new.csv")["transaction_id"]
+    kept = [i for i in range(500) if i not in (1, 8, 19)]  # lines 3, 10, 21
+    assert out["transaction_id"].tolist() == new_ids.iloc[kept].tolist()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "the file is empty"),
+        (None, "no data rows"),  # header only
+        ("a;b;c\n1;2;3\n", "another delimiter"),
+    ],
+)
+def test_unusable_files(files, capsys, content, message):
+    path = files / "odd.csv"
+    if content is None:
+        content = (files / "new.csv").read_text().splitlines()[0] + "\n"
+    path.write_text(content)
+    assert _score(files, path) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_or_renamed_column(files, capsys):
+    frame = pd.read_csv(files / "new.csv").rename(columns={"hour": "Hour"})
+    frame.to_csv(files / "renamed.csv", index=False)
+    assert _score(files, files / "renamed.csv") == 2
+    err = capsys.readouterr().err
+    assert "renamed.csv: line 1 (header): missing column(s) 'hour'" in err
+
+
+def test_model_that_is_not_a_model(files, tmp_path, capsys):
+    fake = tmp_path / "fake.safetensors"
+    fake.write_text("hello, I am a CSV\n")
+    code = main(
+        ["score", str(fake), str(files / "new.csv"), "-o", str(tmp_path / "o.csv")]
+    )
+    assert code == 2
+    assert "not a gankit model file" in capsys.readouterr().err
+
+
+def test_fit_bad_training_value_names_line(tmp_path, capsys):
+    table = make_transactions(200, random_state=0).astype({"hour": object})
+    table.loc[5, "hour"] = "noon"
+    table.to_csv(tmp_path / "t.csv", index=False)
+    code = main(
+        [
+            "fit",
+            str(tmp_path / "t.csv"),
+            "-o",
+            str(tmp_path / "m"),
+            "--drop-cols",
+            "transaction_id,is_fraud",
+            "--n-epochs",
+            "1",
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    assert "t.csv: line 7, column 'hour': expected a number, got 'noon'" in (
+        capsys.readouterr().err
+    )
+
+
+def test_fit_unknown_label_column(files, capsys):
+    code = main(
+        [
+            "fit",
+            str(files / "train.csv"),
+            "-o",
+            str(files / "m2"),
+            "--label-col",
+            "Class",
+        ]
+    )
+    assert code == 2
+    assert "no column(s) 'Class'" in capsys.readouterr().err
+
+
+def test_evaluate_prints_metrics_and_writes_plot(files, capsys):
+    plot = files / "eval.png"
+    code = main(
+        [
+            "evaluate",
+            str(files / "model.safetensors"),
+            str(files / "new.csv"),
+            "--label-col",
+            "is_fraud",
+            "--id-col",
+            "transaction_id",
+            "--plot",
+            str(plot),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "AUROC" in out and "AUPRC" in out and "prevalence" in out
+    assert "precision" in out and "recall" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    code = main(
+        [
+            "demo",
+            "--output-dir",
+            str(tmp_path),
+            "--n-samples",
+            "3000",
+            "--n-epochs",
+            "3",
+        ]
+    )
+    assert code == 0
+    assert (tmp_path / "evaluation.png").exists()
+    assert (tmp_path / "scores.csv").exists() and (tmp_path / "metrics.json").exists()
+
+
+def test_usage_errors_exit_non_zero(capsys):
+    assert main([]) == 2
+    assert main(["score"]) == 2

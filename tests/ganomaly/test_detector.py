@@ -1,0 +1,207 @@
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import make_scorer, roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from gancore import ModelFileError
+from ganomaly import GANomalyDetector
+from ganomaly._detector import auto_epochs
+
+# Checks that GANomalyDetector cannot pass, with the reason.  Empty: it passes all.
+EXPECTED_FAILED_CHECKS: dict[str, str] = {}
+
+
+@parametrize_with_checks(
+    [GANomalyDetector(n_epochs=2, batch_size=64, device="cpu")],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_auroc_floor_on_synthetic_fraud(fitted, transactions):
+    """Behavioural floor: inverted or untrained scores fail loudly."""
+    X, y = transactions
+    assert roc_auc_score(y, fitted.anomaly_score(X)) > 0.85
+
+
+def test_isolation_forest_conventions(fitted, transactions):
+    X, _ = transactions
+    scores = fitted.score_samples(X)
+    anomaly = fitted.anomaly_score(X)
+    np.testing.assert_allclose(anomaly, -scores)
+    assert (anomaly >= 0).all()
+    np.testing.assert_allclose(fitted.decision_function(X), scores - fitted.offset_)
+    predicted = fitted.predict(X)
+    assert set(np.unique(predicted)) <= {-1, 1}
+    np.testing.assert_array_equal(predicted == -1, fitted.decision_function(X) < 0)
+    assert fitted.threshold_ == pytest.approx(-fitted.offset_)
+    assert fitted.n_features_in_ == X.shape[1]
+    assert list(fitted.feature_names_in_) == list(X.columns)
+
+
+def test_target_fpr_is_calibrated_on_held_out_normals(transactions):
+    X, y = transactions
+    normal = X[y == 0]
+    detector = GANomalyDetector(
+        n_epochs=3, target_fpr=0.05, validation_fraction=0.3, random_state=0
+    ).fit(normal)
+    held_out = detector.validation_anomaly_scores_
+    assert held_out.size == int(0.3 * len(normal))
+    assert np.mean(held_out > detector.threshold_) == pytest.approx(0.05, abs=0.01)
+
+
+def test_contamination_float_follows_isolation_forest(transactions):
+    X, y = transactions
+    normal = X[y == 0]
+    detector = GANomalyDetector(n_epochs=2, contamination=0.1, random_state=0)
+    detector.fit(normal)
+    assert np.mean(detector.predict(normal) == -1) == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.mark.parametrize("score", ["reconstruction", "latent", "combined"])
+def test_every_score_works(transactions, score):
+    X, y = transactions
+    detector = GANomalyDetector(n_epochs=2, score_type=score, random_state=0)
+    scores = detector.fit(X[y == 0]).anomaly_score(X)
+    assert scores.shape == (len(X),) and np.isfinite(scores).all()
+    assert (scores >= 0).all()
+
+
+def test_deterministic_for_a_fixed_random_state(transactions):
+    X, y = transactions
+    normal = X[y == 0].iloc[:500]
+    a = GANomalyDetector(n_epochs=2, random_state=3).fit(normal).anomaly_score(X)
+    b = GANomalyDetector(n_epochs=2, random_state=3).fit(normal).anomaly_score(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_global_torch_rng_untouched(transactions):
+    X, y = transactions
+    state = torch.random.get_rng_state()
+    GANomalyDetector(n_epochs=1, random_state=0).fit(X[y == 0].iloc[:300])
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_explain_names_columns_and_shares(fitted, transactions):
+    X, y = transactions
+    frauds = X[y == 1].iloc[:10]
+    explained = fitted.explain(frauds, top_k=3)
+    assert list(explained.columns) == [
+        "feature_1",
+        "contribution_1",
+        "feature_2",
+        "contribution_2",
+        "feature_3",
+        "contribution_3",
+    ]
+    assert explained.index.equals(frauds.index)
+    assert set(explained["feature_1"]) <= set(X.columns)
+    shares = explained[["contribution_1", "contribution_2", "contribution_3"]]
+    assert (np.diff(shares.to_numpy(), axis=1) <= 1e-12).all()  # largest first
+    assert (shares.sum(axis=1) <= 1 + 1e-9).all()
+    with pytest.raises(ValueError):
+        fitted.explain(frauds, top_k=0)
+
+
+def test_categorical_and_missing_values_at_scoring(fitted, transactions):
+    X, _ = transactions
+    rows = X.iloc[:4].copy()
+    rows["merchant_category"] = ["casino", None, "grocery", "space_travel"]
+    rows.loc[rows.index[0], "distance_from_home_km"] = np.nan
+    assert np.isfinite(fitted.anomaly_score(rows)).all()
+    rows.loc[rows.index[1], "amount"] = np.inf
+    with pytest.raises(ValueError, match="amount.*infinite"):
+        fitted.anomaly_score(rows)
+
+
+def test_save_load_round_trip(fitted, transactions, tmp_path):
+    X, _ = transactions
+    path = tmp_path / "model.safetensors"
+    fitted.save(path)
+    loaded = GANomalyDetector.load(path)
+    np.testing.assert_allclose(loaded.anomaly_score(X), fitted.anomaly_score(X))
+    assert loaded.get_params() == fitted.get_params()
+    assert loaded.threshold_ == fitted.threshold_
+    pd.testing.assert_frame_equal(
+        loaded.explain(X.iloc[:5]), fitted.explain(X.iloc[:5])
+    )
+
+
+def test_load_refuses_files_that_are_not_models(tmp_path):
+    fake = tmp_path / "model.safetensors"
+    fake.write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(ModelFileError, match="not a gankit model"):
+        GANomalyDetector.load(fake)
+
+
+def test_pickle_round_trip(fitted, transactions):
+    X, _ = transactions
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.anomaly_score(X), fitted.anomaly_score(X))
+
+
+def test_pipeline_and_grid_search(transactions):
+    X, y = transactions
+    numeric = X.select_dtypes("number")
+    pipeline = Pipeline(
+        [
+            ("identity", FunctionTransformer()),
+            ("detector", GANomalyDetector(n_epochs=1, random_state=0)),
+        ]
+    )
+    auroc = make_scorer(roc_auc_score, response_method="decision_function")
+    search = GridSearchCV(
+        pipeline,
+        {"detector__score_type": ["reconstruction", "combined"]},
+        scoring=auroc,
+        cv=2,
+    )
+    search.fit(numeric, (y == 0).astype(int))  # labels only for the scorer
+    assert search.best_params_["detector__score_type"] in {"reconstruction", "combined"}
+    assert search.predict(numeric.iloc[:5]).shape == (5,)
+
+
+def test_network_options(transactions):
+    X, y = transactions
+    detector = GANomalyDetector(
+        n_epochs=1,
+        hidden_dims=(16, 8, 4),
+        latent_dim=3,
+        batch_size=32,
+        learning_rate=1e-4,
+        w_adv=0.5,
+        w_con=10,
+        w_enc=2,
+        numeric_scaling="robust",
+        missing="impute",
+        validation_fraction=0.0,
+        verbose=1,
+        random_state=0,
+    ).fit(X[y == 0].iloc[:200])
+    assert detector.latent_dim_ == 3 and detector.hidden_dims_ == (16, 8, 4)
+    assert detector.generator_.encoder.net[-1].out_features == 3
+    assert detector.n_epochs_ == 1 and len(detector.history_) == 1
+    with pytest.raises(ValueError, match="hidden_dims"):
+        GANomalyDetector(n_epochs=1, hidden_dims=(8, 0)).fit(X[y == 0].iloc[:50])
+
+
+def test_missing_policy_error(transactions):
+    X, y = transactions
+    with pytest.raises(ValueError, match="missing value"):
+        GANomalyDetector(n_epochs=1, missing="error").fit(X[y == 0])
+
+
+def test_auto_epochs_target_a_fixed_number_of_steps():
+    assert auto_epochs(250_000, 256) == 4  # big tables: a few epochs
+    assert auto_epochs(2_000, 256) == 300  # 8 steps per epoch: capped
+    assert auto_epochs(100_000, 1000) == 30
