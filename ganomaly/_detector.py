@@ -380,24 +380,34 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         return d_loss_fn, g_loss_fn
 
     # ------------------------------------------------------------- scoring
-    def _errors(self, encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature absolute reconstruction errors and latent errors, in batches."""
+    def _errors(
+        self, encoded: np.ndarray, need_latent: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature absolute reconstruction errors and latent errors, in batches.
+
+        Without ``need_latent`` the second encoder is skipped (a third less work)
+        and the latent errors are zeros.
+        """
         device = torch.device(self.device_)
+        net = self.generator_
         errors = np.empty(encoded.shape, dtype=np.float32)
-        latent_errors = np.empty(encoded.shape[0], dtype=np.float64)
+        latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, encoded.shape[0], _SCORING_BATCH):
                 x = torch.from_numpy(encoded[start : start + _SCORING_BATCH]).to(device)
-                reconstruction, latent, latent_of_reconstruction = self.generator_(x)
+                latent = net.encoder(x)
+                reconstruction = net.decoder(latent)
                 stop = start + x.shape[0]
                 errors[start:stop] = (x - reconstruction).abs().cpu().numpy()
-                latent_errors[start:stop] = (
-                    ((latent - latent_of_reconstruction) ** 2)
-                    .double()
-                    .mean(dim=1)
-                    .cpu()
-                    .numpy()
-                )
+                if need_latent:
+                    latent_of_reconstruction = net.second_encoder(reconstruction)
+                    latent_errors[start:stop] = (
+                        ((latent - latent_of_reconstruction) ** 2)
+                        .double()
+                        .mean(dim=1)
+                        .cpu()
+                        .numpy()
+                    )
         return errors, latent_errors
 
     def _combine(self, reconstruction: np.ndarray, latent: np.ndarray) -> np.ndarray:
@@ -426,8 +436,10 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         scores : ndarray of shape (n_samples,)
             Equal to ``-score_samples(X)``; rows above ``threshold_`` are anomalies.
         """
-        errors, latent = self._errors(self._encode(X))
-        return self._combine(errors.astype(np.float64).mean(axis=1), latent)
+        errors, latent = self._errors(
+            self._encode(X), need_latent=self.score_type != "reconstruction"
+        )
+        return self._combine(errors.mean(axis=1, dtype=np.float64), latent)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of the anomaly score: the lower, the more abnormal.
@@ -488,8 +500,15 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         explanations : DataFrame
             As :meth:`explain`.
         """
-        errors, latent = self._errors(self._encode(X))
-        scores = self._combine(errors.astype(np.float64).mean(axis=1), latent)
+        return self._score_and_explain_encoded(self._encode(X), top_k)
+
+    def _score_and_explain_encoded(
+        self, encoded: np.ndarray, top_k: int
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        errors, latent = self._errors(
+            encoded, need_latent=self.score_type != "reconstruction"
+        )
+        scores = self._combine(errors.mean(axis=1, dtype=np.float64), latent)
         return scores, self._explain_errors(errors, top_k)
 
     def explain(self, X: Any, top_k: int = 3) -> pd.DataFrame:
@@ -518,25 +537,41 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         return explanations
 
     def _explain_errors(self, errors: np.ndarray, top_k: int) -> pd.DataFrame:
+        top, shares = self._top_contributions(errors, top_k)
+        names = np.asarray(self.preprocessor_.input_columns_, dtype=object)
+        result: dict[str, Any] = {}
+        for k in range(top.shape[1]):
+            result[f"feature_{k + 1}"] = names[top[:, k]]
+            result[f"contribution_{k + 1}"] = shares[:, k].astype(np.float64)
+        return pd.DataFrame(result)
+
+    def _top_contributions(
+        self, errors: np.ndarray, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the ``top_k`` original columns per row and their error shares."""
         if not isinstance(top_k, Integral) or top_k < 1:
             raise ValueError(f"top_k must be a positive int, got {top_k!r}")
         columns = self.preprocessor_.input_columns_
         sources = self.preprocessor_.source_columns_
-        per_column = np.zeros((errors.shape[0], len(columns)), dtype=np.float64)
-        np.add.at(per_column.T, sources, errors.T.astype(np.float64))
-        total = per_column.sum(axis=1, keepdims=True)
-        shares = per_column / np.where(total > 0, total, 1.0)
+        if len(columns) == errors.shape[1]:  # numeric columns only: one-to-one
+            per_column = errors.copy()
+        else:  # sum the one-hot / indicator columns of each original column
+            membership = np.zeros((errors.shape[1], len(columns)), dtype=errors.dtype)
+            membership[np.arange(errors.shape[1]), sources] = 1.0
+            per_column = errors @ membership
+        total = per_column.sum(axis=1)
+        total[~(total > 0)] = 1.0
         top_k = min(int(top_k), len(columns))
-        # Stable ordering: largest share first, ties by column order.
-        top = np.argsort(-shares, axis=1, kind="stable")[:, :top_k]
-        names = np.asarray(columns, dtype=object)
-        result: dict[str, Any] = {}
+        rows = np.arange(per_column.shape[0])
+        top = np.empty((per_column.shape[0], top_k), dtype=np.intp)
+        shares = np.empty((per_column.shape[0], top_k), dtype=per_column.dtype)
+        # k passes of argmax beat a full sort; ties go to the first column.
         for k in range(top_k):
-            result[f"feature_{k + 1}"] = names[top[:, k]]
-            result[f"contribution_{k + 1}"] = np.take_along_axis(
-                shares, top[:, k : k + 1], axis=1
-            )[:, 0]
-        return pd.DataFrame(result)
+            best = per_column.argmax(axis=1)
+            top[:, k] = best
+            shares[:, k] = per_column[rows, best] / total
+            per_column[rows, best] = -np.inf
+        return top, shares
 
     # ------------------------------------------------------------ model files
     def save(self, path: str | Path) -> None:

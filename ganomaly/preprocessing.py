@@ -149,8 +149,10 @@ def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(array, columns=columns, copy=False)
 
 
-def _numeric_values(series: pd.Series, name: str) -> np.ndarray:
+def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
     """Float values of a column, NaN for missing; clear error for non-numbers."""
+    if isinstance(series, np.ndarray):
+        return series
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=float, na_value=np.nan)
     if pd.api.types.is_numeric_dtype(series):
@@ -387,9 +389,9 @@ class TabularPreprocessor:
 
         Parameters
         ----------
-        X : DataFrame or array-like of shape (n_samples, n_columns)
-            DataFrames are matched by column name (extra columns are ignored);
-            arrays by position.
+        X : DataFrame, dict or array-like of shape (n_samples, n_columns)
+            DataFrames and dicts of 1-D arrays are matched by column name (extra
+            columns are ignored); arrays by position.
 
         Returns
         -------
@@ -411,9 +413,19 @@ class TabularPreprocessor:
                     f"columns {', '.join(map(repr, self.input_columns_))}",
                     column=absent[0],
                 )
+        elif isinstance(X, dict):
+            # Column name -> 1-D array (the streaming scorer's fast path, no pandas).
+            frame = {
+                name: X[name]
+                if isinstance(X[name], np.ndarray) and X[name].dtype.kind == "f"
+                else pd.Series(X[name])
+                for name in self.input_columns_
+            }
+            n_rows = len(next(iter(frame.values()))) if frame else 0
         else:
             frame = _as_frame(X, columns=self.input_columns_)
-        n_rows = frame.shape[0]
+        if not isinstance(frame, dict):
+            n_rows = frame.shape[0]
         out = np.empty((n_rows, self.n_features_out_), dtype=np.float32)
         position = 0
         for spec in self.specs_:

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import csv
 import io
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,7 +335,11 @@ class _Job:
         self.categorical = [c for c in needed if c not in numeric]
 
     def _batches(self, careful: bool):
-        """Yield (record batch, data row numbers, physical line numbers or None)."""
+        """Yield (batch, data row numbers, line numbers or None, invalid rows).
+
+        The last item has no batch, only the invalid rows found after the last
+        batch.  Invalid rows (wrong number of fields) are reported, not yielded.
+        """
         if _is_parquet(self.path):
             columns = list(
                 dict.fromkeys(self.needed + ([self.id_col] if self.id_col else []))
@@ -346,7 +352,7 @@ class _Job:
             ):
                 rows = np.arange(done + 1, done + batch.num_rows + 1)
                 done += batch.num_rows
-                yield batch, rows, None
+                yield batch, rows, None, []
             return
         text_type = pa.string()
         column_types = {
@@ -358,11 +364,13 @@ class _Job:
             column_types[self.id_col] = text_type
         skipped_lines: list[int] = []
 
+        invalid_rows: list = []
+
         def on_invalid_row(row) -> str:
             if not careful:
                 return "error"
             skipped_lines.append(int(row.number) if row.number is not None else -1)
-            self.invalid_rows.append(row)
+            invalid_rows.append(row)
             return "skip"
 
         def failed(exc: Exception) -> Exception:
@@ -391,7 +399,9 @@ class _Job:
             else:
                 lines = 2 + index
             done += batch.num_rows
-            yield batch, lines - 1, lines
+            found, invalid_rows[:] = list(invalid_rows), []
+            yield batch, lines - 1, lines, found
+        yield None, None, None, list(invalid_rows)
 
     def _open_csv(self, careful, column_types, on_invalid_row):
         return pacsv.open_csv(
@@ -414,14 +424,15 @@ class _Job:
 
         self.n_input = self.n_scored = self.n_anomalies = 0
         self.rejects = _Rejects()
-        self.invalid_rows: list = []
         writer = None
         bar = tqdm(
             desc=f"scoring {self.path.name}", unit=" rows", disable=not self.progress
         )
         try:
-            for batch, rows, lines in self._batches(careful):
-                self._reject_invalid_rows()
+            for batch, rows, lines, invalid in _prefetch(self._batches(careful)):
+                self._reject_invalid_rows(invalid)
+                if batch is None:
+                    continue
                 values, bad = _validate_batch(batch, self.numeric, self.missing_is_bad)
                 ids = (
                     batch.column(self.id_col).to_numpy(zero_copy_only=False)
@@ -447,7 +458,6 @@ class _Job:
                         writer = _open_writer(output, table.schema, self.parquet_out)
                     writer.write_table(table)
                 bar.update(batch.num_rows)
-            self._reject_invalid_rows()
             if writer is None:
                 schema = self._empty_schema()
                 writer = _open_writer(output, schema, self.parquet_out)
@@ -456,8 +466,8 @@ class _Job:
             if writer is not None:
                 writer.close()
 
-    def _reject_invalid_rows(self) -> None:
-        for row in self.invalid_rows:
+    def _reject_invalid_rows(self, invalid: list) -> None:
+        for row in invalid:
             line = int(row.number) if row.number is not None else None
             reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
             if self.on_bad_rows == "error":
@@ -467,38 +477,43 @@ class _Job:
                 )
             self.n_input += 1
             self.rejects.add((line or 0) - 1, line, "", reason)
-        self.invalid_rows.clear()
 
     def _score(self, batch, values, good, rows, ids) -> pa.Table | None:
         if not good.any():
             return None
         detector = self.detector
+        every = bool(good.all())
         columns: dict[str, Any] = {}
         for name in self.needed:
             if name in values:
-                columns[name] = values[name][good]
+                columns[name] = values[name] if every else values[name][good]
             else:
                 text = batch.column(name).to_numpy(zero_copy_only=False)
-                columns[name] = text[good]
-        if getattr(detector, "fitted_on_frame_", True):
-            frame = pd.DataFrame(columns, copy=False)
-        else:
-            frame = np.column_stack([columns[name] for name in self.needed])
-        scores, explanations = detector.score_and_explain(frame, top_k=self.top_k)
+                columns[name] = text if every else text[good]
+        # Columns were checked above: encode directly, without a DataFrame.
+        encoded = detector.preprocessor_.transform(columns)
+        errors, latent = detector._errors(
+            encoded, need_latent=detector.score_type != "reconstruction"
+        )
+        scores = detector._combine(errors.mean(axis=1, dtype=np.float64), latent)
+        top, shares = detector._top_contributions(errors, self.top_k)
         flagged = scores > detector.threshold_
         self.n_scored += int(good.sum())
         self.n_anomalies += int(flagged.sum())
         out: dict[str, Any] = {}
         if self.id_col:
-            out[self.id_col] = pa.array(ids[good], type=pa.string())
+            out[self.id_col] = pa.array(ids if every else ids[good], type=pa.string())
         else:
-            out["row"] = pa.array(rows[good], type=pa.int64())
-        out["anomaly_score"] = pa.array(scores, type=pa.float64())
+            out["row"] = pa.array(rows if every else rows[good], type=pa.int64())
+        # Rounded: exact enough for ranking and alerting, and much faster to write.
+        out["anomaly_score"] = pa.array(np.round(scores, 6), type=pa.float64())
         out["is_anomaly"] = pa.array(flagged, type=pa.bool_())
-        for name in explanations.columns:
-            data = explanations[name].to_numpy()
-            kind = pa.string() if name.startswith("feature") else pa.float64()
-            out[name] = pa.array(data, type=kind)
+        names = pa.array(detector.preprocessor_.input_columns_, type=pa.string())
+        for k in range(top.shape[1]):
+            out[f"feature_{k + 1}"] = names.take(pa.array(top[:, k]))
+            out[f"contribution_{k + 1}"] = pa.array(
+                np.round(shares[:, k].astype(np.float64), 4), type=pa.float64()
+            )
         return pa.table(out)
 
     def _empty_schema(self) -> pa.Schema:
@@ -513,6 +528,48 @@ class _Job:
                 (f"contribution_{k}", pa.float64()),
             ]
         return pa.schema(fields)
+
+
+def _prefetch(items, depth: int = 2):
+    """Iterate ``items`` in a background thread, ``depth`` items ahead.
+
+    pyarrow parses CSV without holding the GIL, so reading the next block overlaps
+    with scoring the current one; at most ``depth`` blocks wait in memory.
+    """
+    box: queue.Queue = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                box.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def work() -> None:
+        try:
+            for item in items:
+                put(item)
+                if stop.is_set():
+                    return
+            put(done)
+        except BaseException as exc:  # re-raised in the consumer
+            put(exc)
+
+    thread = threading.Thread(target=work, name="ganomaly-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = box.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 class _ParquetWriter:
