@@ -8,7 +8,16 @@ numpy only.
 
 from __future__ import annotations
 
-from .device import Rngs, autocast, make_grad_scaler, make_rngs, resolve_device
+from .device import (
+    Rngs,
+    autocast,
+    distributed_context,
+    init_distributed,
+    is_main_process,
+    make_grad_scaler,
+    make_rngs,
+    resolve_device,
+)
 from .diffaugment import DiffAugment
 from .ema import EMA
 from .io import (
@@ -50,7 +59,10 @@ __all__ = [
     "autocast",
     "crop_to",
     "dcgan_weights_init",
+    "distributed_context",
     "gradient_penalty",
+    "init_distributed",
+    "is_main_process",
     "load_checkpoint",
     "load_model",
     "make_grad_scaler",

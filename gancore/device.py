@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Rngs", "autocast", "make_grad_scaler", "make_rngs", "resolve_device"]
+__all__ = [
+    "Rngs",
+    "autocast",
+    "distributed_context",
+    "init_distributed",
+    "is_main_process",
+    "make_grad_scaler",
+    "make_rngs",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -54,6 +63,51 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(
             f"device={device!r} asks for CUDA but no CUDA device is present"
         )
+    return resolved
+
+
+def distributed_context() -> tuple[int, int]:
+    """``(rank, world_size)`` of the process group; ``(0, 1)`` without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """True on rank 0, or when not distributed: the process that writes files."""
+    return distributed_context()[0] == 0
+
+
+def init_distributed(device: str | torch.device = "auto") -> torch.device:
+    """Join the process group that ``torchrun`` describes, and pick this rank's device.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) this initialises
+    ``torch.distributed`` -- NCCL when training on CUDA, gloo on the CPU -- and
+    returns ``cuda:LOCAL_RANK`` or the CPU. Without ``torchrun`` it only resolves
+    ``device``. Calling it again is harmless.
+
+    Parameters
+    ----------
+    device : str or torch.device, default="auto"
+
+    Returns
+    -------
+    torch.device
+    """
+    import os
+
+    import torch.distributed as dist
+
+    resolved = resolve_device(device)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return resolved
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if resolved.type == "cuda" else "gloo")
     return resolved
 
 

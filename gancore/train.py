@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import Rngs, autocast, make_grad_scaler
+from .device import Rngs, autocast, distributed_context, make_grad_scaler
 from .diffaugment import DiffAugment
 from .ema import EMA
 from .io import atomic_write
@@ -51,6 +51,74 @@ def _accumulate(sums: dict, counts: dict, values: dict[str, torch.Tensor]) -> No
     for name, value in values.items():
         sums[name] = sums.get(name, 0) + value.detach().float()
         counts[name] = counts.get(name, 0) + 1
+
+
+class _Shards:
+    """Row indices of one epoch: all rows, or this rank's shard under torchrun.
+
+    Distributed, every rank gets a :class:`~torch.utils.data.DistributedSampler`
+    shard of the same shuffled order (padded so all ranks take the same number of
+    steps), and its latent noise is re-seeded per epoch and rank, so ranks draw
+    different fakes and a resumed run draws what the uninterrupted one did.
+    """
+
+    def __init__(self, n_rows: int, rngs: Rngs, seed: int | None = None):
+        self.n_rows, self.rngs = n_rows, rngs
+        self.rank, self.world = distributed_context()
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, (1,), generator=rngs.torch_cpu))
+        self.seed = seed
+        if self.world > 1:
+            from torch.utils.data import DistributedSampler
+
+            self.sampler = DistributedSampler(
+                range(n_rows), num_replicas=self.world, rank=self.rank, seed=seed
+            )
+
+    def order(self, epoch: int, device: torch.device) -> torch.Tensor:
+        if self.world == 1:
+            return torch.randperm(self.n_rows, generator=self.rngs.torch_cpu).to(device)
+        self.sampler.set_epoch(epoch)
+        self.rngs.torch_device.manual_seed(
+            (self.seed * 1_000_003 + epoch * 1009 + self.rank) % 2**63
+        )
+        return torch.tensor(list(self.sampler), device=device)
+
+
+def _sync_replicas(*modules: nn.Module | None) -> None:
+    """Start every rank from rank 0's weights and buffers."""
+    import torch.distributed as dist
+
+    for module in modules:
+        if module is not None:
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+
+
+def _average_gradients(optimizer: torch.optim.Optimizer, world: int) -> None:
+    """All-reduce the gradients of an optimizer's parameters (DDP's averaging).
+
+    Done by hand rather than by wrapping the nets in DistributedDataParallel because
+    the injected loss functions call the bare networks, and the generator step must
+    not all-reduce the frozen discriminator.
+    """
+    import torch.distributed as dist
+
+    grads = [
+        p.grad
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if p.grad is not None
+    ]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -171,8 +239,12 @@ def train_gan(
     )
     d_scaler, g_scaler = make_grad_scaler(device), make_grad_scaler(device)
 
+    rank, world = distributed_context()
+    if world > 1:
+        _sync_replicas(generator, discriminator, ema.module if ema else None)
     history: list[dict[str, float]] = []
     start_epoch = 1
+    shard_seed = None
     meta = dict(checkpoint_meta or {})
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path)
@@ -192,8 +264,12 @@ def train_gan(
         rngs.load_state_dict(state["rngs"])
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
+        shard_seed = state["shard_seed"]
+    shards = _Shards(n_rows, rngs, shard_seed)
 
     def checkpoint(epoch: int) -> None:
+        if rank != 0:  # one writer; every rank holds the same weights
+            return
         _save_checkpoint(
             Path(checkpoint_path),
             {
@@ -209,6 +285,7 @@ def train_gan(
                 "ema": ema.state_dict() if ema is not None else None,
                 "rngs": rngs.state_dict(),
                 "history": history,
+                "shard_seed": shards.seed,
             },
         )
 
@@ -217,6 +294,8 @@ def train_gan(
         with autocast(device):
             loss, logs = _split(loss_fn(batch))
         scaler.scale(loss).backward()
+        if world > 1:
+            _average_gradients(optimizer, world)
         scaler.step(optimizer)
         scaler.update()
         return loss.detach().float(), logs
@@ -232,11 +311,11 @@ def train_gan(
         unit="epoch",
     )
     for epoch in epochs:
-        order = torch.randperm(n_rows, generator=rngs.torch_cpu).to(device)
+        order = shards.order(epoch, device)
         # Sums stay on the device: one synchronisation per epoch, not per step.
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
-        for index, start in enumerate(range(0, n_rows, batch_size)):
+        for index, start in enumerate(range(0, len(order), batch_size)):
             rows = order[start : start + batch_size]
             if rows.numel() < 2 < n_rows:
                 continue  # batch norm cannot train on one row; it is used next epoch
@@ -253,8 +332,15 @@ def train_gan(
                 if ema is not None:
                     ema.update(generator)
 
+        means = {k: v / counts[k] for k, v in sums.items()}
+        if world > 1:  # the history holds the mean over all ranks
+            import torch.distributed as dist
+
+            stacked = torch.stack([means[k] for k in sorted(means)])
+            dist.all_reduce(stacked)
+            means = dict(zip(sorted(means), stacked / world, strict=True))
         record = {"epoch": epoch}
-        record.update({k: float(v) / counts[k] for k, v in sums.items()})
+        record.update({k: float(v) for k, v in means.items()})
         bad = [k for k, v in record.items() if not math.isfinite(v)]
         if bad:
             raise TrainingDivergedError(
