@@ -23,6 +23,12 @@ Run (about 25 minutes on 2 shared CPU cores)::
 
     python benchmarks/augmentation_utility.py
     python benchmarks/augmentation_utility.py --quick   # a 2-minute smoke run
+
+or one process per seed, then the summary of all three::
+
+    for s in 0 1 2; do python benchmarks/augmentation_utility.py --seeds $s \
+        --json out/seed$s.json & done; wait
+    python benchmarks/augmentation_utility.py --summarise out/seed*.json
 """
 
 from __future__ import annotations
@@ -367,7 +373,20 @@ def main(argv: list[str] | None = None) -> int:
         help="one seed, 40 GAN epochs, 300 classifier steps",
     )
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--summarise",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="only print the summary of earlier --json outputs (e.g. one run per "
+        "seed, run in parallel)",
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        results = [r for path in args.summarise for r in json.loads(path.read_text())]
+        arms = [a for a in ARMS if all(a in r["arms"] for r in results)]
+        print(summarise(sorted(results, key=lambda r: r["seed"]), arms))
+        return 0
     if args.quick:
         args.seeds, args.gan_epochs, args.clf_steps = args.seeds[:1], 40, 300
     if not args.data.is_file():

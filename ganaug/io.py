@@ -618,6 +618,21 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return images.astype(np.float32), labels
 
 
+def _folder_order(item: tuple[Path, str]) -> tuple:
+    """Files by folder; DICOM slices of one series by position / Instance Number."""
+    path, kind = item
+    if kind != "dicom":
+        return (str(path.parent), "", (3, 0.0), path.name)
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # reported when the file itself is read
+        return (str(path.parent), "", (3, 0.0), path.name)
+    series = str(ds.get("SeriesInstanceUID", ""))
+    return (str(path.parent), series, _series_sort_key(ds), path.name)
+
+
 def _read_one(path: Path, kind: str, window, axis: int) -> np.ndarray:
     if kind == "dicom":
         return read_dicom(path, window=window)
@@ -704,6 +719,7 @@ def load_images(
             file_kind = _classify_file(path)
             if file_kind in ("dicom", "nifti", "picture"):
                 files.append((path, file_kind))
+        files = sorted(files, key=_folder_order)
         root = source
     elif kind is None:
         raise ValueError(

@@ -96,6 +96,8 @@ def test_real_ct_series_sorted_by_position(shared_data, tmp_path):
     numbers = [int(names[source].InstanceNumber) for source in loaded.sources]
     assert numbers == [18, 180, 181, 182]  # numeric, not string, order
     assert loaded.images.min() < -500  # Hounsfield units (air)
+    folder = load_images(tmp_path)  # a plain folder read sorts series the same way
+    assert folder.sources == loaded.sources
 
 
 def test_series_without_position_sorted_by_instance_number(tmp_path):
