@@ -42,7 +42,13 @@ import pyarrow.parquet as pq
 
 from gancore import atomic_write
 
-__all__ = ["BadInputError", "ScoringSummary", "read_table_header", "score_file"]
+__all__ = [
+    "BadInputError",
+    "ScoringSummary",
+    "read_table_header",
+    "score_batch",
+    "score_file",
+]
 
 # Empty fields are missing values; "NaN", "nan", "inf" are *not* treated as missing:
 # they parse as floats and are rejected, so a typo never becomes a silent imputation.
@@ -310,6 +316,80 @@ def score_file(
     )
 
 
+def score_batch(
+    detector: Any,
+    batch: pa.RecordBatch,
+    values: dict[str, np.ndarray],
+    good: np.ndarray,
+    rows: np.ndarray,
+    ids: np.ndarray | None,
+    id_col: str | None,
+    top_k: int,
+) -> tuple[pa.Table | None, int]:
+    """Score the good rows of one validated block: the output table and its flags.
+
+    The one place where a block becomes output rows, shared by :func:`score_file`
+    and the Dask path (:mod:`ganomaly.distributed`).
+
+    Parameters
+    ----------
+    detector : GANomalyDetector
+    batch : pyarrow.RecordBatch
+        The block, with the model's columns (and ``id_col``).
+    values : dict of str to ndarray
+        Float values of the numeric columns, from ``_validate_batch``.
+    good : ndarray of bool
+        Rows to score (the others were rejected).
+    rows : ndarray of int
+        1-based data row numbers, written as ``row`` when there is no ``id_col``.
+    ids : ndarray, optional
+        Values of ``id_col``.
+    id_col : str, optional
+    top_k : int
+
+    Returns
+    -------
+    table : pyarrow.Table or None
+        ``id_col`` or ``row``, ``anomaly_score``, ``is_anomaly``, ``feature_i``,
+        ``contribution_i``; None when no row is good.
+    n_flagged : int
+        Rows above the threshold.
+    """
+    if not good.any():
+        return None, 0
+    every = bool(good.all())
+    columns: dict[str, Any] = {}
+    for name in detector.preprocessor_.input_columns_:
+        if name in values:
+            columns[name] = values[name] if every else values[name][good]
+        else:
+            text = batch.column(name).to_numpy(zero_copy_only=False)
+            columns[name] = text if every else text[good]
+    # Columns were checked above: encode directly, without a DataFrame.
+    encoded = detector.preprocessor_.transform(columns)
+    errors, latent = detector._errors(
+        encoded, need_latent=detector.score_type != "reconstruction"
+    )
+    scores = detector._combine(errors.mean(axis=1, dtype=np.float64), latent)
+    top, shares = detector._top_contributions(errors, top_k)
+    flagged = scores > detector.threshold_
+    out: dict[str, Any] = {}
+    if id_col:
+        out[id_col] = pa.array(ids if every else ids[good], type=pa.string())
+    else:
+        out["row"] = pa.array(rows if every else rows[good], type=pa.int64())
+    # Rounded: exact enough for ranking and alerting, and much faster to write.
+    out["anomaly_score"] = pa.array(np.round(scores, 6), type=pa.float64())
+    out["is_anomaly"] = pa.array(flagged, type=pa.bool_())
+    names = pa.array(detector.preprocessor_.input_columns_, type=pa.string())
+    for k in range(top.shape[1]):
+        out[f"feature_{k + 1}"] = names.take(pa.array(top[:, k]))
+        out[f"contribution_{k + 1}"] = pa.array(
+            np.round(shares[:, k].astype(np.float64), 4), type=pa.float64()
+        )
+    return pa.table(out), int(flagged.sum())
+
+
 class _RetryCarefully(Exception):
     """The fast typed CSV read hit a bad row: read again as text to find it."""
 
@@ -479,42 +559,13 @@ class _Job:
             self.rejects.add((line or 0) - 1, line, "", reason)
 
     def _score(self, batch, values, good, rows, ids) -> pa.Table | None:
-        if not good.any():
-            return None
-        detector = self.detector
-        every = bool(good.all())
-        columns: dict[str, Any] = {}
-        for name in self.needed:
-            if name in values:
-                columns[name] = values[name] if every else values[name][good]
-            else:
-                text = batch.column(name).to_numpy(zero_copy_only=False)
-                columns[name] = text if every else text[good]
-        # Columns were checked above: encode directly, without a DataFrame.
-        encoded = detector.preprocessor_.transform(columns)
-        errors, latent = detector._errors(
-            encoded, need_latent=detector.score_type != "reconstruction"
+        table, n_flagged = score_batch(
+            self.detector, batch, values, good, rows, ids, self.id_col, self.top_k
         )
-        scores = detector._combine(errors.mean(axis=1, dtype=np.float64), latent)
-        top, shares = detector._top_contributions(errors, self.top_k)
-        flagged = scores > detector.threshold_
-        self.n_scored += int(good.sum())
-        self.n_anomalies += int(flagged.sum())
-        out: dict[str, Any] = {}
-        if self.id_col:
-            out[self.id_col] = pa.array(ids if every else ids[good], type=pa.string())
-        else:
-            out["row"] = pa.array(rows if every else rows[good], type=pa.int64())
-        # Rounded: exact enough for ranking and alerting, and much faster to write.
-        out["anomaly_score"] = pa.array(np.round(scores, 6), type=pa.float64())
-        out["is_anomaly"] = pa.array(flagged, type=pa.bool_())
-        names = pa.array(detector.preprocessor_.input_columns_, type=pa.string())
-        for k in range(top.shape[1]):
-            out[f"feature_{k + 1}"] = names.take(pa.array(top[:, k]))
-            out[f"contribution_{k + 1}"] = pa.array(
-                np.round(shares[:, k].astype(np.float64), 4), type=pa.float64()
-            )
-        return pa.table(out)
+        if table is not None:
+            self.n_scored += table.num_rows
+            self.n_anomalies += n_flagged
+        return table
 
     def _empty_schema(self) -> pa.Schema:
         fields = [
