@@ -7,6 +7,8 @@ Examples
     ganomaly demo --output-dir ganomaly-demo
     ganomaly fit train.csv -o model.safetensors --label-col Class --drop-cols Time
     ganomaly score model.safetensors new.csv -o scores.csv --on-bad-rows skip
+    ganomaly score model.safetensors 'data/*.csv' -o out/ --scheduler tcp://host:8786
+    torchrun --nproc_per_node=4 -m ganomaly fit train.csv -o model.safetensors
     ganomaly evaluate model.safetensors labelled.csv --label-col Class
 """
 
@@ -105,9 +107,15 @@ def _data_error(exc: Exception, path: Path) -> CliError:
 
 # --------------------------------------------------------------------- commands
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from gancore import distributed_context, init_distributed
+
     from ._detector import GANomalyDetector
     from .preprocessing import InputDataError
 
+    # Under torchrun (WORLD_SIZE > 1) this joins the process group: every process
+    # trains on its shard of the rows, and only rank 0 writes the model and reports.
+    device = init_distributed(args.device)
+    rank, world = distributed_context()
     path = Path(args.train)
     frame = _read_table(path)
     drop = [c.strip() for c in (args.drop_cols or "").split(",") if c.strip()]
@@ -117,12 +125,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if labels is not None:
         anomalous = _is_anomaly_label(labels, args.normal_label, path)
         features = features.loc[~anomalous]
-        print(
-            f"training on {int((~anomalous).sum())} of {len(anomalous)} rows "
-            f"(those with {args.label_col} = {args.normal_label}); "
-            f"{int(anomalous.sum())} other rows left out",
-            file=sys.stderr,
-        )
+        if rank == 0:
+            print(
+                f"training on {int((~anomalous).sum())} of {len(anomalous)} rows "
+                f"(those with {args.label_col} = {args.normal_label}); "
+                f"{int(anomalous.sum())} other rows left out",
+                file=sys.stderr,
+            )
         if features.shape[0] < 2:
             raise CliError(
                 f"{path}: fewer than 2 rows with {args.label_col} = {args.normal_label}"
@@ -133,15 +142,17 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         score_type=args.score,
         contamination=args.contamination,
         target_fpr=args.target_fpr,
-        device=args.device,
+        device=args.device if world == 1 else str(device),
         random_state=args.random_state,
-        verbose=not args.quiet,
+        verbose=not args.quiet and rank == 0,
     )
     start = time.perf_counter()
     try:
         detector.fit(features)
     except InputDataError as exc:
         raise _data_error(exc, path) from exc
+    if rank != 0:  # the same weights as rank 0, which writes them
+        return 0
     detector.save(args.output)
     print(
         f"fitted GANomaly on {features.shape[0]} rows x {features.shape[1]} columns "
@@ -166,6 +177,9 @@ def _load_detector(path: str, device: str = "cpu"):
 def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import BadInputError, score_file
 
+    many = Path(args.input).is_dir() or any(c in args.input for c in "*?[")
+    if many or args.scheduler or args.workers > 1:
+        return _score_many(args)
     detector = _load_detector(args.model, args.device)
     try:
         summary = score_file(
@@ -187,6 +201,58 @@ def _cmd_score(args: argparse.Namespace) -> int:
     )
     if summary.rejects_path:
         message += f"; {summary.n_rejected} rejected rows in {summary.rejects_path}"
+    print(message, file=sys.stderr)
+    return 0
+
+
+def _score_many(args: argparse.Namespace) -> int:
+    """Files, a glob or a folder: one task per file, on Dask when asked for."""
+    import contextlib
+
+    from .distributed import dask_client, expand_inputs, score_files
+    from .scoring import BadInputError
+
+    if args.rejects:
+        raise CliError(
+            "--rejects names one file; with several inputs each file's rejects go "
+            "to OUTPUT/<input name>.rejects.csv"
+        )
+    if args.workers < 1:
+        raise CliError(f"--workers must be at least 1, got {args.workers}")
+    _load_detector(args.model, args.device)  # a bad model file fails here, once
+    start = time.perf_counter()
+    try:
+        n_files = len(expand_inputs(args.input))
+        on_dask = bool(args.scheduler) or args.workers > 1
+        cluster = (
+            dask_client(args.scheduler, args.workers)
+            if on_dask
+            else contextlib.nullcontext()
+        )
+        with cluster as client:
+            summaries = score_files(
+                args.model,
+                args.input,
+                args.output,
+                client=client,
+                id_col=args.id_col,
+                on_bad_rows=args.on_bad_rows,
+                top_k=args.top_k,
+                device=args.device,
+                threads=args.threads,
+            )
+    except (BadInputError, ImportError) as exc:
+        raise CliError(str(exc)) from exc
+    scored = sum(s.n_scored for s in summaries)
+    message = (
+        f"scored {scored} of {sum(s.n_input for s in summaries)} rows in {n_files} "
+        f"file(s) in {time.perf_counter() - start:.1f} s "
+        f"({sum(s.n_anomalies for s in summaries)} flagged as anomalies); "
+        f"wrote {args.output}"
+    )
+    rejected = sum(s.n_rejected for s in summaries)
+    if args.on_bad_rows == "skip":
+        message += f"; {rejected} rejected rows in {args.output}/*.rejects.csv"
     print(message, file=sys.stderr)
     return 0
 
@@ -437,8 +503,21 @@ def _parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help="score a file of any size, streaming")
     score.add_argument("model")
-    score.add_argument("input", help="CSV or Parquet file to score")
+    score.add_argument(
+        "input",
+        help="CSV or Parquet file to score; or a quoted glob ('data/*.csv') or a "
+        "folder of them, scored one task per file (OUTPUT is then a folder)",
+    )
     score.add_argument("-o", "--output", required=True, help="CSV or Parquet output")
+    score.add_argument(
+        "--scheduler", help="score on this running Dask scheduler (tcp://host:8786)"
+    )
+    score.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="without --scheduler: start a local Dask cluster of N worker processes",
+    )
     score.add_argument("--id-col", help="column copied to the output (default: row)")
     score.add_argument("--on-bad-rows", choices=["error", "skip"], default="error")
     score.add_argument("--rejects", help="rejects file (default OUTPUT.rejects.csv)")

@@ -1,0 +1,500 @@
+"""Scaling out: batch scoring on a Dask cluster, training under ``torchrun``.
+
+Scoring
+-------
+Both entry points reuse the single-machine code of :mod:`ganomaly.scoring` -- the
+same validation, preprocessing, networks, explanations and output columns -- so a
+row scores the same on a laptop and on a cluster.
+
+* :func:`score_files` scores many CSV or Parquet files, one Dask task per file.
+  Each worker streams its file with :func:`ganomaly.scoring.score_file` and writes
+  ``OUTPUT_DIR/<input stem>.csv`` (``.parquet`` for Parquet inputs) itself, so the
+  output files, row numbers, bad-row messages and rejects files are exactly those of
+  ``ganomaly score`` on each file, memory stays flat on every worker, and no row
+  travels through the client.  Parallelism is per file: give a cluster at least as
+  many files as worker threads.  This is what
+  ``ganomaly score MODEL 'data/*.csv' -o out/ --scheduler ADDRESS`` runs.
+* :func:`score_dask` scores a :class:`dask.dataframe.DataFrame` partition by
+  partition and returns a lazy DataFrame of the output columns, with the input's
+  index, for pipelines that already hold their data in Dask.
+
+The model travels to the workers as the bytes of its safetensors model file and is
+loaded there with :meth:`GANomalyDetector.load` (once per worker process), never as
+a pickle of a live torch module: a worker executes no code from the model.  The
+files named must be readable by the workers (a shared file system or object store).
+
+Training
+--------
+``gancore.train_gan`` trains data-parallel when ``torch.distributed`` is
+initialised.  ``torchrun --nproc_per_node=N -m ganomaly fit ...`` does that for you;
+from Python, join the process group before fitting and save on rank 0 only::
+
+    # torchrun --nproc_per_node=4 train.py
+    import gancore
+    from ganomaly import GANomalyDetector
+
+    device = gancore.init_distributed("auto")  # NCCL on CUDA, gloo on the CPU
+    detector = GANomalyDetector(device=str(device), random_state=0).fit(X)
+    if gancore.is_main_process():
+        detector.save("model.safetensors")
+
+Every process reads the whole training table and trains on its
+``DistributedSampler`` shard, so one step sees ``N * batch_size`` rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .scoring import (
+    BadInputError,
+    ScoringSummary,
+    _is_parquet,
+    _validate_batch,
+    score_batch,
+    score_file,
+)
+
+__all__ = [
+    "dask_client",
+    "expand_inputs",
+    "model_bytes",
+    "score_dask",
+    "score_files",
+]
+
+# Detectors loaded in this (worker) process, by the SHA-256 of their model file.
+_LOADED: dict[str, Any] = {}
+_MAX_LOADED = 4
+
+
+# ------------------------------------------------------------------- the model
+def model_bytes(model: Any) -> bytes:
+    """The bytes of a safetensors model file, which is how a model travels.
+
+    Parameters
+    ----------
+    model : GANomalyDetector, str, Path or bytes
+        A fitted detector (saved to a temporary file), a model file, or its bytes.
+
+    Returns
+    -------
+    bytes
+    """
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    if isinstance(model, (str, os.PathLike)):
+        return Path(model).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="ganomaly-model-") as folder:
+        path = Path(folder) / "model.safetensors"
+        model.save(path)
+        return path.read_bytes()
+
+
+def load_detector(data: bytes, device: str = "cpu") -> Any:
+    """A detector from model-file bytes, loaded once per process and then reused.
+
+    The bytes go to a temporary file read by :meth:`GANomalyDetector.load`, so they
+    get exactly the checks of a model file on disk (format, kind, version, digest).
+
+    Parameters
+    ----------
+    data : bytes
+        From :func:`model_bytes`.
+    device : str, default="cpu"
+
+    Returns
+    -------
+    GANomalyDetector
+
+    Raises
+    ------
+    gancore.ModelFileError
+        The bytes are not a GANomalyDetector model file.
+    """
+    from ._detector import GANomalyDetector
+
+    key = hashlib.sha256(data).hexdigest() + "|" + device
+    detector = _LOADED.get(key)
+    if detector is None:
+        with tempfile.TemporaryDirectory(prefix="ganomaly-model-") as folder:
+            path = Path(folder) / "model.safetensors"
+            path.write_bytes(data)
+            detector = GANomalyDetector.load(path, device=device)
+        if len(_LOADED) >= _MAX_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = detector
+    return detector
+
+
+# ---------------------------------------------------------------- the cluster
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None = None, n_workers: int = 1, threads_per_worker: int = 1
+) -> Iterator[Any]:
+    """A ``distributed.Client``: to ``scheduler``, or to a new local cluster.
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://host:8786``).
+    n_workers : int, default=1
+        Without ``scheduler``: worker processes of a ``distributed.LocalCluster``
+        started here (and closed on exit).
+    threads_per_worker : int, default=1
+
+    Yields
+    ------
+    distributed.Client
+    """
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - the dask extra is not installed
+        raise ImportError(
+            "scoring on Dask needs dask and distributed: pip install 'gankit[dask]'"
+        ) from exc
+    if scheduler:
+        with Client(scheduler) as client:
+            yield client
+        return
+    with (
+        LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=":0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+# ------------------------------------------------------------------- files
+def expand_inputs(patterns: str | Sequence[str]) -> list[Path]:
+    """Input files from paths, glob patterns (``'data/*.csv'``) or folders.
+
+    Parameters
+    ----------
+    patterns : str or sequence of str
+        A folder stands for its ``*.csv``, ``*.parquet`` and ``*.pq`` files.
+
+    Returns
+    -------
+    list of Path
+        Sorted within each pattern, without duplicates.
+
+    Raises
+    ------
+    BadInputError
+        A pattern matches no file.
+    """
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [str(patterns)]
+    found: list[Path] = []
+    for pattern in patterns:
+        path = Path(pattern)
+        if path.is_dir():
+            matches = sorted(
+                p
+                for suffix in ("*.csv", "*.parquet", "*.pq")
+                for p in path.glob(suffix)
+            )
+        elif path.is_file():
+            matches = [path]
+        else:
+            matches = sorted(Path(p) for p in glob.glob(str(pattern)))
+            matches = [p for p in matches if p.is_file()]
+        if not matches:
+            raise BadInputError(f"{pattern}: no such file(s)")
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+def _output_paths(inputs: list[Path], output_dir: Path) -> list[Path]:
+    outputs = [
+        output_dir / (p.stem + (".parquet" if _is_parquet(p) else ".csv"))
+        for p in inputs
+    ]
+    seen: dict[Path, Path] = {}
+    for source, target in zip(inputs, outputs, strict=True):
+        if target in seen:
+            raise BadInputError(
+                f"{source} and {seen[target]} would both be scored to {target}; "
+                "give the input files distinct names"
+            )
+        seen[target] = source
+    return outputs
+
+
+def _score_file_task(
+    model: bytes, input_path: str, output_path: str, options: dict
+) -> ScoringSummary:
+    """One file on one worker: the single-machine streaming path."""
+    import torch
+
+    threads = options.pop("threads", None)
+    if threads:
+        torch.set_num_threads(threads)
+    detector = load_detector(model, options.pop("device", "cpu"))
+    return score_file(detector, input_path, output_path, progress=False, **options)
+
+
+def score_files(
+    model: Any,
+    inputs: str | Sequence[str],
+    output_dir: str | Path,
+    *,
+    client: Any = None,
+    id_col: str | None = None,
+    on_bad_rows: str = "error",
+    top_k: int = 3,
+    device: str = "cpu",
+    threads: int | None = 1,
+) -> list[ScoringSummary]:
+    """Score many files, one Dask task per file, each streamed as ``score_file`` does.
+
+    Parameters
+    ----------
+    model : GANomalyDetector, str, Path or bytes
+        See :func:`model_bytes`.
+    inputs : str or sequence of str
+        Files, glob patterns or folders (:func:`expand_inputs`); the workers must be
+        able to read these paths.
+    output_dir : str or Path
+        Created if needed; receives ``<input stem>.csv`` (``.parquet`` for Parquet
+        inputs) and, with ``on_bad_rows="skip"``, ``<input stem>.rejects.csv``.
+    client : distributed.Client, optional
+        Without one, the files are scored one after the other in this process.
+    id_col, on_bad_rows, top_k :
+        As for :func:`ganomaly.scoring.score_file`.
+    device : str, default="cpu"
+        Where the workers score.
+    threads : int, optional, default=1
+        Torch threads per task (1: the networks are small; the cluster gives the
+        parallelism).
+
+    Returns
+    -------
+    list of ScoringSummary
+        One per input file, in input order.
+
+    Raises
+    ------
+    BadInputError
+        From the first file that failed (the other files are still scored; each
+        output is written atomically, so a failed file leaves no output).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from ganomaly import GANomalyDetector, make_transactions
+    >>> from ganomaly.distributed import score_files
+    >>> folder = tempfile.mkdtemp()
+    >>> frame = make_transactions(400, random_state=0)
+    >>> for part in range(2):
+    ...     frame.iloc[part::2].to_csv(os.path.join(folder, f"day{part}.csv"),
+    ...                                index=False)
+    >>> detector = GANomalyDetector(n_epochs=1, random_state=0).fit(
+    ...     frame.drop(columns=["transaction_id", "is_fraud"]))
+    >>> summaries = score_files(detector, os.path.join(folder, "day*.csv"),
+    ...                         os.path.join(folder, "out"))
+    >>> [s.n_scored for s in summaries], sorted(os.listdir(os.path.join(folder, "out")))
+    ([200, 200], ['day0.csv', 'day1.csv'])
+    """
+    paths = expand_inputs(inputs)
+    output_dir = Path(output_dir)
+    outputs = _output_paths(paths, output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = model_bytes(model)
+    load_detector(data, device)  # refuse a bad model here, before any task runs
+    options = {
+        "id_col": id_col,
+        "on_bad_rows": on_bad_rows,
+        "top_k": top_k,
+        "device": device,
+        "threads": threads,
+    }
+    if client is None:
+        return [
+            _score_file_task(data, str(src), str(dst), dict(options))
+            for src, dst in zip(paths, outputs, strict=True)
+        ]
+    # One copy of the model per worker, not one per task.
+    shared = client.scatter(data, broadcast=True, hash=True)
+    futures = [
+        client.submit(
+            _score_file_task,
+            shared,
+            str(src),
+            str(dst),
+            dict(options),
+            key=f"ganomaly-score-{hashlib.sha256(str(src).encode()).hexdigest()[:16]}"
+            f"-{os.getpid()}-{index}",
+            pure=False,
+        )
+        for index, (src, dst) in enumerate(zip(paths, outputs, strict=True))
+    ]
+    from distributed import wait
+
+    wait(futures)
+    failed = [f for f in futures if f.status == "error"]
+    if failed:
+        failed[0].result()  # re-raises the worker's exception here
+    return client.gather(futures)
+
+
+# -------------------------------------------------------------- dataframes
+def _output_schema(detector: Any, id_col: str | None, top_k: int) -> pa.Schema:
+    fields = [
+        (id_col, pa.string()) if id_col else ("row", pa.int64()),
+        ("anomaly_score", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+    ]
+    for k in range(1, min(top_k, len(detector.preprocessor_.input_columns_)) + 1):
+        fields += [(f"feature_{k}", pa.string()), (f"contribution_{k}", pa.float64())]
+    return pa.schema(fields)
+
+
+def _ones(partition: pd.DataFrame) -> pd.Series:
+    return pd.Series(np.ones(len(partition), dtype=np.int64), index=partition.index)
+
+
+def _score_partition(
+    partition: pd.DataFrame,
+    positions: pd.Series | None,
+    model: bytes,
+    id_col: str | None,
+    top_k: int,
+    device: str,
+    partition_info: dict | None = None,
+) -> pd.DataFrame:
+    """One pandas partition through the single-machine validation and scoring."""
+    detector = load_detector(model, device)
+    pre = detector.preprocessor_
+    needed = list(pre.input_columns_)
+    numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
+    missing_is_bad = numeric if pre.missing == "error" else []
+    schema = _output_schema(detector, id_col, top_k)
+    if len(partition) == 0:
+        return schema.empty_table().to_pandas().set_index(partition.index[:0])
+    columns = list(dict.fromkeys(needed + ([id_col] if id_col else [])))
+    batch = pa.RecordBatch.from_pandas(partition[columns], preserve_index=False)
+    # Text columns as score_file reads them: strings, and "" is a missing value.
+    for name in columns:
+        if name in numeric:
+            continue
+        text = batch.column(name)
+        if not pa.types.is_string(text.type):
+            text = text.cast(pa.string(), safe=False)
+        text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        batch = batch.set_column(batch.schema.get_field_index(name), name, text)
+    values, bad = _validate_batch(batch, numeric, missing_is_bad)
+    if bad:
+        index, column, reason = sorted(bad)[0]
+        number = partition_info["number"] if partition_info else "?"
+        raise BadInputError(
+            f"partition {number}, index {partition.index[index]!r}, column "
+            f"{column!r}: {reason}"
+        )
+    rows = (
+        positions.to_numpy(dtype=np.int64)
+        if positions is not None
+        else np.arange(1, len(partition) + 1)
+    )
+    ids = batch.column(id_col).to_numpy(zero_copy_only=False) if id_col else None
+    good = np.ones(len(partition), dtype=bool)
+    table, _ = score_batch(detector, batch, values, good, rows, ids, id_col, top_k)
+    return table.to_pandas().set_index(partition.index)
+
+
+def score_dask(
+    model: Any,
+    ddf: Any,
+    *,
+    id_col: str | None = None,
+    top_k: int = 3,
+    device: str = "cpu",
+) -> Any:
+    """Score a Dask DataFrame partition by partition, lazily.
+
+    Every partition goes through exactly the single-machine path: the validation of
+    :func:`ganomaly.scoring.score_file` (text that is no number, ``NaN`` text or
+    infinite values are refused), the stored preprocessing, the networks and the
+    explanations, with the same output columns.
+
+    Parameters
+    ----------
+    model : GANomalyDetector, str, Path or bytes
+        Sent to the workers as model-file bytes (:func:`model_bytes`).
+    ddf : dask.dataframe.DataFrame
+        Holds the model's columns (by name); numeric columns may be numbers or text
+        (read with ``dtype=str`` to have every value checked the way ``score_file``
+        checks a CSV field).
+    id_col : str, optional
+        Column copied to the output (as text).  Without it the output has ``row``:
+        the 1-based position of the row in ``ddf``, which for a DataFrame read from
+        one CSV file is that file's data row number, as ``score_file`` writes it.
+    top_k : int, default=3
+    device : str, default="cpu"
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        ``id_col`` or ``row``, ``anomaly_score``, ``is_anomaly``, ``feature_i``,
+        ``contribution_i``; one partition per input partition, with its index.
+        Computing it raises :class:`~ganomaly.scoring.BadInputError` on a bad value.
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> from ganomaly import GANomalyDetector, make_transactions
+    >>> from ganomaly.distributed import score_dask
+    >>> frame = make_transactions(600, random_state=0)
+    >>> detector = GANomalyDetector(n_epochs=1, random_state=0).fit(
+    ...     frame.drop(columns=["transaction_id", "is_fraud"]))
+    >>> scores = score_dask(detector, dd.from_pandas(frame, npartitions=3),
+    ...                     id_col="transaction_id")
+    >>> scores.npartitions, len(scores.compute())
+    (3, 600)
+    """
+    import dask
+
+    data = model_bytes(model)
+    detector = load_detector(data, device)
+    needed = list(detector.preprocessor_.input_columns_)
+    absent = [c for c in needed + ([id_col] if id_col else []) if c not in ddf.columns]
+    if absent:
+        raise BadInputError(
+            f"missing column(s) {', '.join(map(repr, absent))}; the model needs "
+            f"{', '.join(map(repr, needed))}"
+        )
+    meta = _output_schema(detector, id_col, top_k).empty_table().to_pandas()
+    meta.index = ddf._meta.index[:0]
+    positions = None
+    if not id_col:
+        positions = ddf.map_partitions(
+            _ones, meta=pd.Series(dtype=np.int64, index=ddf._meta.index[:0])
+        ).cumsum()
+    # One graph key for the model, shared by all partitions' tasks.
+    shared = dask.delayed(data, pure=True)
+    return ddf.map_partitions(
+        _score_partition,
+        positions,
+        shared,
+        id_col,
+        top_k,
+        device,
+        meta=meta,
+    )

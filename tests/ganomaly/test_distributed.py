@@ -1,0 +1,276 @@
+"""Scaling out: scoring on a Dask cluster, training under torchrun.
+
+The Dask tests share one ``LocalCluster`` of 2 worker processes on loopback; every
+output is compared row by row with the single-process path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ganomaly import GANomalyDetector, make_transactions
+from ganomaly.cli import main
+from ganomaly.distributed import load_detector, model_bytes, score_dask, score_files
+from ganomaly.scoring import BadInputError, score_file
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+ID = "transaction_id"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with (
+        distributed.LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as local,
+        distributed.Client(local) as client,
+    ):
+        yield client
+
+
+@pytest.fixture(scope="module")
+def scoring_case(tmp_path_factory, fitted):
+    """The session detector saved to a file, and three input files to score."""
+    root = tmp_path_factory.mktemp("scale")
+    model = root / "model.safetensors"
+    fitted.save(model)
+    inputs = root / "in"
+    inputs.mkdir()
+    for day, n_rows in enumerate((1500, 900)):
+        frame = make_transactions(n_rows, fraud_fraction=0.03, random_state=10 + day)
+        frame[ID] = [f"d{day}-{i}" for i in range(n_rows)]
+        frame.drop(columns=["is_fraud"]).to_csv(inputs / f"day{day}.csv", index=False)
+    frame = make_transactions(700, fraud_fraction=0.03, random_state=12)
+    frame[ID] = frame[ID].astype(str)
+    frame.drop(columns=["is_fraud"]).to_parquet(inputs / "day2.parquet")
+    return root, model, inputs
+
+
+def _single(model, source, target, **options) -> pd.DataFrame:
+    """What ``ganomaly score`` writes for one file, in one process."""
+    score_file(GANomalyDetector.load(model), source, target, **options)
+    return (
+        pd.read_parquet(target) if target.suffix == ".parquet" else pd.read_csv(target)
+    )
+
+
+def test_score_dask_equals_single_process_row_by_row(cluster, scoring_case, tmp_path):
+    _, model, inputs = scoring_case
+    reference = _single(model, inputs / "day0.csv", tmp_path / "day0.csv")
+    ddf = dd.read_csv(
+        inputs / "day0.csv", blocksize=16_000, keep_default_na=False, na_values=[""]
+    )
+    assert ddf.npartitions >= 2
+    scores = score_dask(model, ddf).compute()
+    assert len(scores) == len(reference) == 1500
+    assert list(scores.columns) == list(reference.columns)
+    np.testing.assert_array_equal(scores["row"], reference["row"])
+    np.testing.assert_allclose(
+        scores["anomaly_score"], reference["anomaly_score"], rtol=0, atol=1e-6
+    )
+    pd.testing.assert_frame_equal(
+        scores.reset_index(drop=True).drop(columns="anomaly_score"),
+        reference.drop(columns="anomaly_score"),
+        check_dtype=False,
+    )
+
+
+def test_score_dask_many_files_with_ids(cluster, scoring_case, tmp_path):
+    _, model, inputs = scoring_case
+    sources = [inputs / "day0.csv", inputs / "day1.csv"]
+    reference = pd.concat(
+        [_single(model, s, tmp_path / s.name, id_col=ID) for s in sources]
+    ).set_index(ID)
+    ddf = dd.read_csv(sources, blocksize=16_000, keep_default_na=False, na_values=[""])
+    scores = score_dask(model, ddf, id_col=ID, top_k=2).compute().set_index(ID)
+    assert len(scores) == len(reference) == 2400
+    assert scores.index.is_unique
+    scores = scores.loc[reference.index]
+    np.testing.assert_allclose(
+        scores["anomaly_score"], reference["anomaly_score"], rtol=0, atol=1e-6
+    )
+    np.testing.assert_array_equal(scores["is_anomaly"], reference["is_anomaly"])
+    np.testing.assert_array_equal(scores["feature_1"], reference["feature_1"])
+    assert "feature_3" not in scores.columns
+
+
+def test_model_travels_as_safetensors_bytes_not_a_pickle(scoring_case, fitted):
+    import cloudpickle
+
+    _, model, inputs = scoring_case
+    ddf = dd.read_csv(inputs / "day1.csv", keep_default_na=False, na_values=[""])
+    graph = cloudpickle.dumps(dict(score_dask(fitted, ddf).__dask_graph__()))
+    assert b"gankit.format" in graph  # the safetensors header of the model file
+    assert b"GANomalyNet" not in graph and b"torch.nn" not in graph
+    data = model_bytes(model)
+    assert load_detector(data) is load_detector(data)  # loaded once per process
+    X = pd.read_csv(inputs / "day1.csv").drop(columns=ID)
+    np.testing.assert_array_equal(
+        load_detector(data).anomaly_score(X), fitted.anomaly_score(X)
+    )
+
+
+def test_score_dask_refuses_bad_values_and_missing_columns(cluster, scoring_case):
+    _, model, inputs = scoring_case
+    frame = pd.read_csv(inputs / "day1.csv", dtype=str, keep_default_na=False)
+    frame.loc[5, "amount"] = "12,50"
+    ddf = dd.from_pandas(frame, npartitions=2)
+    with pytest.raises(BadInputError, match="column 'amount': expected a number"):
+        score_dask(model, ddf).compute()
+    with pytest.raises(BadInputError, match="missing column"):
+        score_dask(model, ddf.drop(columns="amount"))
+
+
+def test_cli_scheduler_writes_what_single_process_writes(
+    cluster, scoring_case, tmp_path, capsys
+):
+    _, model, inputs = scoring_case
+    out = tmp_path / "out"
+    code = main(
+        [
+            "score",
+            str(model),
+            str(inputs),
+            "-o",
+            str(out),
+            "--id-col",
+            ID,
+            "--quiet",
+            "--scheduler",
+            cluster.scheduler.address,
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "scored 3100 of 3100 rows in 3 file(s)" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "day0.csv",
+        "day1.csv",
+        "day2.parquet",
+    ]
+    for name in ("day0.csv", "day1.csv", "day2.parquet"):
+        reference = _single(model, inputs / name, tmp_path / name, id_col=ID)
+        written = (
+            pd.read_parquet(out / name)
+            if name.endswith(".parquet")
+            else pd.read_csv(out / name)
+        )
+        pd.testing.assert_frame_equal(written, reference)
+
+
+def test_cli_glob_in_one_process_and_bad_rows_on_workers(
+    cluster, scoring_case, tmp_path, capsys
+):
+    _, model, inputs = scoring_case
+    bad = tmp_path / "in"
+    bad.mkdir()
+    lines = (inputs / "day1.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(",", ",oops,", 1)  # line 4: a field too many
+    (bad / "broken.csv").write_text("\n".join(lines) + "\n")
+    (bad / "fine.csv").write_text((inputs / "day0.csv").read_text())
+    args = ["score", str(model), str(bad / "*.csv"), "--id-col", ID, "--quiet"]
+
+    assert main([*args, "-o", str(tmp_path / "local")]) == 2
+    assert "broken.csv: line 4" in capsys.readouterr().err
+    assert not (tmp_path / "local" / "broken.csv").exists()  # nothing half-written
+
+    on_cluster = ["--scheduler", cluster.scheduler.address, "--on-bad-rows", "skip"]
+    assert main([*args, "-o", str(tmp_path / "out"), *on_cluster]) == 0
+    assert "scored 2399 of 2400 rows" in capsys.readouterr().err
+    rejects = pd.read_csv(tmp_path / "out" / "broken.rejects.csv")
+    assert rejects["line"].tolist() == [4]
+    assert len(pd.read_csv(tmp_path / "out" / "broken.csv")) == 899
+
+
+def test_score_files_refuses_a_model_that_is_not_one(scoring_case, tmp_path):
+    from gancore import ModelFileError
+
+    _, _, inputs = scoring_case
+    with pytest.raises(ModelFileError):
+        score_files(b"not a model", inputs / "day0.csv", tmp_path)
+    with pytest.raises(BadInputError, match="no such file"):
+        score_files(scoring_case[1], tmp_path / "nothing-*.csv", tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_workers_starts_a_local_cluster(scoring_case, tmp_path, capsys):
+    _, model, inputs = scoring_case
+    out = tmp_path / "out"
+    args = ["score", str(model), str(inputs / "*.csv"), "-o", str(out), "--quiet"]
+    assert main([*args, "--workers", "2"]) == 0
+    for name in ("day0.csv", "day1.csv"):
+        reference = _single(model, inputs / name, tmp_path / name)
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), reference)
+
+
+# ------------------------------------------------------------------ torchrun
+def _fit_args(train, model) -> list[str]:
+    return [
+        "fit",
+        str(train),
+        "-o",
+        str(model),
+        "--label-col",
+        "is_fraud",
+        "--id-col",
+        ID,
+        "--n-epochs",
+        "10",
+        "--random-state",
+        "0",
+        "--quiet",
+    ]
+
+
+def test_torchrun_two_processes_fit_like_one(tmp_path, capsys):
+    from sklearn.metrics import roc_auc_score
+
+    train = tmp_path / "train.csv"
+    make_transactions(4000, fraud_fraction=0.02, random_state=0).to_csv(
+        train, index=False
+    )
+    X, y = make_transactions(3000, fraud_fraction=0.05, random_state=1, return_X_y=True)
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=0",
+            "--rdzv-backend=c10d",
+            "--rdzv-endpoint=127.0.0.1:0",
+            "-m",
+            "ganomaly",
+            *_fit_args(train, tmp_path / "ddp.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Only rank 0 reports (and writes the model).
+    assert result.stderr.count("fitted GANomaly on 3920 rows") == 1
+    assert result.stderr.count("training on 3920 of 4000 rows") == 1
+
+    assert main(_fit_args(train, tmp_path / "single.safetensors")) == 0
+    auroc = {
+        name: roc_auc_score(
+            y, GANomalyDetector.load(tmp_path / f"{name}.safetensors").anomaly_score(X)
+        )
+        for name in ("single", "ddp")
+    }
+    assert auroc["single"] > 0.9, auroc
+    assert abs(auroc["ddp"] - auroc["single"]) <= 0.02, auroc
