@@ -8,6 +8,8 @@ Examples
     ganaug generate model.safetensors -n 500 --class pneumonia -o synthetic/ \\
         --format dicom --data scans/ --labels labels.csv
     ganaug demo --output-dir ./ganaug-demo
+    torchrun --nproc_per_node=4 -m ganaug fit scans/ --labels labels.csv \\
+        -o model.safetensors
 """
 
 from __future__ import annotations
@@ -201,8 +203,13 @@ def _set_threads(threads: int | None) -> None:
 def _cmd_fit(args) -> int:
     from ganaug import GANAugmenter
     from ganaug.privacy import memorization_report
+    from gancore import distributed_context, init_distributed
 
     _set_threads(args.threads)
+    # Under torchrun (WORLD_SIZE > 1) this joins the process group: every process
+    # trains on its shard of the images, and only rank 0 writes and reports.
+    device = init_distributed(args.device)
+    rank, world = distributed_context()
     loaded = _load_labelled(
         args.data, args.labels, args.image_size, _window(args.window), args.strict
     )
@@ -210,12 +217,13 @@ def _cmd_fit(args) -> int:
     held_out = _audit_split(labels, args.holdout_fraction, args.seed)
     train_images, train_labels = images[~held_out], labels[~held_out]
     counts = Counter(train_labels.tolist())
-    print(
-        f"{len(images)} images of {images.shape[1:]} (C, H, W), classes "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-        + f"; {int(held_out.sum())} held out for the memorisation audit",
-        file=sys.stderr,
-    )
+    if rank == 0:
+        print(
+            f"{len(images)} images of {images.shape[1:]} (C, H, W), classes "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+            + f"; {int(held_out.sum())} held out for the memorisation audit",
+            file=sys.stderr,
+        )
     sampler = GANAugmenter(
         architecture=args.architecture,
         loss=args.loss,
@@ -224,12 +232,14 @@ def _cmd_fit(args) -> int:
         latent_dim=args.latent_dim,
         learning_rate=args.learning_rate,
         base_channels=args.base_channels,
-        device=args.device,
+        device=args.device if world == 1 else str(device),
         random_state=args.seed,
-        verbose=True,
+        verbose=rank == 0,
     )
     started = time.perf_counter()
     sampler.fit_resample(train_images, train_labels)
+    if rank != 0:  # the same weights as rank 0, which writes them
+        return 0
     print(f"trained in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     sampler.save(
         args.output,
