@@ -49,6 +49,7 @@ import glob
 import hashlib
 import os
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,7 @@ def score_files(
             _score_file_task(data, str(src), str(dst), dict(options))
             for src, dst in zip(paths, outputs, strict=True)
         ]
+    run = uuid.uuid4().hex[:8]  # task names readable on the dashboard, and unique
     # One copy of the model per worker, not one per task.
     shared = client.scatter(data, broadcast=True, hash=True)
     futures = [
@@ -340,8 +342,7 @@ def score_files(
             str(src),
             str(dst),
             dict(options),
-            key=f"ganomaly-score-{hashlib.sha256(str(src).encode()).hexdigest()[:16]}"
-            f"-{os.getpid()}-{index}",
+            key=f"ganomaly-score-{run}-{index}-{src.name}",
             pure=False,
         )
         for index, (src, dst) in enumerate(zip(paths, outputs, strict=True))
@@ -390,7 +391,9 @@ def _score_partition(
     if len(partition) == 0:
         return schema.empty_table().to_pandas().set_index(partition.index[:0])
     columns = list(dict.fromkeys(needed + ([id_col] if id_col else [])))
-    batch = pa.RecordBatch.from_pandas(partition[columns], preserve_index=False)
+    # One chunk per column: pandas' Arrow-backed strings may come in several.
+    table = pa.Table.from_pandas(partition[columns], preserve_index=False)
+    batch = table.combine_chunks().to_batches()[0]
     # Text columns as score_file reads them: strings, and "" is a missing value.
     for name in columns:
         if name in numeric:
