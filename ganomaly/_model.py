@@ -32,7 +32,7 @@ def default_sizes(n_features: int) -> tuple[tuple[int, ...], int]:
     Examples
     --------
     >>> default_sizes(30)
-    ((64, 30), 10)
+    ((60, 30), 10)
     """
     first = int(min(256, max(32, 2 * n_features)))
     second = int(min(128, max(16, n_features)))

@@ -487,7 +487,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int, default=256)
     fit.add_argument(
         "--score",
-        default="reconstruction",
+        default="combined",
         choices=["reconstruction", "latent", "combined"],
     )
     fit.add_argument("--contamination", default="auto", type=_contamination)
