@@ -181,6 +181,10 @@ def train_gan(
     data : sequence of torch.Tensor
         Tensors with the same first dimension (e.g. images and labels).
     n_epochs, batch_size : int
+        Under torchrun ``batch_size`` is the global batch: each of the N processes
+        takes ``ceil(batch_size / N)`` rows of its shard per step (at least 2), so an
+        epoch makes as many optimiser steps as in one process and the same
+        hyperparameters train the same model.
     device : torch.device
     rngs : gancore.device.Rngs
         ``rngs.torch_cpu`` shuffles; the loss functions draw from the others. All are
@@ -242,6 +246,9 @@ def train_gan(
     rank, world = distributed_context()
     if world > 1:
         _sync_replicas(generator, discriminator, ema.module if ema else None)
+        # Per-rank share of the global batch: with the whole batch on every rank,
+        # N processes would make N times fewer steps and train a weaker model.
+        batch_size = max(2, math.ceil(batch_size / world))
     history: list[dict[str, float]] = []
     start_epoch = 1
     shard_seed = None
