@@ -122,6 +122,23 @@ def test_model_travels_as_safetensors_bytes_not_a_pickle(scoring_case, fitted):
     )
 
 
+def test_score_dask_takes_arrow_strings_in_several_chunks(scoring_case, fitted):
+    _, _, inputs = scoring_case
+    frame = pd.read_csv(inputs / "day1.csv", keep_default_na=False, na_values=[""])
+    text = {ID: "string[pyarrow]", "merchant_category": "string[pyarrow]"}
+    chunked = pd.concat([frame.iloc[:400], frame.iloc[400:]]).astype(text)
+    assert chunked[ID].array._pa_array.num_chunks == 2
+    scores = score_dask(fitted, dd.from_pandas(chunked, npartitions=1), id_col=ID)
+    scores = scores.compute(scheduler="sync")
+    assert scores[ID].tolist() == frame[ID].tolist()
+    np.testing.assert_allclose(
+        scores["anomaly_score"],
+        fitted.anomaly_score(frame.drop(columns=ID)),
+        rtol=0,
+        atol=1e-6,
+    )
+
+
 def test_score_dask_refuses_bad_values_and_missing_columns(cluster, scoring_case):
     _, model, inputs = scoring_case
     frame = pd.read_csv(inputs / "day1.csv", dtype=str, keep_default_na=False)
