@@ -39,7 +39,9 @@ from Python, join the process group before fitting and save on rank 0 only::
         detector.save("model.safetensors")
 
 Every process reads the whole training table and trains on its
-``DistributedSampler`` shard, so one step sees ``N * batch_size`` rows.
+``DistributedSampler`` shard; ``batch_size`` stays the global batch (each process
+takes ``batch_size / N`` rows per step), so N processes make the same optimiser
+steps as one and the same parameters train the same model, N times faster at best.
 """
 
 from __future__ import annotations
