@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._detector import GANomalyDetector
 from .datasets import make_transactions
+from .distributed import score_dask, score_files
 from .preprocessing import InputDataError, TabularPreprocessor
 
 __all__ = [
@@ -19,4 +20,6 @@ __all__ = [
     "InputDataError",
     "TabularPreprocessor",
     "make_transactions",
+    "score_dask",
+    "score_files",
 ]

@@ -73,6 +73,7 @@ from .scoring import (
 __all__ = [
     "dask_client",
     "expand_inputs",
+    "load_detector",
     "model_bytes",
     "score_dask",
     "score_files",
