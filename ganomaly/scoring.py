@@ -144,6 +144,33 @@ class _Rejects:
         self.rows.append((row, line, column, reason, ident))
 
 
+def _physical_lines(path: Path, logical: list[int]) -> dict[int, int]:
+    """Physical line numbers of pyarrow's line numbers, which skip empty lines.
+
+    pyarrow ignores empty lines and does not count them, so after a blank line its
+    line numbers (and ours, counted from its rows) fall behind the file's.  One pass
+    over the file, only when there is something to report.
+    """
+    wanted = sorted({n for n in logical if n is not None})
+    found: dict[int, int] = {}
+    if not wanted or _is_parquet(path):
+        return {n: n for n in wanted}
+    targets = iter(wanted)
+    target = next(targets)
+    count = 0
+    with open(path, "rb") as handle:
+        for physical, text in enumerate(handle, start=1):
+            if text in (b"\n", b"\r\n"):
+                continue
+            count += 1
+            while target is not None and count == target:
+                found[target] = physical
+                target = next(targets, None)
+            if target is None:
+                break
+    return {n: found.get(n, n) for n in wanted}
+
+
 def _describe(path: Path, line: int | None, row: int, column: str, reason: str) -> str:
     where = f"line {line}" if line is not None else f"row {row}"
     column_text = f", column {column!r}" if column else ""
@@ -524,6 +551,7 @@ class _Job:
                 for index, column, reason in sorted(bad):
                     line = int(lines[index]) if lines is not None else None
                     if self.on_bad_rows == "error":
+                        line = _physical_lines(self.path, [line]).get(line, line)
                         raise BadInputError(
                             _describe(self.path, line, int(rows[index]), column, reason)
                             + "; use --on-bad-rows skip to score the other rows"
@@ -541,6 +569,12 @@ class _Job:
             if writer is None:
                 schema = self._empty_schema()
                 writer = _open_writer(output, schema, self.parquet_out)
+            if self.rejects.rows:
+                physical = _physical_lines(self.path, [r[1] for r in self.rejects.rows])
+                self.rejects.rows = [
+                    (row, physical.get(line, line), *rest)
+                    for row, line, *rest in self.rejects.rows
+                ]
         finally:
             bar.close()
             if writer is not None:
@@ -551,6 +585,7 @@ class _Job:
             line = int(row.number) if row.number is not None else None
             reason = f"expected {row.expected_columns} fields, got {row.actual_columns}"
             if self.on_bad_rows == "error":
+                line = _physical_lines(self.path, [line]).get(line, line)
                 raise BadInputError(
                     _describe(self.path, line, (line or 0) - 1, "", reason)
                     + "; use --on-bad-rows skip to score the other rows"
