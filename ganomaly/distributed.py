@@ -50,6 +50,7 @@ import contextlib
 import glob
 import hashlib
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -141,6 +142,39 @@ def load_detector(data: bytes, device: str = "cpu") -> Any:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[key] = detector
     return detector
+
+
+_MALLOC_TUNED = False
+
+
+def _tune_worker_malloc() -> None:
+    """Undo, in this worker process, the malloc setting that halves scoring speed.
+
+    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``.  Setting that
+    variable also switches off glibc's adaptive mmap threshold, so every array
+    above 128 KiB -- each block's columns, encodings and errors -- is a fresh mmap
+    with page faults: scoring ran at half the speed of one plain process
+    (``benchmarks/scale_scoring.py``).  Fixing the thresholds where glibc's
+    adaptive rule would put them at most (mmap above 32 MiB, trim above 64 MiB)
+    restores the speed and keeps at most 64 MiB of freed heap untrimmed.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith(
+        "linux"
+    ):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+        libc.mallopt(m_mmap_threshold, 32 << 20)
+        libc.mallopt(m_trim_threshold, 64 << 20)
+    except (OSError, AttributeError):  # not glibc: nothing to undo
+        pass
 
 
 # ---------------------------------------------------------------- the cluster
@@ -248,6 +282,7 @@ def _score_file_task(
     """One file on one worker: the single-machine streaming path."""
     import torch
 
+    _tune_worker_malloc()
     threads = options.pop("threads", None)
     if threads:
         torch.set_num_threads(threads)
@@ -337,7 +372,7 @@ def score_files(
         ]
     run = uuid.uuid4().hex[:8]  # task names readable on the dashboard, and unique
     # One copy of the model per worker, not one per task.
-    shared = client.scatter(data, broadcast=True, hash=True)
+    shared = client.scatter(data, broadcast=True, hash=False)
     futures = [
         client.submit(
             _score_file_task,
@@ -385,6 +420,7 @@ def _score_partition(
     partition_info: dict | None = None,
 ) -> pd.DataFrame:
     """One pandas partition through the single-machine validation and scoring."""
+    _tune_worker_malloc()
     detector = load_detector(model, device)
     pre = detector.preprocessor_
     needed = list(pre.input_columns_)
