@@ -82,9 +82,9 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         ``"latent"``: the paper's ``||G_E(x) - E(G(x))||^2``.  ``"combined"``: both,
         each divided by its median on held-out normal rows, averaged.  The default
         comes from ``benchmarks/anomaly_quality.py``: alone, the latent score is
-        unstable on tabular data (AUROC 0.49 to 0.98 across sets and seeds) and the
-        reconstruction score is weak where anomalies are extreme in a few columns;
-        combined, they ranked best on average.  (Called
+        unstable on tabular data (AUROC 0.42 to 0.98 across sets and seeds); the
+        combined score was slightly ahead of the reconstruction score on average
+        (it wins on cardio and thyroid, loses on annthyroid).  (Called
         ``score`` in the issue; renamed because scikit-learn reserves the attribute
         ``score`` for the ``score(X, y)`` method that ``GridSearchCV`` calls.)
     contamination : "auto" or float in (0, 0.5], default="auto"
