@@ -7,8 +7,10 @@ string metadata holds
 * ``gankit.format_version`` -- :data:`FORMAT_VERSION`, checked on load;
 * ``gankit.kind`` -- what the file holds (``"ganomaly.GANomalyDetector"``, ...);
 * ``gankit.config`` -- the JSON configuration needed to rebuild the object;
-* ``gankit.sha256`` -- a digest of every tensor's name, dtype, shape and bytes, so a
-  bit flip anywhere in the weights is caught instead of silently changing scores;
+* ``gankit.sha256`` -- a digest of every tensor's name, dtype, shape and bytes and
+  of the kind and configuration, so a bit flip anywhere in the weights or in the
+  configuration (thresholds, scaling statistics) is caught instead of silently
+  changing scores;
 * ``gankit.version`` -- the gankit version that wrote it (for messages only).
 
 Nothing in this format can execute code when loaded: safetensors is a JSON header
@@ -51,8 +53,10 @@ def _gankit_version() -> str:
         return "unknown"
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def _digest(tensors: dict[str, torch.Tensor], kind: str, config_json: str) -> str:
     sha = hashlib.sha256()
+    # The configuration holds fitted numbers too (thresholds, scaling statistics).
+    sha.update(f"{len(kind)}|{kind}|{len(config_json)}|{config_json}|".encode())
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
         sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
@@ -140,7 +144,7 @@ def save_model(
         "gankit.format_version": str(FORMAT_VERSION),
         "gankit.kind": kind,
         "gankit.config": config_json,
-        "gankit.sha256": _digest(tensors),
+        "gankit.sha256": _digest(tensors, kind, config_json),
         "gankit.version": _gankit_version(),
     }
     with atomic_write(path) as tmp:
@@ -233,9 +237,13 @@ def load_model(
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{path}: damaged model file ({exc})") from exc
-    if _digest(tensors) != metadata.get("gankit.sha256"):
+    digest = _digest(
+        tensors, str(metadata.get("gankit.kind")), str(metadata.get("gankit.config"))
+    )
+    if digest != metadata.get("gankit.sha256"):
         raise ModelFileError(
-            f"{path}: the weights do not match their checksum; the file is damaged"
+            f"{path}: the weights or configuration do not match their checksum; "
+            "the file is damaged"
         )
     try:
         config = json.loads(metadata["gankit.config"])
