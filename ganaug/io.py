@@ -357,12 +357,17 @@ def _stack_datasets(datasets: list, window, strict: bool) -> LoadedImages:
         ),
     )
     images, sources = [], []
+    undecodable = None
     for path, ds in datasets:
         try:
             frames = _dataset_frames(ds, str(path), window)
         except ImageReadError as err:
-            if strict or "decoder" in str(err):
+            if strict:
                 raise
+            # One compressed file must not stop a folder; if nothing else can be
+            # read, the error below names the package to install.
+            if "decoder" in str(err):
+                undecodable = undecodable or err
             _warn_skip(str(err))
             continue
         images.extend(frames)
@@ -370,6 +375,8 @@ def _stack_datasets(datasets: list, window, strict: bool) -> LoadedImages:
             f"{path}" if len(frames) == 1 else f"{path}[frame {i}]"
             for i in range(len(frames))
         )
+    if not images and undecodable is not None:
+        raise undecodable
     return LoadedImages(_stack_same_size(images, sources), None, sources)
 
 
@@ -736,14 +743,19 @@ def load_images(
 
     label_map = _label_map(labels, root, source, [path for path, _ in files])
     images, image_labels, sources, sizes = [], [], [], {}
+    undecodable = None
     for path, file_kind in files:
         if label_map is not None and path not in label_map:
             continue  # not listed in the CSV: not part of the data set
         try:
             frames = _read_one(path, file_kind, window, axis)
         except ImageReadError as err:
-            if strict or "decoder" in str(err):
+            if strict:
                 raise
+            # One compressed file must not stop a folder; if nothing else can be
+            # read, the error below names the package to install.
+            if "decoder" in str(err):
+                undecodable = undecodable or err
             _warn_skip(str(err))
             continue
         if image_size is not None:
@@ -754,6 +766,8 @@ def load_images(
             sources.append(str(path) if len(frames) == 1 else f"{path}[{index}]")
             if label_map is not None:
                 image_labels.append(label_map[path])
+    if not images and undecodable is not None:
+        raise undecodable
     if not images:
         raise ValueError(f"{source}: no readable images found")
     stacked = _stack_same_size(images, sources)
