@@ -348,11 +348,20 @@ def train_gan(
             means = dict(zip(sorted(means), stacked / world, strict=True))
         record = {"epoch": epoch}
         record.update({k: float(v) for k, v in means.items()})
-        bad = [k for k, v in record.items() if not math.isfinite(v)]
+        bad = [f"{k}={v}" for k, v in record.items() if not math.isfinite(v)]
+        # Finite losses do not prove finite weights: batch-norm running variances
+        # can overflow to inf while every loss stays finite, and such a model would
+        # be saved and generate garbage.
+        bad += _non_finite_tensors(
+            generator=generator,
+            discriminator=discriminator,
+            ema=ema.module if ema is not None else None,
+        )
         if bad:
             raise TrainingDivergedError(
                 f"training diverged in epoch {epoch} of {n_epochs}: "
-                + ", ".join(f"{k}={record[k]}" for k in bad)
+                + ", ".join(bad[:4])
+                + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
                 + "; lower the learning rate or resume from the last checkpoint"
                 + (f" ({checkpoint_path})" if checkpoint_path else "")
             )
@@ -367,6 +376,25 @@ def train_gan(
     generator.eval()
     discriminator.eval()
     return history
+
+
+def _non_finite_tensors(**modules: nn.Module | None) -> list[str]:
+    """Names of parameters and buffers holding NaN or inf (one sync for all)."""
+    named = [
+        (f"{label}.{name}", tensor)
+        for label, module in modules.items()
+        if module is not None
+        for name, tensor in [*module.named_parameters(), *module.named_buffers()]
+        if tensor.is_floating_point() and tensor.numel()
+    ]
+    if not named:
+        return []
+    finite = torch.stack([torch.isfinite(t).all() for _, t in named]).tolist()
+    return [
+        f"non-finite {name}"
+        for (name, _), ok in zip(named, finite, strict=True)
+        if not ok
+    ]
 
 
 def _has_batch_norm(module: nn.Module) -> bool:
