@@ -61,7 +61,9 @@ def _digest(tensors: dict[str, torch.Tensor], kind: str, config_json: str) -> st
         tensor = tensors[name].detach().cpu().contiguous()
         sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         sha.update(
-            tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+            tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+            if tensor.numel()
+            else b""
         )
     return sha.hexdigest()
 

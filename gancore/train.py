@@ -164,9 +164,10 @@ def train_gan(
 ) -> list[dict[str, float]]:
     """Train a GAN for ``n_epochs`` epochs over in-memory tensors.
 
-    Each batch gets one discriminator step; every ``n_critic``-th batch also gets a
-    generator step (on the same batch). During the generator step the
-    discriminator's parameters are frozen, so no gradient is computed for them.
+    Each batch gets one discriminator step; every ``n_critic``-th batch (counted
+    across epochs) also gets a generator step (on the same batch). During the
+    generator step the discriminator's parameters are frozen, so no gradient is
+    computed for them.
 
     Parameters
     ----------
@@ -252,6 +253,7 @@ def train_gan(
     history: list[dict[str, float]] = []
     start_epoch = 1
     shard_seed = None
+    d_steps = 0
     meta = dict(checkpoint_meta or {})
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path)
@@ -272,6 +274,7 @@ def train_gan(
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
         shard_seed = state["shard_seed"]
+        d_steps = int(state["d_steps"])
     shards = _Shards(n_rows, rngs, shard_seed)
 
     def checkpoint(epoch: int) -> None:
@@ -293,6 +296,7 @@ def train_gan(
                 "rngs": rngs.state_dict(),
                 "history": history,
                 "shard_seed": shards.seed,
+                "d_steps": d_steps,
             },
         )
 
@@ -322,14 +326,15 @@ def train_gan(
         # Sums stay on the device: one synchronisation per epoch, not per step.
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, int] = {}
-        for index, start in enumerate(range(0, len(order), batch_size)):
+        for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             if rows.numel() < 2 < n_rows:
                 continue  # batch norm cannot train on one row; it is used next epoch
             batch = tuple(t[rows] for t in data)
             d_loss, logs = step(d_loss_fn, batch, d_optimizer, d_scaler)
             _accumulate(sums, counts, {"d_loss": d_loss, **logs})
-            if (index + 1) % n_critic == 0:
+            d_steps += 1  # counted across epochs: small data still reaches G
+            if d_steps % n_critic == 0:
                 discriminator.requires_grad_(False)
                 try:
                     g_loss, logs = step(g_loss_fn, batch, g_optimizer, g_scaler)

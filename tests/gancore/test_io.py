@@ -33,6 +33,13 @@ def test_round_trip(model_file):
     assert not list(path.parent.glob(".*.tmp"))  # no temporary file left behind
 
 
+def test_zero_dim_tensors_round_trip(tmp_path):
+    net = torch.nn.BatchNorm1d(3)  # num_batches_tracked is a 0-dim tensor
+    save_model(tmp_path / "bn.safetensors", module_tensors("bn", net), {}, kind="t")
+    tensors, _ = load_model(tmp_path / "bn.safetensors")
+    assert tensors["bn.num_batches_tracked"].shape == ()
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(tmp_path / "absent.safetensors")

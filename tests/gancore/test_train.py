@@ -108,6 +108,11 @@ def test_n_critic_counts_generator_steps():
     parts["g_loss_fn"] = counting
     train_gan(**parts, data=(images, labels), n_epochs=1, batch_size=8)
     assert calls["g"] == 2  # 4 batches, a generator step every second one
+    # The count runs across epochs: 3 batches an epoch, n_critic=5 -> 3 in 5 epochs.
+    calls["g"] = 0
+    parts["n_critic"] = 5
+    train_gan(**parts, data=(images[:24], labels[:24]), n_epochs=5, batch_size=8)
+    assert calls["g"] == 3
 
 
 def _weights(module):
