@@ -114,6 +114,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 
     # Under torchrun (WORLD_SIZE > 1) this joins the process group: every process
     # trains on its shard of the rows, and only rank 0 writes the model and reports.
+    if args.resume and not args.checkpoint:
+        raise CliError("--resume needs --checkpoint PATH")
+    if args.checkpoint and Path(args.checkpoint).exists() and not args.resume:
+        raise CliError(
+            f"{args.checkpoint}: a checkpoint exists; pass --resume to continue "
+            "from it, or remove it to start afresh"
+        )
     device = init_distributed(args.device)
     rank, world = distributed_context()
     path = Path(args.train)
@@ -145,6 +152,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         device=args.device if world == 1 else str(device),
         random_state=args.random_state,
         verbose=not args.quiet and rank == 0,
+        checkpoint_path=args.checkpoint,
     )
     start = time.perf_counter()
     try:
@@ -499,6 +507,14 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--random-state", type=int, default=0)
     fit.add_argument("--device", default="cpu")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument(
+        "--checkpoint", help="write a training checkpoint here after every epoch"
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed fit from --checkpoint (same data and options)",
+    )
     fit.set_defaults(run=_cmd_fit)
 
     score = sub.add_parser("score", help="score a file of any size, streaming")
