@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -52,15 +49,3 @@ def tiny_model(tmp_path_factory) -> Path:
     assert code == 0
     return model
 
-
-def run_cli(tool: str, *args: str, timeout: float = 300, **kwargs):
-    """Run ``python -m <tool> args`` in a subprocess on one thread."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "-m", tool, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        **kwargs,
-    )

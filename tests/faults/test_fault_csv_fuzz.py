@@ -138,18 +138,25 @@ def fuzzed_files(draw) -> Fuzzed:
         index = draw(st.integers(0, n_rows - 1))
         row = fuzzed.rows[index]
         column = draw(st.integers(0, max(0, len(row) - 1)))
+        numeric_here = [i for i in numeric_at if i < len(row)]
+        category_here = (
+            names.index("merchant_category")
+            if "merchant_category" in names
+            and names.index("merchant_category") < len(row)
+            else None
+        )
         if kind == "delete_cell" and row:
             del row[column]
         elif kind == "add_cell":
             row.insert(column, draw(_CELL_TEXT))
-        elif kind == "text_in_numeric" and numeric_at:
-            row[draw(st.sampled_from(numeric_at))] = draw(_CELL_TEXT)
-        elif kind == "odd_number" and numeric_at:
-            row[draw(st.sampled_from(numeric_at))] = draw(_ODD_NUMBERS)
+        elif kind == "text_in_numeric" and numeric_here:
+            row[draw(st.sampled_from(numeric_here))] = draw(_CELL_TEXT)
+        elif kind == "odd_number" and numeric_here:
+            row[draw(st.sampled_from(numeric_here))] = draw(_ODD_NUMBERS)
         elif kind == "empty_cell" and row:
             row[column] = ""
-        elif kind == "unicode_category" and "merchant_category" in names:
-            row[names.index("merchant_category")] = draw(
+        elif kind == "unicode_category" and category_here is not None:
+            row[category_here] = draw(
                 st.sampled_from(["café", "日本", "\u200b", "emoji-🎉", "Ω" * 40])
             )
         elif kind == "quoted_cell" and row:

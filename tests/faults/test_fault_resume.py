@@ -1,0 +1,107 @@
+"""``ganomaly fit --checkpoint``: SIGKILL it, then ``--resume``: training ends at the
+requested epoch and, on the CPU, scores equal those of an uninterrupted fit."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ganomaly import GANomalyDetector
+from ganomaly.datasets import make_transactions
+
+pytestmark = pytest.mark.slow
+
+N_EPOCHS = 12
+
+
+def run_cli(tool: str, *args: str, timeout: float = 300, **kwargs):
+    """Run ``python -m <tool> args`` in a subprocess on one thread."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    return subprocess.run(
+        [sys.executable, "-m", tool, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
+
+
+def _fit_args(train: Path, model: Path, checkpoint: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        str(train),
+        "-o",
+        str(model),
+        "--label-col",
+        "is_fraud",
+        "--id-col",
+        "transaction_id",
+        "--n-epochs",
+        str(N_EPOCHS),
+        "--batch-size",
+        "64",
+        "--random-state",
+        "3",
+        "--checkpoint",
+        str(checkpoint),
+        "--quiet",
+        *extra,
+    ]
+
+
+def _scores(model: Path, new: Path, out: Path) -> bytes:
+    done = run_cli("ganomaly", "score", str(model), str(new), "-o", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    return out.read_bytes()
+
+
+def test_ganomaly_fit_killed_then_resumed_equals_uninterrupted(tmp_path):
+    table = make_transactions(3000, random_state=4)
+    train, new = tmp_path / "train.csv", tmp_path / "new.csv"
+    table.iloc[:2500].to_csv(train, index=False)
+    table.iloc[2500:].to_csv(new, index=False)
+    reference = tmp_path / "reference.safetensors"
+    done = run_cli("ganomaly", *_fit_args(train, reference, tmp_path / "ref.ckpt"))
+    assert done.returncode == 0, done.stderr
+    expected = _scores(reference, new, tmp_path / "reference.csv")
+
+    rng = random.Random(1)
+    n_trials, resumed_from = 3, []
+    for trial in range(n_trials):
+        model = tmp_path / f"model{trial}.safetensors"
+        checkpoint = tmp_path / f"trial{trial}.ckpt"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ganomaly", *_fit_args(train, model, checkpoint)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not model.exists(), "a killed fit wrote its model"
+        from gancore.train import load_checkpoint
+
+        epoch = int(load_checkpoint(checkpoint)["epoch"])
+        resumed_from.append(epoch)
+        # Without --resume an existing checkpoint is refused, not overwritten.
+        refused = run_cli("ganomaly", *_fit_args(train, model, checkpoint))
+        assert refused.returncode == 2 and "--resume" in refused.stderr
+        done = run_cli("ganomaly", *_fit_args(train, model, checkpoint, "--resume"))
+        assert done.returncode == 0, done.stderr
+        fitted = GANomalyDetector.load(model)
+        assert fitted.n_epochs_ == N_EPOCHS and len(fitted.history_) == N_EPOCHS
+        got = _scores(model, new, tmp_path / f"scores{trial}.csv")
+        assert got == expected, f"trial {trial} (resumed after epoch {epoch})"
+    print(f"\nganomaly fit resumed after epochs {resumed_from} of {N_EPOCHS}: equal")
+    assert any(e < N_EPOCHS for e in resumed_from), "no kill landed mid-training"
