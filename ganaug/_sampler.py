@@ -97,6 +97,12 @@ class GANAugmenter(BaseOverSampler):
         identical output on the CPU.
     verbose : bool, default=False
         Show a progress bar while training.
+    checkpoint_path : str, optional
+        Write a training checkpoint (weights, optimisers, EMA, RNG states) here
+        after every epoch, atomically (one GAN per class: ``PATH.class<i>``).  If it
+        exists when fitting starts, training resumes from it, so a killed fit
+        continues where it stopped; on the CPU the result equals an uninterrupted
+        fit.  A checkpoint of other data or another configuration is refused.
 
     Attributes
     ----------
@@ -155,6 +161,7 @@ class GANAugmenter(BaseOverSampler):
         "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [str],
         "verbose": ["verbose"],
+        "checkpoint_path": [str, None],
     }
 
     def __init__(
@@ -176,6 +183,7 @@ class GANAugmenter(BaseOverSampler):
         device: str = "auto",
         random_state=None,
         verbose: bool = False,
+        checkpoint_path: str | None = None,
     ):
         super().__init__(sampling_strategy=sampling_strategy)
         self.image_shape = image_shape
@@ -193,6 +201,7 @@ class GANAugmenter(BaseOverSampler):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_path = checkpoint_path
 
     # ------------------------------------------------------------ validation
 
@@ -338,7 +347,7 @@ class GANAugmenter(BaseOverSampler):
 
         return flat_augment, augment.policy
 
-    def _train_one(self, X_unit, labels, n_classes, rngs, device, desc):
+    def _train_one(self, X_unit, labels, n_classes, rngs, device, desc, part=""):
         """Train one GAN; return its generator (EMA weights) and loss history."""
         from gancore import EMA, GANLoss, adversarial_steps, train_gan
 
@@ -394,9 +403,39 @@ class GANAugmenter(BaseOverSampler):
             rngs=rngs,
             verbose=bool(self.verbose),
             desc=desc,
+            **self._checkpointing(data, part),
         )
         final = ema.module if ema is not None else generator
         return final.to("cpu").eval(), history
+
+    def _checkpointing(self, data: list[torch.Tensor], part: str) -> dict:
+        """train_gan's checkpoint options; the meta pins the data and options."""
+        import hashlib
+
+        if self.checkpoint_path is None:
+            return {}
+        digest = hashlib.sha256()
+        for tensor in data:
+            digest.update(tensor.contiguous().numpy().tobytes())
+        meta = {
+            "kind": "ganaug.GANAugmenter" + part,
+            "data_sha256": digest.hexdigest(),
+            "shape": [int(n) for n in data[0].shape],
+            "options": repr(
+                sorted(
+                    (k, v)
+                    for k, v in self.get_params().items()
+                    if k
+                    not in ("verbose", "device", "checkpoint_path", "sampling_strategy")
+                )
+            ),
+        }
+        return {
+            "checkpoint_path": f"{self.checkpoint_path}{part}",
+            "checkpoint_every": 1,
+            "resume": True,
+            "checkpoint_meta": meta,
+        }
 
     # ------------------------------------------------------------- resampling
 
@@ -443,7 +482,13 @@ class GANAugmenter(BaseOverSampler):
                         "class needs at least 2 (use conditional=True)"
                     )
                 generator, history = self._train_one(
-                    X_unit[rows], None, None, rngs, device, f"ganaug class {label}"
+                    X_unit[rows],
+                    None,
+                    None,
+                    rngs,
+                    device,
+                    f"ganaug class {label}",
+                    part=f".class{index}",
                 )
                 self.generator_[index] = generator
                 self.history_[label.item() if hasattr(label, "item") else label] = (

@@ -206,6 +206,15 @@ def _cmd_fit(args) -> int:
     from gancore import distributed_context, init_distributed
 
     _set_threads(args.threads)
+    if args.resume and not args.checkpoint:
+        raise CLIError("--resume needs --checkpoint PATH")
+    if args.checkpoint and not args.resume:
+        existing = sorted(Path(args.checkpoint).parent.glob(args.checkpoint.name + "*"))
+        if existing:
+            raise CLIError(
+                f"{existing[0]}: a checkpoint exists; pass --resume to continue from "
+                "it, or remove it to start afresh"
+            )
     # Under torchrun (WORLD_SIZE > 1) this joins the process group: every process
     # trains on its shard of the images, and only rank 0 writes and reports.
     device = init_distributed(args.device)
@@ -235,6 +244,7 @@ def _cmd_fit(args) -> int:
         device=args.device if world == 1 else str(device),
         random_state=args.seed,
         verbose=rank == 0,
+        checkpoint_path=str(args.checkpoint) if args.checkpoint else None,
     )
     started = time.perf_counter()
     sampler.fit_resample(train_images, train_labels)
@@ -513,6 +523,16 @@ def _parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="stop at an unreadable file instead of skipping it",
+    )
+    fit.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="write a training checkpoint here after every epoch",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a killed fit from --checkpoint (same data and options)",
     )
     fit.set_defaults(func=_cmd_fit)
 
