@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ganomaly import GANomalyDetector
@@ -105,3 +106,87 @@ def test_ganomaly_fit_killed_then_resumed_equals_uninterrupted(tmp_path):
         assert got == expected, f"trial {trial} (resumed after epoch {epoch})"
     print(f"\nganomaly fit resumed after epochs {resumed_from} of {N_EPOCHS}: equal")
     assert any(e < N_EPOCHS for e in resumed_from), "no kill landed mid-training"
+
+
+def _ganaug_fit_args(data: Path, model: Path, checkpoint: Path, *extra: str):
+    return [
+        "fit",
+        str(data),
+        "-o",
+        str(model),
+        "--epochs",
+        "30",
+        "--base-channels",
+        "8",
+        "--latent-dim",
+        "8",
+        "--batch-size",
+        "16",
+        "--seed",
+        "2",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--checkpoint",
+        str(checkpoint),
+        *extra,
+    ]
+
+
+def _samples(model: Path, out: Path) -> np.ndarray:
+    done = run_cli(
+        "ganaug", "generate", str(model), "-n", "8", "-o", str(out), "--format",
+        "npz", "--seed", "0",
+    )
+    assert done.returncode == 0, done.stderr
+    found = list(out.parent.glob(out.name + "*")) + list(out.rglob("*.npz"))
+    with np.load([p for p in found if p.suffix == ".npz"][0]) as archive:
+        return archive["images"]
+
+
+@pytest.mark.parametrize("conditional", [True])
+def test_ganaug_fit_killed_then_resumed_equals_uninterrupted(tmp_path, conditional):
+    from ganaug.io import write_png
+    from gancore.train import load_checkpoint
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (48, 1, 16, 16)).astype(np.uint8)
+    write_png(images, tmp_path / "data", labels=["a"] * 32 + ["b"] * 16)
+    data = tmp_path / "data"
+    reference = tmp_path / "reference.safetensors"
+    done = run_cli("ganaug", *_ganaug_fit_args(data, reference, tmp_path / "r.ckpt"))
+    assert done.returncode == 0, done.stderr
+    expected = _samples(reference, tmp_path / "reference-out")
+
+    rng_kill = random.Random(2)
+    resumed_from = []
+    for trial in range(2):
+        model = tmp_path / f"model{trial}.safetensors"
+        checkpoint = tmp_path / f"trial{trial}.ckpt"
+        args = _ganaug_fit_args(data, model, checkpoint)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ganaug", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng_kill.uniform(0.0, 0.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        resumed_from.append(int(load_checkpoint(checkpoint)["epoch"]))
+        if process.returncode == 0:
+            continue  # finished before the kill landed
+        assert not model.exists(), "a killed fit wrote its model"
+        refused = run_cli("ganaug", *_ganaug_fit_args(data, model, checkpoint))
+        assert refused.returncode == 2 and "--resume" in refused.stderr
+        done = run_cli(
+            "ganaug", *_ganaug_fit_args(data, model, checkpoint, "--resume")
+        )
+        assert done.returncode == 0, done.stderr
+        got = _samples(model, tmp_path / f"out{trial}")
+        np.testing.assert_array_equal(got, expected)
+    print(f"\nganaug fit resumed after epochs {resumed_from} of 30: equal samples")
+    assert any(e < 30 for e in resumed_from), "no kill landed mid-training"
