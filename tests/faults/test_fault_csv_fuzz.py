@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ganomaly.cli import main
@@ -236,6 +236,7 @@ def test_score_malformed_csv(tiny_model, tmp_path_factory, fuzzed):
         code, err = _score(tiny_model, source, output, "--on-bad-rows", mode)
         assert "Traceback" not in err
         results[mode] = code
+        event(f"{mode}: exit {code}")
         if code != 0:
             assert code == 2, err
             assert err.startswith("ganomaly score: error: "), err
@@ -257,6 +258,7 @@ def test_score_malformed_csv(tiny_model, tmp_path_factory, fuzzed):
             rejects = pd.read_csv(folder / f"out-{mode}.rejects.csv")
             assert rejects["reason"].notna().all() and (rejects["reason"] != "").all()
             rows += rejects["row"].tolist()
+            event(f"skip: {'some' if len(rejects) else 'no'} rows rejected")
             if exact_lines:
                 assert set(rejects["line"].tolist()) <= touched_lines, rejects
         assert len(rows) == n_records, (len(scored), n_records)
