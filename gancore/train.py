@@ -23,7 +23,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .device import Rngs, autocast, distributed_context, make_grad_scaler
+from .device import (
+    Rngs,
+    autocast,
+    distributed_context,
+    flush_denormal,
+    make_grad_scaler,
+)
 from .diffaugment import DiffAugment
 from .ema import EMA
 from .io import atomic_write
@@ -311,76 +317,79 @@ def train_gan(
         scaler.update()
         return loss.detach().float(), logs
 
-    generator.train()
-    discriminator.train()
-    epochs = tqdm(
-        range(start_epoch, n_epochs + 1),
-        desc=desc,
-        disable=not verbose,
-        initial=start_epoch - 1,
-        total=n_epochs,
-        unit="epoch",
-    )
-    for epoch in epochs:
-        order = shards.order(epoch, device)
-        # Sums stay on the device: one synchronisation per epoch, not per step.
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            if rows.numel() < 2 < n_rows:
-                continue  # batch norm cannot train on one row; it is used next epoch
-            batch = tuple(t[rows] for t in data)
-            d_loss, logs = step(d_loss_fn, batch, d_optimizer, d_scaler)
-            _accumulate(sums, counts, {"d_loss": d_loss, **logs})
-            d_steps += 1  # counted across epochs: small data still reaches G
-            if d_steps % n_critic == 0:
-                discriminator.requires_grad_(False)
-                try:
-                    g_loss, logs = step(g_loss_fn, batch, g_optimizer, g_scaler)
-                finally:
-                    discriminator.requires_grad_(True)
-                _accumulate(sums, counts, {"g_loss": g_loss, **logs})
-                if ema is not None:
-                    ema.update(generator)
-
-        means = {k: v / counts[k] for k, v in sums.items()}
-        if world > 1:  # the history holds the mean over all ranks
-            import torch.distributed as dist
-
-            stacked = torch.stack([means[k] for k in sorted(means)])
-            dist.all_reduce(stacked)
-            means = dict(zip(sorted(means), stacked / world, strict=True))
-        record = {"epoch": epoch}
-        record.update({k: float(v) for k, v in means.items()})
-        bad = [f"{k}={v}" for k, v in record.items() if not math.isfinite(v)]
-        # Finite losses do not prove finite weights: batch-norm running variances
-        # can overflow to inf while every loss stays finite, and such a model would
-        # be saved and generate garbage.
-        bad += _non_finite_tensors(
-            generator=generator,
-            discriminator=discriminator,
-            ema=ema.module if ema is not None else None,
+    with flush_denormal(device):  # see gancore.device.flush_denormal
+        generator.train()
+        discriminator.train()
+        epochs = tqdm(
+            range(start_epoch, n_epochs + 1),
+            desc=desc,
+            disable=not verbose,
+            initial=start_epoch - 1,
+            total=n_epochs,
+            unit="epoch",
         )
-        if bad:
-            raise TrainingDivergedError(
-                f"training diverged in epoch {epoch} of {n_epochs}: "
-                + ", ".join(bad[:4])
-                + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-                + "; lower the learning rate or resume from the last checkpoint"
-                + (f" ({checkpoint_path})" if checkpoint_path else "")
+        for epoch in epochs:
+            order = shards.order(epoch, device)
+            # Sums stay on the device: one synchronisation per epoch, not per step.
+            sums: dict[str, torch.Tensor] = {}
+            counts: dict[str, int] = {}
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                if rows.numel() < 2 < n_rows:
+                    continue  # batch norm cannot train on one row; used next epoch
+                batch = tuple(t[rows] for t in data)
+                d_loss, logs = step(d_loss_fn, batch, d_optimizer, d_scaler)
+                _accumulate(sums, counts, {"d_loss": d_loss, **logs})
+                d_steps += 1  # counted across epochs: small data still reaches G
+                if d_steps % n_critic == 0:
+                    discriminator.requires_grad_(False)
+                    try:
+                        g_loss, logs = step(g_loss_fn, batch, g_optimizer, g_scaler)
+                    finally:
+                        discriminator.requires_grad_(True)
+                    _accumulate(sums, counts, {"g_loss": g_loss, **logs})
+                    if ema is not None:
+                        ema.update(generator)
+
+            means = {k: v / counts[k] for k, v in sums.items()}
+            if world > 1:  # the history holds the mean over all ranks
+                import torch.distributed as dist
+
+                stacked = torch.stack([means[k] for k in sorted(means)])
+                dist.all_reduce(stacked)
+                means = dict(zip(sorted(means), stacked / world, strict=True))
+            record = {"epoch": epoch}
+            record.update({k: float(v) for k, v in means.items()})
+            bad = [f"{k}={v}" for k, v in record.items() if not math.isfinite(v)]
+            # Finite losses do not prove finite weights: batch-norm running variances
+            # can overflow to inf while every loss stays finite, and such a model would
+            # be saved and generate garbage.
+            bad += _non_finite_tensors(
+                generator=generator,
+                discriminator=discriminator,
+                ema=ema.module if ema is not None else None,
             )
-        history.append(record)
-        if verbose:
-            epochs.set_postfix(
-                {k: f"{v:.3g}" for k, v in record.items() if k != "epoch"}
-            )
-        if checkpoint_every and (epoch % checkpoint_every == 0 or epoch == n_epochs):
-            checkpoint(epoch)
-    epochs.close()
-    generator.eval()
-    discriminator.eval()
-    return history
+            if bad:
+                raise TrainingDivergedError(
+                    f"training diverged in epoch {epoch} of {n_epochs}: "
+                    + ", ".join(bad[:4])
+                    + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+                    + "; lower the learning rate or resume from the last checkpoint"
+                    + (f" ({checkpoint_path})" if checkpoint_path else "")
+                )
+            history.append(record)
+            if verbose:
+                epochs.set_postfix(
+                    {k: f"{v:.3g}" for k, v in record.items() if k != "epoch"}
+                )
+            if checkpoint_every and (
+                epoch % checkpoint_every == 0 or epoch == n_epochs
+            ):
+                checkpoint(epoch)
+        epochs.close()
+        generator.eval()
+        discriminator.eval()
+        return history
 
 
 def _non_finite_tensors(**modules: nn.Module | None) -> list[str]:
