@@ -89,7 +89,7 @@ def test_sigkill_leaves_nothing_or_the_previous_output(tiny_model, inputs, tmp_p
     previous = b"row,anomaly_score\n1,0.5\n"  # an older complete output
     rng = random.Random(0)
     outcomes = []
-    n_trials = 8
+    n_trials = 10
     for trial in range(n_trials):
         target = tmp_path / f"out{trial}.csv"
         had_previous = trial % 2 == 1
@@ -101,8 +101,17 @@ def test_sigkill_leaves_nothing_or_the_previous_output(tiny_model, inputs, tmp_p
             stderr=subprocess.DEVNULL,
             env=_env(),
         )
-        delay = rng.uniform(0.3, seconds * 1.05)
-        time.sleep(delay)
+        if trial < n_trials // 2:  # any moment, start-up included
+            delay = rng.uniform(0.3, seconds * 1.05)
+            time.sleep(delay)
+        else:  # while the output is being written: its temporary file exists
+            started = time.monotonic()
+            while process.poll() is None and not list(
+                tmp_path.glob(f".{target.name}.*.tmp")
+            ):
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.8))
+            delay = time.monotonic() - started
         process.send_signal(signal.SIGKILL)
         process.wait()
         finished = process.returncode == 0
