@@ -590,6 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     import torch
 
+    from gancore import TrainingDivergedError
+
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -601,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"ganomaly {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # parameter validation from the estimator
+    except (ValueError, TrainingDivergedError) as exc:  # from the estimator
         print(f"ganomaly {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

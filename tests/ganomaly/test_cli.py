@@ -281,3 +281,22 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
 def test_usage_errors_exit_non_zero(capsys):
     assert main([]) == 2
     assert main(["score"]) == 2
+
+
+def test_fit_divergence_is_a_clear_error_without_traceback(
+    tmp_path, capsys, monkeypatch
+):
+    from gancore import TrainingDivergedError
+    from ganomaly import GANomalyDetector
+
+    def diverge(self, X, y=None):
+        raise TrainingDivergedError("training diverged in epoch 3 of 4: d_loss=nan")
+
+    monkeypatch.setattr(GANomalyDetector, "fit", diverge)
+    make_transactions(100, random_state=1).to_csv(tmp_path / "t.csv", index=False)
+    model = tmp_path / "m.safetensors"
+    code = main(["fit", str(tmp_path / "t.csv"), "-o", str(model), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "diverged in epoch 3" in err and "Traceback" not in err
+    assert not model.exists()
