@@ -342,7 +342,8 @@ class TabularPreprocessor:
         spec.update(scaling="robust", center=median, scale=scale)
         return spec
 
-    def _fit_categorical(self, name: str, series: pd.Series) -> dict[str, Any]:
+    def _check_missing(self, name: str, series: pd.Series) -> np.ndarray:
+        """The column's missing-value mask; an error under ``missing="error"``."""
         missing = series.isna().to_numpy()
         if missing.any() and self.missing == "error":
             row = _first_bad(missing)
@@ -352,6 +353,10 @@ class TabularPreprocessor:
                 column=name,
                 row=row,
             )
+        return missing
+
+    def _fit_categorical(self, name: str, series: pd.Series) -> dict[str, Any]:
+        missing = self._check_missing(name, series)
         counts = series.dropna().astype(str).value_counts(sort=False)
         # Most frequent first, ties broken by name so the encoding is deterministic.
         ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -438,15 +443,7 @@ class TabularPreprocessor:
         name = spec["name"]
         if spec["kind"] == "categorical":
             categories = spec["categories"]
-            missing = series.isna().to_numpy()
-            if missing.any() and self.missing == "error":
-                row = _first_bad(missing)
-                raise InputDataError(
-                    f"column {name!r}, row {row}: missing value, and the missing-value "
-                    "policy is 'error'",
-                    column=name,
-                    row=row,
-                )
+            missing = self._check_missing(name, series)
             if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:
                 as_text = series.astype(str).where(~missing, None)
             else:
