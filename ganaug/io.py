@@ -299,6 +299,24 @@ def _read_dicom_datasets(
     return datasets
 
 
+def _skip_unreadable(
+    err: ImageReadError, strict: bool, undecodable: ImageReadError | None
+) -> ImageReadError | None:
+    """Skip a file that cannot be read (warning naming it), or raise under strict.
+
+    One compressed file must not stop a folder; the first "no decoder" error is kept
+    so that, if nothing else can be read, the caller raises it and the user learns
+    which package to install.
+    """
+    if strict:
+        raise err
+    if undecodable is None and "decoder" in str(err):
+        undecodable = err
+    # stacklevel 3: the warning points at the code that called the reader.
+    warnings.warn(f"skipping {err}", UserWarning, stacklevel=3)
+    return undecodable
+
+
 def _warn_skip(message: str) -> None:
     warnings.warn(f"skipping {message}", UserWarning, stacklevel=3)
 
@@ -362,13 +380,7 @@ def _stack_datasets(datasets: list, window, strict: bool) -> LoadedImages:
         try:
             frames = _dataset_frames(ds, str(path), window)
         except ImageReadError as err:
-            if strict:
-                raise
-            # One compressed file must not stop a folder; if nothing else can be
-            # read, the error below names the package to install.
-            if "decoder" in str(err):
-                undecodable = undecodable or err
-            _warn_skip(str(err))
+            undecodable = _skip_unreadable(err, strict, undecodable)
             continue
         images.extend(frames)
         sources.extend(
@@ -750,13 +762,7 @@ def load_images(
         try:
             frames = _read_one(path, file_kind, window, axis)
         except ImageReadError as err:
-            if strict:
-                raise
-            # One compressed file must not stop a folder; if nothing else can be
-            # read, the error below names the package to install.
-            if "decoder" in str(err):
-                undecodable = undecodable or err
-            _warn_skip(str(err))
+            undecodable = _skip_unreadable(err, strict, undecodable)
             continue
         if image_size is not None:
             frames = resize_images(frames, image_size)
