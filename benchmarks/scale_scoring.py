@@ -45,18 +45,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-COLUMNS = ["Time"] + [f"V{i}" for i in range(1, 29)] + ["Amount"]
-
-
-def card_like(n_rows: int, seed: int) -> pd.DataFrame:
-    """Rows shaped like the card data: PCA-like Gaussians, a time, a skewed amount."""
-    rng = np.random.default_rng(seed)
-    data = {"Time": np.round(rng.uniform(0, 172_800, n_rows), 0)}
-    scales = np.linspace(2.0, 0.3, 28)
-    for i in range(28):
-        data[f"V{i + 1}"] = np.round(rng.normal(0, scales[i], n_rows), 6)
-    data["Amount"] = np.round(rng.lognormal(3.0, 1.4, n_rows), 2)
-    return pd.DataFrame(data)
+# The same card-shaped rows as the single-file throughput benchmark.
+from scoring_throughput import COLUMNS, card_like  # noqa: E402
 
 
 def write_inputs(folder: Path, n_files: int, rows_per_file: int) -> list[Path]:
