@@ -12,9 +12,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from gancore import ModelFileError
+from gancore import ModelFileError, load_model, save_model
+from gancore.train import load_checkpoint
 from ganomaly import GANomalyDetector
-from ganomaly._detector import auto_epochs
+from ganomaly._detector import MODEL_KIND, auto_epochs
 
 # Checks that GANomalyDetector cannot pass, with the reason.  Empty: it passes all.
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
@@ -182,7 +183,7 @@ def test_network_options(transactions):
         w_adv=0.5,
         w_con=10,
         w_enc=2,
-        numeric_scaling="robust",
+        numeric_scaling="quantile",
         missing="impute",
         validation_fraction=0.0,
         verbose=1,
@@ -205,3 +206,70 @@ def test_auto_epochs_target_a_fixed_number_of_steps():
     assert auto_epochs(250_000, 256) == 4  # big tables: a few epochs
     assert auto_epochs(2_000, 256) == 300  # 8 steps per epoch: capped
     assert auto_epochs(100_000, 1000) == 30
+
+
+def _reconstruct(detector, X):
+    net = detector.generator_.double()
+    try:
+        x = torch.from_numpy(detector.preprocessor_.transform(X)).double()
+        with torch.no_grad():
+            return x.numpy(), net.decoder(net.encoder(x)).numpy()
+    finally:
+        detector.generator_.float()
+
+
+def test_reconstruction_score_is_scaled_squared_error(transactions):
+    """Per-feature squared errors in units of the held-out mean, one unit per column."""
+    X, y = transactions
+    detector = GANomalyDetector(
+        n_epochs=3, score_type="reconstruction", random_state=0
+    ).fit(X[y == 0])
+    x, reconstruction = _reconstruct(detector, X.iloc[:50])
+    expected = ((x - reconstruction) ** 2 / detector.feature_error_scale_).mean(axis=1)
+    np.testing.assert_allclose(detector.anomaly_score(X.iloc[:50]), expected, rtol=1e-5)
+    # Every input column gets one unit, whatever the number of its encoded features:
+    # the one-hot features of a category share their column's divisor.
+    sources = detector.preprocessor_.source_columns_
+    scale = detector.feature_error_scale_
+    for column in np.unique(sources):
+        assert np.ptp(scale[sources == column]) == 0
+    assert len(np.unique(scale)) > 1  # not a constant (an unscaled error)
+
+
+def test_model_files_without_scaled_errors_score_absolute_errors(
+    fitted, transactions, tmp_path
+):
+    """Model files from before per-feature scaling keep their (absolute) scores."""
+    X, _ = transactions
+    path = tmp_path / "model.safetensors"
+    fitted.save(path)
+    tensors, config = load_model(path, kind=MODEL_KIND)
+    del config["reconstruction_errors"], config["ema_decay"]
+    config["params"]["score_type"] = "reconstruction"
+    save_model(path, tensors, config, kind=MODEL_KIND)
+    legacy = GANomalyDetector.load(path)
+    assert legacy.reconstruction_errors_ == "absolute"
+    x, reconstruction = _reconstruct(legacy, X.iloc[:50])
+    np.testing.assert_allclose(
+        legacy.anomaly_score(X.iloc[:50]),
+        np.abs(x - reconstruction).mean(axis=1),
+        rtol=1e-5,
+    )
+
+
+def test_generator_is_the_weight_average(transactions, tmp_path):
+    """The scored generator is the EMA of the weights, not the last iterate."""
+    X, y = transactions
+    checkpoint = tmp_path / "fit.ckpt"
+    detector = GANomalyDetector(
+        n_epochs=3, random_state=0, checkpoint_path=str(checkpoint)
+    ).fit(X[y == 0].iloc[:1000])
+    assert 0 < detector.ema_decay_ < 1
+    state = load_checkpoint(checkpoint)
+    scored = detector.generator_.state_dict()
+    for name, value in state["ema"].items():
+        torch.testing.assert_close(scored[name], value)
+    assert any(
+        not torch.equal(scored[name], value)
+        for name, value in state["generator"].items()
+    )
