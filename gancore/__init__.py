@@ -4,73 +4,112 @@ Networks (:mod:`gancore.nets`), adversarial losses (:mod:`gancore.losses`),
 DiffAugment, EMA, one training loop (:mod:`gancore.train`), device and RNG handling
 (:mod:`gancore.device`) and safe model files (:mod:`gancore.io`). Imports torch and
 numpy only.
+
+Names are imported on first use (PEP 562), so that a program which only reads model
+files into numpy (:func:`gancore.io.load_arrays`, the streaming scorer) does not pay
+torch's start-up time.
 """
 
 from __future__ import annotations
 
-from .device import (
-    Rngs,
-    autocast,
-    distributed_context,
-    init_distributed,
-    is_main_process,
-    make_grad_scaler,
-    make_rngs,
-    resolve_device,
-)
-from .diffaugment import DiffAugment
-from .ema import EMA
-from .io import (
-    FORMAT_VERSION,
-    ModelFileError,
-    atomic_write,
-    load_model,
-    module_state,
-    module_tensors,
-    save_model,
-)
-from .losses import LOSSES, GANLoss, gradient_penalty
-from .nets import (
-    DCGANDiscriminator,
-    DCGANGenerator,
-    MLPDiscriminator,
-    MLPGenerator,
-    crop_to,
-    dcgan_weights_init,
-    pad_to_multiple,
-)
-from .train import TrainingDivergedError, adversarial_steps, load_checkpoint, train_gan
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DCGANDiscriminator",
-    "DCGANGenerator",
-    "DiffAugment",
-    "EMA",
-    "FORMAT_VERSION",
-    "GANLoss",
-    "LOSSES",
-    "MLPDiscriminator",
-    "MLPGenerator",
-    "ModelFileError",
-    "Rngs",
-    "TrainingDivergedError",
-    "adversarial_steps",
-    "atomic_write",
-    "autocast",
-    "crop_to",
-    "dcgan_weights_init",
-    "distributed_context",
-    "gradient_penalty",
-    "init_distributed",
-    "is_main_process",
-    "load_checkpoint",
-    "load_model",
-    "make_grad_scaler",
-    "make_rngs",
-    "module_state",
-    "module_tensors",
-    "pad_to_multiple",
-    "resolve_device",
-    "save_model",
-    "train_gan",
-]
+_EXPORTS = {
+    "device": [
+        "Rngs",
+        "autocast",
+        "distributed_context",
+        "init_distributed",
+        "is_main_process",
+        "make_grad_scaler",
+        "make_rngs",
+        "resolve_device",
+    ],
+    "diffaugment": ["DiffAugment"],
+    "ema": ["EMA"],
+    "io": [
+        "FORMAT_VERSION",
+        "ModelFileError",
+        "atomic_write",
+        "load_arrays",
+        "load_model",
+        "module_state",
+        "module_tensors",
+        "save_model",
+    ],
+    "losses": ["LOSSES", "GANLoss", "gradient_penalty"],
+    "nets": [
+        "DCGANDiscriminator",
+        "DCGANGenerator",
+        "MLPDiscriminator",
+        "MLPGenerator",
+        "crop_to",
+        "dcgan_weights_init",
+        "pad_to_multiple",
+    ],
+    "train": [
+        "TrainingDivergedError",
+        "adversarial_steps",
+        "load_checkpoint",
+        "train_gan",
+    ],
+}
+_SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_SOURCE)
+
+if TYPE_CHECKING:  # static analysers see the eager imports
+    from .device import (  # noqa: F401
+        Rngs,
+        autocast,
+        distributed_context,
+        init_distributed,
+        is_main_process,
+        make_grad_scaler,
+        make_rngs,
+        resolve_device,
+    )
+    from .diffaugment import DiffAugment  # noqa: F401
+    from .ema import EMA  # noqa: F401
+    from .io import (  # noqa: F401
+        FORMAT_VERSION,
+        ModelFileError,
+        atomic_write,
+        load_arrays,
+        load_model,
+        module_state,
+        module_tensors,
+        save_model,
+    )
+    from .losses import LOSSES, GANLoss, gradient_penalty  # noqa: F401
+    from .nets import (  # noqa: F401
+        DCGANDiscriminator,
+        DCGANGenerator,
+        MLPDiscriminator,
+        MLPGenerator,
+        crop_to,
+        dcgan_weights_init,
+        pad_to_multiple,
+    )
+    from .train import (  # noqa: F401
+        TrainingDivergedError,
+        adversarial_steps,
+        load_checkpoint,
+        train_gan,
+    )
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:  # a submodule, e.g. gancore.io after a bare import gancore
+        return importlib.import_module(f".{name}", __name__)
+    module = _SOURCE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gancore' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

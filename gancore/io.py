@@ -24,14 +24,18 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: load_arrays needs none
+    import torch
 
 __all__ = [
     "FORMAT_VERSION",
     "ModelFileError",
     "atomic_write",
+    "load_arrays",
     "load_model",
     "save_model",
 ]
@@ -53,19 +57,53 @@ def _gankit_version() -> str:
         return "unknown"
 
 
-def _digest(tensors: dict[str, torch.Tensor], kind: str, config_json: str) -> str:
+def _digest(tensors: dict, kind: str, config_json: str) -> str:
+    """SHA-256 over kind, configuration and every tensor (torch or numpy, the same).
+
+    A numpy array hashes exactly like the torch tensor it was read as: dtypes are
+    named the torch way (``torch.float32``), so :func:`load_arrays` verifies files
+    without importing torch.
+    """
     sha = hashlib.sha256()
     # The configuration holds fitted numbers too (thresholds, scaling statistics).
     sha.update(f"{len(kind)}|{kind}|{len(config_json)}|{config_json}|".encode())
     for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        sha.update(
-            tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
-            if tensor.numel()
-            else b""
-        )
+        value = tensors[name]
+        if isinstance(value, np.ndarray):
+            dtype = _TORCH_DTYPE_NAMES.get(value.dtype.str.lstrip("<|="))
+            if dtype is None:
+                raise ModelFileError(f"{name!r}: unsupported dtype {value.dtype}")
+            # (np.ascontiguousarray would turn a 0-d array into a 1-d one.)
+            shape = tuple(value.shape)
+            data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+        else:  # a torch tensor
+            tensor = value.detach().cpu().contiguous()
+            dtype, shape = str(tensor.dtype), tuple(tensor.shape)
+            flat = tensor.reshape(-1)
+            data = flat.view(_torch().uint8).numpy() if tensor.numel() else b""
+        sha.update(f"{name}|{dtype}|{shape}|".encode())
+        sha.update(data.tobytes() if len(data) else b"")
     return sha.hexdigest()
+
+
+# numpy dtype codes -> torch dtype names, as hashed by _digest.
+_TORCH_DTYPE_NAMES = {
+    "f2": "torch.float16",
+    "f4": "torch.float32",
+    "f8": "torch.float64",
+    "i1": "torch.int8",
+    "i2": "torch.int16",
+    "i4": "torch.int32",
+    "i8": "torch.int64",
+    "u1": "torch.uint8",
+    "b1": "torch.bool",
+}
+
+
+def _torch():
+    import torch
+
+    return torch
 
 
 class atomic_write:  # noqa: N801 - used like open()
@@ -127,7 +165,7 @@ def save_model(
 
     Examples
     --------
-    >>> import tempfile, os
+    >>> import tempfile, os, torch
     >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
     >>> save_model(path, {"w": torch.ones(2)}, {"latent_dim": 8}, kind="demo")
     >>> tensors, config = load_model(path, kind="demo")
@@ -188,6 +226,47 @@ def _read_header(path: Path) -> dict:
     return header
 
 
+def _check_metadata(path: Path, kind: str | None) -> dict:
+    """The file's gankit metadata, after the existence, format and kind checks."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    header = _read_header(path)
+    metadata = header.get("__metadata__") or {}
+    if metadata.get("gankit.format") != _MAGIC:
+        raise ModelFileError(
+            f"{path}: a safetensors file, but not a gankit model (no gankit metadata)"
+        )
+    found_version = metadata.get("gankit.format_version")
+    if found_version != str(FORMAT_VERSION):
+        raise ModelFileError(
+            f"{path}: model file format version {found_version} (written by gankit "
+            f"{metadata.get('gankit.version', 'unknown')}), but this gankit "
+            f"({_gankit_version()}) reads version {FORMAT_VERSION}; re-train the model "
+            "or use a matching gankit version"
+        )
+    if kind is not None and metadata.get("gankit.kind") != kind:
+        raise ModelFileError(
+            f"{path}: holds a {metadata.get('gankit.kind')!r}, not a {kind!r}"
+        )
+    return metadata
+
+
+def _verified_config(path: Path, metadata: dict, tensors: dict) -> dict:
+    """The parsed configuration, once the checksum over tensors and config holds."""
+    digest = _digest(
+        tensors, str(metadata.get("gankit.kind")), str(metadata.get("gankit.config"))
+    )
+    if digest != metadata.get("gankit.sha256"):
+        raise ModelFileError(
+            f"{path}: the weights or configuration do not match their checksum; "
+            "the file is damaged"
+        )
+    try:
+        return json.loads(metadata["gankit.config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: damaged model configuration ({exc})") from exc
+
+
 def load_model(
     path: str | os.PathLike, kind: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict]:
@@ -215,43 +294,56 @@ def load_model(
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
-    header = _read_header(path)
-    metadata = header.get("__metadata__") or {}
-    if metadata.get("gankit.format") != _MAGIC:
-        raise ModelFileError(
-            f"{path}: a safetensors file, but not a gankit model (no gankit metadata)"
-        )
-    found_version = metadata.get("gankit.format_version")
-    if found_version != str(FORMAT_VERSION):
-        raise ModelFileError(
-            f"{path}: model file format version {found_version} (written by gankit "
-            f"{metadata.get('gankit.version', 'unknown')}), but this gankit "
-            f"({_gankit_version()}) reads version {FORMAT_VERSION}; re-train the model "
-            "or use a matching gankit version"
-        )
-    if kind is not None and metadata.get("gankit.kind") != kind:
-        raise ModelFileError(
-            f"{path}: holds a {metadata.get('gankit.kind')!r}, not a {kind!r}"
-        )
+    metadata = _check_metadata(path, kind)
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{path}: damaged model file ({exc})") from exc
-    digest = _digest(
-        tensors, str(metadata.get("gankit.kind")), str(metadata.get("gankit.config"))
-    )
-    if digest != metadata.get("gankit.sha256"):
-        raise ModelFileError(
-            f"{path}: the weights or configuration do not match their checksum; "
-            "the file is damaged"
-        )
+    return tensors, _verified_config(path, metadata, tensors)
+
+
+def load_arrays(
+    path: str | os.PathLike, kind: str | None = None
+) -> tuple[dict[str, np.ndarray], dict]:
+    """:func:`load_model` with numpy arrays, without importing torch.
+
+    The same checks (format, version, kind, checksum); for programs that only run
+    inference in numpy and should not pay torch's start-up time.
+
+    Parameters
+    ----------
+    path : str or path-like
+    kind : str, optional
+
+    Returns
+    -------
+    arrays : dict of str to ndarray
+    config : dict
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_model`.
+
+    Examples
+    --------
+    >>> import tempfile, os, torch
+    >>> path = os.path.join(tempfile.mkdtemp(), "m.safetensors")
+    >>> save_model(path, {"w": torch.ones(2)}, {"latent_dim": 8}, kind="demo")
+    >>> arrays, config = load_arrays(path, kind="demo")
+    >>> arrays["w"].tolist(), arrays["w"].dtype.name
+    ([1.0, 1.0], 'float32')
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    metadata = _check_metadata(path, kind)
     try:
-        config = json.loads(metadata["gankit.config"])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path}: damaged model configuration ({exc})") from exc
-    return tensors, config
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path}: damaged model file ({exc})") from exc
+    return arrays, _verified_config(path, metadata, arrays)
 
 
 def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -269,6 +361,7 @@ def numpy_tensors(
     prefix: str, arrays: dict[str, np.ndarray]
 ) -> dict[str, torch.Tensor]:
     """Numeric numpy arrays as tensors under ``prefix + '.'``, to save."""
+    torch = _torch()
     return {
         f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(v))
         for k, v in arrays.items()

@@ -35,12 +35,18 @@ from gancore import (
 
 from ._losses import generator_loss
 from ._model import GANomalyNet, default_sizes, init_weights, make_discriminator
+from ._scorer import (
+    MODEL_KIND,
+    RECONSTRUCTION_ERRORS,
+    SCORES,
+    Scorer,
+    combine_scores,
+    feature_errors,
+    top_contributions,
+)
 from .preprocessing import TabularPreprocessor
 
 __all__ = ["GANomalyDetector"]
-
-MODEL_KIND = "ganomaly.GANomalyDetector"
-SCORES = ("reconstruction", "latent", "combined")
 # Without a target_fpr, contamination="auto" flags this share of held-out normals.
 AUTO_FPR = 0.01
 # n_epochs="auto" trains for about this many generator steps (at least 1 epoch).
@@ -51,9 +57,6 @@ _MAX_AUTO_EPOCHS = 300
 # them in shorter runs (see `ema_decay`).
 EMA_DECAY = 0.998
 EMA_SHARE = 0.3
-# How per-feature reconstruction errors enter the score; model files without this
-# key were written before per-feature scaling and score with mean absolute errors.
-RECONSTRUCTION_ERRORS = ("scaled_squared", "absolute")
 _SCORING_BATCH = 8192
 
 
@@ -396,7 +399,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             "reconstruction": _positive(np.median(reconstruction)),
             "latent": _positive(np.median(latent)),
         }
-        val_scores = self._combine(reconstruction, latent)
+        val_scores = combine_scores(errors, latent, self.score_type, self.score_scale_)
         self.validation_anomaly_scores_ = np.sort(val_scores)
         if self.target_fpr is not None:
             threshold = np.quantile(val_scores, 1 - self.target_fpr)
@@ -470,8 +473,6 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         # the batch size, and scores must not depend on how rows are batched.
         net = copy.deepcopy(self.generator_).double()
         errors = np.empty(encoded.shape, dtype=np.float32)
-        squared = self.reconstruction_errors_ == "scaled_squared"
-        scale = torch.from_numpy(self.feature_error_scale_).to(device=device)
         latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, encoded.shape[0], _SCORING_BATCH):
@@ -480,11 +481,12 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                 latent = net.encoder(x)
                 reconstruction = net.decoder(latent)
                 stop = start + x.shape[0]
-                if squared:
-                    difference = (x - reconstruction).square_().div_(scale)
-                else:
-                    difference = (x - reconstruction).abs_()
-                errors[start:stop] = difference.cpu().numpy()
+                feature_errors(
+                    (x - reconstruction).cpu().numpy(),
+                    self.reconstruction_errors_,
+                    self.feature_error_scale_,
+                    errors[start:stop],
+                )
                 if need_latent:
                     latent_of_reconstruction = net.second_encoder(reconstruction)
                     latent_errors[start:stop] = (
@@ -496,15 +498,31 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                     )
         return errors, latent_errors
 
-    def _combine(self, reconstruction: np.ndarray, latent: np.ndarray) -> np.ndarray:
-        if self.score_type == "reconstruction":
-            return reconstruction
-        if self.score_type == "latent":
-            return latent
-        return 0.5 * (
-            reconstruction / self.score_scale_["reconstruction"]
-            + latent / self.score_scale_["latent"]
+    def _scorer(self, dtype: Any = np.float32) -> Scorer:
+        """This fitted model as a numpy :class:`~ganomaly._scorer.Scorer`.
+
+        The streaming scorer's engine (float32 by default); on a CUDA device the
+        matrix products stay on the GPU.
+        """
+        check_is_fitted(self)
+        state = {
+            k: v.detach().cpu().numpy() for k, v in self.generator_.state_dict().items()
+        }
+        cls = Scorer if self.device_ == "cpu" else _TorchScorer
+        scorer = cls(
+            self.preprocessor_,
+            state,
+            latent_dim=self.latent_dim_,
+            score_type=self.score_type,
+            score_scale=self.score_scale_,
+            threshold=self.threshold_,
+            dtype=dtype,
+            feature_error_scale=self.feature_error_scale_,
+            reconstruction_errors=self.reconstruction_errors_,
         )
+        if cls is _TorchScorer:
+            scorer.generator = self.generator_
+        return scorer
 
     def _encode(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
@@ -525,7 +543,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         errors, latent = self._errors(
             self._encode(X), need_latent=self.score_type != "reconstruction"
         )
-        return self._combine(errors.mean(axis=1, dtype=np.float64), latent)
+        return combine_scores(errors, latent, self.score_type, self.score_scale_)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of the anomaly score: the lower, the more abnormal.
@@ -594,7 +612,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         errors, latent = self._errors(
             encoded, need_latent=self.score_type != "reconstruction"
         )
-        scores = self._combine(errors.mean(axis=1, dtype=np.float64), latent)
+        scores = combine_scores(errors, latent, self.score_type, self.score_scale_)
         return scores, self._explain_errors(errors, top_k)
 
     def explain(self, X: Any, top_k: int = 3) -> pd.DataFrame:
@@ -636,29 +654,12 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         self, errors: np.ndarray, top_k: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the ``top_k`` original columns per row and their error shares."""
-        if not isinstance(top_k, Integral) or top_k < 1:
-            raise ValueError(f"top_k must be a positive int, got {top_k!r}")
-        columns = self.preprocessor_.input_columns_
-        sources = self.preprocessor_.source_columns_
-        if len(columns) == errors.shape[1]:  # numeric columns only: one-to-one
-            per_column = errors.copy()
-        else:  # sum the one-hot / indicator columns of each original column
-            membership = np.zeros((errors.shape[1], len(columns)), dtype=errors.dtype)
-            membership[np.arange(errors.shape[1]), sources] = 1.0
-            per_column = errors @ membership
-        total = per_column.sum(axis=1)
-        total[~(total > 0)] = 1.0
-        top_k = min(int(top_k), len(columns))
-        rows = np.arange(per_column.shape[0])
-        top = np.empty((per_column.shape[0], top_k), dtype=np.intp)
-        shares = np.empty((per_column.shape[0], top_k), dtype=per_column.dtype)
-        # k passes of argmax beat a full sort; ties go to the first column.
-        for k in range(top_k):
-            best = per_column.argmax(axis=1)
-            top[:, k] = best
-            shares[:, k] = per_column[rows, best] / total
-            per_column[rows, best] = -np.inf
-        return top, shares
+        return top_contributions(
+            errors,
+            top_k,
+            len(self.preprocessor_.input_columns_),
+            np.asarray(self.preprocessor_.source_columns_, dtype=np.intp),
+        )
 
     # ------------------------------------------------------------ model files
     def save(self, path: str | Path) -> None:
@@ -784,6 +785,38 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         detector.discriminator_ = discriminator.to(resolved).eval()
         detector.device_ = str(resolved)
         return detector
+
+
+class _TorchScorer(Scorer):
+    """A Scorer whose networks run in torch, on the detector's (CUDA) device."""
+
+    generator: torch.nn.Module
+
+    def errors(
+        self, encoded: np.ndarray, need_latent: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        net = self.generator
+        device = next(net.parameters()).device
+        errors = np.empty(encoded.shape, dtype=np.float32)
+        latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, encoded.shape[0], 1 << 16):
+                x = torch.from_numpy(encoded[start : start + (1 << 16)]).to(device)
+                latent = net.encoder(x)
+                reconstruction = net.decoder(latent)
+                stop = start + x.shape[0]
+                feature_errors(
+                    (x - reconstruction).double().cpu().numpy(),
+                    self.reconstruction_errors_,
+                    self.feature_error_scale_,
+                    errors[start:stop],
+                )
+                if need_latent:
+                    difference = latent - net.second_encoder(reconstruction)
+                    latent_errors[start:stop] = (
+                        (difference.double() ** 2).mean(dim=1).cpu().numpy()
+                    )
+        return errors, latent_errors
 
 
 def auto_epochs(n_rows: int, batch_size: int) -> int:

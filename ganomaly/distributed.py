@@ -67,6 +67,7 @@ from .scoring import (
     ScoringSummary,
     _is_parquet,
     _validate_batch,
+    as_scorer,
     score_batch,
     score_file,
 )
@@ -455,9 +456,10 @@ def _score_partition(
         if positions is not None
         else np.arange(1, len(partition) + 1)
     )
-    ids = batch.column(id_col).to_numpy(zero_copy_only=False) if id_col else None
+    ids = batch.column(id_col) if id_col else None
     good = np.ones(len(partition), dtype=bool)
-    table, _ = score_batch(detector, batch, values, good, rows, ids, id_col, top_k)
+    scorer = as_scorer(detector)
+    table, _ = score_batch(scorer, batch, values, good, rows, ids, id_col, top_k)
     return table.to_pandas().set_index(partition.index)
 
 

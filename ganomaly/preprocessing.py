@@ -23,10 +23,13 @@ it was trained.  It
 from __future__ import annotations
 
 import math
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["TabularPreprocessor", "InputDataError"]
 
@@ -124,8 +127,16 @@ def _first_bad(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _is_frame(X: Any) -> bool:
+    """Whether ``X`` is a DataFrame, without importing pandas (0.4 s) to find out."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(X, pandas.DataFrame)
+
+
 def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
     """A DataFrame view of ``X``; arrays get ``columns`` or ``x0, x1, ...`` as names."""
+    import pandas as pd
+
     if isinstance(X, pd.DataFrame):
         if all(isinstance(c, str) for c in X.columns):
             return X
@@ -149,10 +160,18 @@ def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(array, columns=columns, copy=False)
 
 
+def _series(values: Any) -> pd.Series:
+    import pandas as pd
+
+    return pd.Series(values)
+
+
 def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
     """Float values of a column, NaN for missing; clear error for non-numbers."""
     if isinstance(series, np.ndarray):
         return series
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(series):
         return series.to_numpy(dtype=float, na_value=np.nan)
     if pd.api.types.is_numeric_dtype(series):
@@ -171,6 +190,8 @@ def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
 
 def _looks_numeric(series: pd.Series) -> bool:
     """True for numeric columns and text columns that are (almost) all numbers."""
+    import pandas as pd
+
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return True
     if isinstance(series.dtype, pd.CategoricalDtype):
@@ -259,7 +280,7 @@ class TabularPreprocessor:
             raise ValueError(
                 f"missing must be 'impute' or 'error', got {self.missing!r}"
             )
-        self.from_array_ = not isinstance(X, pd.DataFrame)
+        self.from_array_ = not _is_frame(X)
         frame = _as_frame(X)
         if frame.shape[0] == 0:
             raise ValueError("Cannot fit on 0 rows.")
@@ -406,10 +427,10 @@ class TabularPreprocessor:
             raise AttributeError(
                 "This TabularPreprocessor is not fitted yet; call fit."
             )
-        if isinstance(X, pd.DataFrame) and self.from_array_:
+        if _is_frame(X) and self.from_array_:
             # Fitted on an array: columns are matched by position.
             frame = _as_frame(X.to_numpy(), columns=self.input_columns_)
-        elif isinstance(X, pd.DataFrame):
+        elif _is_frame(X):
             frame = _as_frame(X)
             absent = [c for c in self.input_columns_ if c not in frame.columns]
             if absent:
@@ -423,7 +444,7 @@ class TabularPreprocessor:
             frame = {
                 name: X[name]
                 if isinstance(X[name], np.ndarray) and X[name].dtype.kind == "f"
-                else pd.Series(X[name])
+                else _series(X[name])
                 for name in self.input_columns_
             }
             n_rows = len(next(iter(frame.values()))) if frame else 0
@@ -442,6 +463,8 @@ class TabularPreprocessor:
     def _transform_column(self, spec: dict[str, Any], series: pd.Series) -> np.ndarray:
         name = spec["name"]
         if spec["kind"] == "categorical":
+            import pandas as pd
+
             categories = spec["categories"]
             missing = self._check_missing(name, series)
             if isinstance(series.dtype, pd.CategoricalDtype) or series.dtype == object:

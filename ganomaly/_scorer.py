@@ -1,0 +1,377 @@
+"""GANomaly inference in numpy: from preprocessed rows to scores and explanations.
+
+The anomaly score is a pure function of the model file: the generator's weights,
+the preprocessing, and calibration constants fixed at fit time.  This module holds
+that function once, for every way of scoring:
+
+* :func:`feature_errors` turns reconstruction differences into the per-feature
+  errors of the score, and :func:`combine_scores` and :func:`top_contributions`
+  turn per-feature errors and latent errors into scores and explanations; the
+  estimator (:class:`ganomaly.GANomalyDetector`) calls them too.
+* :class:`Scorer` runs the generator's three MLPs with numpy.  Streaming scoring
+  (``ganomaly score``, :func:`ganomaly.scoring.score_file`, the Dask paths) uses it:
+  :func:`load_scorer` reads a model file without importing torch or scikit-learn
+  (about 2.5 s of start-up saved per process), and float32 matrix products on small
+  row blocks are about twice as fast as the float64 of the estimator.
+
+Float32 and float64 scores agree to about 1e-6 relative; the CSV output is rounded
+to 6 decimals.  The estimator stays in float64 so that its scores do not depend on
+how rows are batched (scikit-learn's invariance checks).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Scorer",
+    "combine_scores",
+    "feature_errors",
+    "load_scorer",
+    "top_contributions",
+]
+
+MODEL_KIND = "ganomaly.GANomalyDetector"
+SCORES = ("reconstruction", "latent", "combined")
+# How per-feature reconstruction errors enter the score.  Model files without the
+# "reconstruction_errors" key were written before per-feature scaling: "absolute".
+RECONSTRUCTION_ERRORS = ("scaled_squared", "absolute")
+# Rows per matrix product: small enough to stay in cache (measured: 8192 rows are
+# about 1.5x faster than 32768 on one core).
+_BLOCK = 8192
+_NEGATIVE_SLOPE = 0.2  # gancore's MLPGenerator with activation="leaky_relu"
+_PARTS = ("encoder", "decoder", "second_encoder")
+
+
+def feature_errors(
+    difference: np.ndarray,
+    reconstruction_errors: str,
+    feature_error_scale: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Per-feature errors of the score from ``x - G(x)``, written to ``out``.
+
+    ``"scaled_squared"``: ``(x_j - G(x)_j)^2 / feature_error_scale[j]``, the squared
+    error in units of its mean on held-out normal rows (per input column).
+    ``"absolute"`` (model files from before that scaling): ``|x_j - G(x)_j|``.
+
+    Parameters
+    ----------
+    difference : ndarray of shape (n_samples, n_features)
+        ``x - G(x)``; overwritten.
+    reconstruction_errors : {"scaled_squared", "absolute"}
+    feature_error_scale : ndarray of shape (n_features,)
+    out : ndarray of shape (n_samples, n_features)
+        Usually float32.
+
+    Examples
+    --------
+    >>> out = np.empty((1, 2), dtype=np.float32)
+    >>> feature_errors(np.array([[2.0, -1.0]]), "scaled_squared", np.array([4.0, 0.5]),
+    ...                out)
+    >>> out.tolist()
+    [[1.0, 2.0]]
+    """
+    if reconstruction_errors == "absolute":
+        np.abs(difference, out=difference)
+    elif reconstruction_errors == "scaled_squared":
+        np.square(difference, out=difference)
+        difference /= feature_error_scale.astype(difference.dtype, copy=False)
+    else:
+        raise ValueError(
+            f"reconstruction_errors must be one of {RECONSTRUCTION_ERRORS}, "
+            f"got {reconstruction_errors!r}"
+        )
+    np.copyto(out, difference, casting="same_kind")
+
+
+def combine_scores(
+    errors: np.ndarray,
+    latent: np.ndarray,
+    score_type: str,
+    score_scale: dict[str, float] | None,
+) -> np.ndarray:
+    """Anomaly scores from per-feature errors and latent errors.
+
+    Parameters
+    ----------
+    errors : ndarray of shape (n_samples, n_features)
+        Reconstruction error of every encoded feature (:func:`feature_errors`).
+    latent : ndarray of shape (n_samples,)
+        Mean squared difference between ``G_E(x)`` and ``E(G(x))``.
+    score_type : {"reconstruction", "latent", "combined"}
+    score_scale : dict
+        ``{"reconstruction": r, "latent": l}``, the medians on held-out normal rows
+        (needed for ``"combined"``).
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64
+    """
+    if score_type not in SCORES:
+        raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
+    if score_type == "latent":
+        return np.asarray(latent, dtype=np.float64)
+    reconstruction = errors.mean(axis=1, dtype=np.float64)
+    if score_type == "reconstruction":
+        return reconstruction
+    return 0.5 * (
+        reconstruction / score_scale["reconstruction"] + latent / score_scale["latent"]
+    )
+
+
+def top_contributions(
+    errors: np.ndarray, top_k: int, n_columns: int, sources: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the ``top_k`` original columns per row and their error shares.
+
+    Per-feature errors are summed per original column (the one-hot columns of a
+    category count together) and divided by the row's total.
+
+    Parameters
+    ----------
+    errors : ndarray of shape (n_samples, n_features)
+    top_k : int
+    n_columns : int
+        Number of original (input) columns.
+    sources : ndarray of shape (n_features,)
+        Original column of every encoded feature.
+
+    Returns
+    -------
+    top : ndarray of shape (n_samples, min(top_k, n_columns)), intp
+    shares : ndarray of the same shape, in [0, 1]
+    """
+    if not isinstance(top_k, Integral) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    if n_columns == errors.shape[1]:  # numeric columns only: one-to-one
+        per_column = errors.copy()
+    else:
+        membership = np.zeros((errors.shape[1], n_columns), dtype=errors.dtype)
+        membership[np.arange(errors.shape[1]), sources] = 1.0
+        per_column = errors @ membership
+    total = per_column.sum(axis=1)
+    total[~(total > 0)] = 1.0
+    top_k = min(int(top_k), n_columns)
+    rows = np.arange(per_column.shape[0])
+    top = np.empty((per_column.shape[0], top_k), dtype=np.intp)
+    shares = np.empty((per_column.shape[0], top_k), dtype=per_column.dtype)
+    # k passes of argmax beat a full sort; ties go to the first column.
+    for k in range(top_k):
+        best = per_column.argmax(axis=1)
+        top[:, k] = best
+        shares[:, k] = per_column[rows, best] / total
+        per_column[rows, best] = -np.inf
+    return top, shares
+
+
+def _mlp_layers(
+    state: dict[str, np.ndarray], part: str, n_in: int, n_out: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(W.T, b)`` of an MLPGenerator's linear layers, checked to chain up."""
+    prefix = f"{part}.net."
+    keys = [k for k in state if k.startswith(prefix)]
+    indices = sorted({int(k[len(prefix) :].split(".")[0]) for k in keys})
+    expected = {f"{prefix}{i}.{p}" for i in indices for p in ("weight", "bias")}
+    if set(keys) != expected or not indices:
+        raise ValueError(
+            f"{part}: expected only linear layers (weight and bias), got {sorted(keys)}"
+        )
+    layers = []
+    width = n_in
+    for i in indices:
+        weight = np.asarray(state[f"{prefix}{i}.weight"])
+        bias = np.asarray(state[f"{prefix}{i}.bias"])
+        chained = weight.ndim == 2 and weight.shape[1] == width
+        if not chained or bias.shape != weight.shape[:1]:
+            raise ValueError(
+                f"{part}: layer {i} has shape {weight.shape}, expected (*, {width})"
+            )
+        layers.append((weight.T, bias))
+        width = weight.shape[0]
+    if width != n_out:
+        raise ValueError(f"{part}: output width {width}, expected {n_out}")
+    return layers
+
+
+class Scorer:
+    """A fitted GANomaly model as numpy arrays: scores, flags and explanations.
+
+    Build one with :func:`load_scorer` (from a model file, without torch) or
+    ``GANomalyDetector._scorer()``.
+
+    Parameters
+    ----------
+    preprocessor : TabularPreprocessor
+        Fitted.
+    state : dict of str to ndarray
+        The generator's ``state_dict`` (``encoder.net.0.weight``, ...).
+    latent_dim : int
+    score_type : {"reconstruction", "latent", "combined"}
+    score_scale : dict
+    threshold : float
+        Scores above it are anomalies.
+    dtype : numpy dtype, default=float32
+        Precision of the matrix products.
+    feature_error_scale : ndarray of shape (n_features,), optional
+        Per-feature units of the squared errors (ones if omitted).
+    reconstruction_errors : {"scaled_squared", "absolute"}, default="absolute"
+        See :func:`feature_errors`; the default is that of old model files.
+    """
+
+    def __init__(
+        self,
+        preprocessor: Any,
+        state: dict[str, np.ndarray],
+        latent_dim: int,
+        score_type: str,
+        score_scale: dict[str, float],
+        threshold: float,
+        dtype: Any = np.float32,
+        feature_error_scale: np.ndarray | None = None,
+        reconstruction_errors: str = "absolute",
+    ):
+        if score_type not in SCORES:
+            raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
+        if reconstruction_errors not in RECONSTRUCTION_ERRORS:
+            raise ValueError(
+                f"reconstruction_errors must be one of {RECONSTRUCTION_ERRORS}, "
+                f"got {reconstruction_errors!r}"
+            )
+        self.preprocessor_ = preprocessor
+        self.score_type = score_type
+        self.score_scale_ = dict(score_scale)
+        self.threshold_ = float(threshold)
+        self.dtype = np.dtype(dtype)
+        n_features = int(preprocessor.n_features_out_)
+        self.reconstruction_errors_ = reconstruction_errors
+        if feature_error_scale is None:
+            feature_error_scale = np.ones(n_features)
+        self.feature_error_scale_ = np.asarray(feature_error_scale, dtype=np.float64)
+        if self.feature_error_scale_.shape != (n_features,):
+            raise ValueError(
+                f"feature_error_scale has shape {self.feature_error_scale_.shape}, "
+                f"expected ({n_features},)"
+            )
+        sizes = {
+            "encoder": (n_features, latent_dim),
+            "decoder": (latent_dim, n_features),
+            "second_encoder": (n_features, latent_dim),
+        }
+        self._layers = {
+            part: [
+                (w.astype(self.dtype), b.astype(self.dtype))
+                for w, b in _mlp_layers(state, part, *sizes[part])
+            ]
+            for part in _PARTS
+        }
+        columns = preprocessor.input_columns_
+        self._n_columns = len(columns)
+        self._sources = np.asarray(preprocessor.source_columns_, dtype=np.intp)
+
+    def _mlp(self, x: np.ndarray, part: str) -> np.ndarray:
+        layers = self._layers[part]
+        for i, (weight, bias) in enumerate(layers):
+            x = x @ weight
+            x += bias
+            if i < len(layers) - 1:  # LeakyReLU between layers, none after the last
+                np.maximum(x, _NEGATIVE_SLOPE * x, out=x)
+        return x
+
+    def errors(
+        self, encoded: np.ndarray, need_latent: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per-feature reconstruction errors (float32) and latent errors.
+
+        Without ``need_latent`` the second encoder is skipped and the latent errors
+        are zeros.
+        """
+        n = encoded.shape[0]
+        errors = np.empty(encoded.shape, dtype=np.float32)
+        latent_errors = np.zeros(n, dtype=np.float64)
+        for start in range(0, n, _BLOCK):
+            x = encoded[start : start + _BLOCK].astype(self.dtype, copy=False)
+            latent = self._mlp(x, "encoder")
+            reconstruction = self._mlp(latent, "decoder")
+            stop = start + x.shape[0]
+            feature_errors(
+                x - reconstruction,
+                self.reconstruction_errors_,
+                self.feature_error_scale_,
+                errors[start:stop],
+            )
+            if need_latent:
+                difference = latent - self._mlp(reconstruction, "second_encoder")
+                np.square(difference, out=difference)
+                latent_errors[start:stop] = difference.mean(axis=1, dtype=np.float64)
+        return errors, latent_errors
+
+    def score_and_explain(
+        self, encoded: np.ndarray, top_k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Scores, the ``top_k`` columns per row and their shares of the error."""
+        errors, latent = self.errors(
+            encoded, need_latent=self.score_type != "reconstruction"
+        )
+        scores = combine_scores(errors, latent, self.score_type, self.score_scale_)
+        top, shares = top_contributions(errors, top_k, self._n_columns, self._sources)
+        return scores, top, shares
+
+    def anomaly_score(self, encoded: np.ndarray) -> np.ndarray:
+        """Scores of preprocessed rows (higher = more suspicious)."""
+        errors, latent = self.errors(
+            encoded, need_latent=self.score_type != "reconstruction"
+        )
+        return combine_scores(errors, latent, self.score_type, self.score_scale_)
+
+
+def load_scorer(path: str | Path, dtype: Any = np.float32) -> Scorer:
+    """A :class:`Scorer` from a GANomalyDetector model file, without torch.
+
+    The file gets the same checks as ``GANomalyDetector.load`` (format, version,
+    kind, checksum over weights and configuration).
+
+    Parameters
+    ----------
+    path : str or Path
+    dtype : numpy dtype, default=float32
+
+    Returns
+    -------
+    Scorer
+
+    Raises
+    ------
+    gancore.ModelFileError
+        Not a GANomalyDetector model file, or a damaged one.
+    """
+    from gancore.io import ModelFileError, load_arrays
+
+    from .preprocessing import TabularPreprocessor
+
+    arrays, config = load_arrays(path, kind=MODEL_KIND)
+    try:
+        state = {
+            k[len("generator.") :]: v
+            for k, v in arrays.items()
+            if k.startswith("generator.")
+        }
+        return Scorer(
+            TabularPreprocessor.from_dict(config["preprocessor"]),
+            state,
+            latent_dim=int(config["latent_dim"]),
+            score_type=config["params"]["score_type"],
+            score_scale={k: float(v) for k, v in config["score_scale"].items()},
+            threshold=float(config["threshold"]),
+            dtype=dtype,
+            feature_error_scale=arrays["calibration.feature_error_scale"],
+            reconstruction_errors=config.get("reconstruction_errors", "absolute"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: damaged GANomalyDetector model ({type(exc).__name__}: {exc})"
+        ) from exc

@@ -1,0 +1,132 @@
+"""The numpy Scorer: same scores and explanations as the estimator, without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gancore import ModelFileError
+from ganomaly import GANomalyDetector, make_transactions
+from ganomaly.scoring import as_scorer, load_scorer
+
+
+@pytest.fixture(scope="module")
+def model_file(fitted, tmp_path_factory):
+    path = tmp_path_factory.mktemp("scorer") / "model.safetensors"
+    fitted.save(path)
+    return path
+
+
+@pytest.mark.parametrize("score_type", ["combined", "reconstruction", "latent"])
+def test_scorer_matches_the_estimator(transactions, score_type):
+    X, y = transactions
+    detector = GANomalyDetector(n_epochs=2, score_type=score_type, random_state=0)
+    detector.fit(X[y == 0])
+    expected = detector.anomaly_score(X)
+    encoded = detector.preprocessor_.transform(X)
+    # float64: the same arithmetic as torch, up to summation order.
+    exact = as_scorer(detector, "float64").anomaly_score(encoded)
+    np.testing.assert_allclose(exact, expected, rtol=1e-9)
+    fast = as_scorer(detector, "float32").anomaly_score(encoded)
+    np.testing.assert_allclose(fast, expected, rtol=2e-5)
+    assert not np.array_equal(fast, expected)  # it really is the float32 path
+
+
+def test_scorer_explains_like_the_estimator(fitted, transactions):
+    X, _ = transactions
+    scores, top, shares = as_scorer(fitted).score_and_explain(
+        fitted.preprocessor_.transform(X), top_k=3
+    )
+    explained = fitted.explain(X, top_k=3)
+    names = np.asarray(fitted.preprocessor_.input_columns_, dtype=object)
+    for k in range(3):
+        agree = names[top[:, k]] == explained[f"feature_{k + 1}"].to_numpy()
+        assert agree.mean() > 0.999  # float32 may swap two near-equal columns
+    np.testing.assert_allclose(shares[:, 0], explained["contribution_1"], atol=1e-4)
+
+
+def test_load_scorer_reads_the_saved_detector(fitted, transactions, model_file):
+    X, _ = transactions
+    scorer = load_scorer(model_file, dtype="float64")
+    assert scorer.threshold_ == fitted.threshold_
+    assert scorer.preprocessor_.input_columns_ == fitted.preprocessor_.input_columns_
+    np.testing.assert_allclose(
+        scorer.anomaly_score(scorer.preprocessor_.transform(X)),
+        fitted.anomaly_score(X),
+        rtol=1e-9,
+    )
+
+
+def test_load_scorer_refuses_what_load_refuses(model_file, tmp_path):
+    data = bytearray(model_file.read_bytes())
+    data[-5] ^= 0x01  # a weight bit
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum"):
+        load_scorer(damaged)
+    with pytest.raises(ModelFileError, match="checksum"):
+        GANomalyDetector.load(damaged)
+    with pytest.raises(ValueError, match="precision"):
+        as_scorer(model_file, precision="float16")
+
+
+def test_scorer_refuses_layers_it_does_not_know(fitted):
+    from ganomaly import Scorer
+
+    state = {k: v.detach().numpy() for k, v in fitted.generator_.state_dict().items()}
+    state["encoder.net.1.running_mean"] = np.zeros(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="only linear layers"):
+        Scorer(
+            fitted.preprocessor_,
+            state,
+            latent_dim=fitted.latent_dim_,
+            score_type="combined",
+            score_scale=fitted.score_scale_,
+            threshold=fitted.threshold_,
+        )
+
+
+def test_cli_score_imports_neither_torch_nor_sklearn(model_file, tmp_path):
+    frame = make_transactions(300, random_state=1).drop(columns="is_fraud")
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    code = (
+        "import sys\n"
+        "from ganomaly.cli import main\n"
+        f"code = main(['score', {str(model_file)!r}, {str(tmp_path / 'new.csv')!r}, "
+        f"'-o', {str(tmp_path / 'out.csv')!r}, '--id-col', 'transaction_id', "
+        "'--quiet'])\n"
+        "heavy = [m for m in ('torch', 'sklearn') if m in sys.modules]\n"
+        "print(code, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "0 []"
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 300
+
+
+def test_load_scorer_keeps_the_absolute_errors_of_old_model_files(
+    fitted, transactions, model_file, tmp_path
+):
+    """A model file from before per-feature scaling streams the scores it had."""
+    from gancore import load_model, save_model
+    from ganomaly._detector import MODEL_KIND
+
+    X, _ = transactions
+    tensors, config = load_model(model_file, kind=MODEL_KIND)
+    del config["reconstruction_errors"]
+    legacy_file = tmp_path / "legacy.safetensors"
+    save_model(legacy_file, tensors, config, kind=MODEL_KIND)
+    legacy = GANomalyDetector.load(legacy_file)
+    scorer = load_scorer(legacy_file, dtype="float64")
+    assert scorer.reconstruction_errors_ == legacy.reconstruction_errors_ == "absolute"
+    encoded = scorer.preprocessor_.transform(X)
+    np.testing.assert_allclose(
+        scorer.anomaly_score(encoded), legacy.anomaly_score(X), rtol=1e-9
+    )
+    # ... and they are not the scores of the current (scaled squared) errors.
+    assert not np.allclose(scorer.anomaly_score(encoded), fitted.anomaly_score(X))
