@@ -117,8 +117,9 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         See :class:`ganomaly.preprocessing.TabularPreprocessor`.  ``"robust"`` by
         default: the quantile transform that ``"auto"`` applies to skewed columns
         squashes the extreme values that make anomalies on tables such as the
-        thyroid data (annthyroid AUROC 0.77 with ``"auto"``, 0.94 with
-        ``"robust"`` in ``benchmarks/anomaly_quality.py``).
+        thyroid data (annthyroid AUROC 0.76 with ``"auto"``, 0.94 with
+        ``"robust"``, other parameters at their defaults, on the splits of
+        ``benchmarks/anomaly_quality.py``).
     missing : {"impute", "error"}, default="impute"
         Missing-value policy, see :class:`~ganomaly.preprocessing.TabularPreprocessor`.
     device : str, default="auto"
