@@ -204,11 +204,7 @@ def _validate_batch(
             if np.isfinite(array).all():
                 values[name] = array
                 continue
-        null = (
-            column.is_null().to_numpy(zero_copy_only=False)
-            if column.null_count
-            else np.zeros(len(column), dtype=bool)
-        )
+        null = _null_mask(column)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             import pandas as pd
 
@@ -249,6 +245,17 @@ def _validate_batch(
     return values, bad
 
 
+def _null_mask(column: pa.Array) -> np.ndarray:
+    """True where ``column`` is null, from its validity bitmap (see below)."""
+    if column.null_count == 0:
+        return np.zeros(len(column), dtype=bool)
+    if pa.types.is_null(column.type):
+        return np.ones(len(column), dtype=bool)
+    validity = np.frombuffer(column.buffers()[0], np.uint8)
+    bits = np.unpackbits(validity, bitorder="little")
+    return bits[column.offset : column.offset + len(column)] == 0
+
+
 def _float_values(column: pa.Array) -> np.ndarray:
     """An integer or float column as float64, read from its data buffer.
 
@@ -273,16 +280,18 @@ def _bool_values(column: pa.Array) -> np.ndarray:
     )
 
 
-def as_scorer(model: Any, precision: str = "float32") -> Scorer:
+def as_scorer(model: Any, precision: str = "float64") -> Scorer:
     """A :class:`Scorer` from a Scorer, a fitted GANomalyDetector or a model path.
 
     Parameters
     ----------
     model : Scorer, GANomalyDetector, str or Path
-    precision : {"float32", "float64"}, default="float32"
-        Of the networks' matrix products (ignored for a Scorer).  float32 is about
-        twice as fast; its scores agree with :meth:`GANomalyDetector.anomaly_score`
-        (float64) to about 1e-5 relative.
+    precision : {"float64", "float32"}, default="float64"
+        Of the networks' matrix products (ignored for a Scorer).  float64 scores
+        equal :meth:`GANomalyDetector.anomaly_score` and do not depend on the rows
+        around them; float32 saves about a fifth of the CPU time, and its scores
+        differ from those by about 1e-6 relative, depending on the row's position
+        in its block.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -304,7 +313,7 @@ def score_file(
     top_k: int = 3,
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: bool | None = None,
-    precision: str = "float32",
+    precision: str = "float64",
 ) -> ScoringSummary:
     """Score a CSV or Parquet file of any size with a fitted GANomalyDetector.
 
@@ -329,7 +338,7 @@ def score_file(
         Bytes of CSV parsed per block (Parquet: about as many rows).
     progress : bool, optional
         Progress bar; default when stderr is a terminal.
-    precision : {"float32", "float64"}, default="float32"
+    precision : {"float64", "float32"}, default="float64"
         See :func:`as_scorer`.
 
     Returns

@@ -23,9 +23,6 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 
 ID = "transaction_id"
-# Streaming scores come from float32 networks: the same row can round differently
-# in another block or partition, and differ from the float64 estimator, by ~1e-6.
-SAME = 2e-5
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +78,7 @@ def test_score_dask_equals_single_process_row_by_row(cluster, scoring_case, tmp_
     assert list(scores.columns) == list(reference.columns)
     np.testing.assert_array_equal(scores["row"], reference["row"])
     np.testing.assert_allclose(
-        scores["anomaly_score"], reference["anomaly_score"], rtol=SAME, atol=1e-6
+        scores["anomaly_score"], reference["anomaly_score"], rtol=0, atol=1e-6
     )
     pd.testing.assert_frame_equal(
         scores.reset_index(drop=True).drop(columns="anomaly_score"),
@@ -102,7 +99,7 @@ def test_score_dask_many_files_with_ids(cluster, scoring_case, tmp_path):
     assert scores.index.is_unique
     scores = scores.loc[reference.index]
     np.testing.assert_allclose(
-        scores["anomaly_score"], reference["anomaly_score"], rtol=SAME, atol=1e-6
+        scores["anomaly_score"], reference["anomaly_score"], rtol=0, atol=1e-6
     )
     np.testing.assert_array_equal(scores["is_anomaly"], reference["is_anomaly"])
     np.testing.assert_array_equal(scores["feature_1"], reference["feature_1"])
@@ -137,7 +134,7 @@ def test_score_dask_takes_arrow_strings_in_several_chunks(scoring_case, fitted):
     np.testing.assert_allclose(
         scores["anomaly_score"],
         fitted.anomaly_score(frame.drop(columns=ID)),
-        rtol=SAME,
+        rtol=0,
         atol=1e-6,
     )
 
