@@ -134,3 +134,23 @@ def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
         rtol=2e-5,
         atol=1e-6,
     )
+
+
+@pytest.mark.gpu
+def test_cuda_scoring_matches_the_cpu(transactions, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from ganomaly.scoring import score_file
+
+    X, y = transactions
+    detector = GANomalyDetector(n_epochs=2, random_state=0, device="cuda")
+    detector.fit(X[y == 0])
+    X.to_csv(tmp_path / "in.csv", index=False)
+    score_file(detector, tmp_path / "in.csv", tmp_path / "out.csv")
+    gpu = pd.read_csv(tmp_path / "out.csv")["anomaly_score"].to_numpy()
+    detector.save(tmp_path / "model.safetensors")
+    cpu = load_scorer(tmp_path / "model.safetensors")
+    expected = cpu.anomaly_score(cpu.preprocessor_.transform(X))
+    np.testing.assert_allclose(gpu, expected, rtol=1e-4, atol=1e-6)
