@@ -6,10 +6,6 @@ output is compared row by row with the single-process path.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -250,7 +246,7 @@ def _fit_args(train, model) -> list[str]:
     ]
 
 
-def test_torchrun_two_processes_fit_like_one(tmp_path, capsys):
+def test_torchrun_two_processes_fit_like_one(tmp_path, capsys, torchrun):
     from sklearn.metrics import roc_auc_score
 
     train = tmp_path / "train.csv"
@@ -258,26 +254,9 @@ def test_torchrun_two_processes_fit_like_one(tmp_path, capsys):
         train, index=False
     )
     X, y = make_transactions(3000, fraud_fraction=0.05, random_state=1, return_X_y=True)
-    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=0",
-            "--rdzv-backend=c10d",
-            "--rdzv-endpoint=127.0.0.1:0",
-            "-m",
-            "ganomaly",
-            *_fit_args(train, tmp_path / "ddp.safetensors"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment,
+    result = torchrun(
+        "-m", "ganomaly", *_fit_args(train, tmp_path / "ddp.safetensors"), timeout=300
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     # Only rank 0 reports (and writes the model).
     assert result.stderr.count("fitted GANomaly on 3920 rows") == 1
     assert result.stderr.count("training on 3920 of 4000 rows") == 1
