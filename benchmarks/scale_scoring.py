@@ -122,7 +122,7 @@ def run_dask_dataframe(client, model: Path, pattern: str, out: Path) -> float:
 
 def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     """Seconds of each step of ``score_file`` on one file, run one after another."""
-    from ganomaly._scorer import top_contributions
+    from ganomaly._scorer import _one_blas_thread, top_contributions
     from ganomaly.scoring import (
         DEFAULT_BLOCK_SIZE,
         _Job,
@@ -160,7 +160,8 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
         preprocess = time.perf_counter() - clock
         clock = time.perf_counter()
         need_latent = detector.score_type != "reconstruction"
-        errors, _ = detector.errors(encoded, need_latent=need_latent)
+        with _one_blas_thread():  # as in score_and_explain
+            errors, _ = detector.errors(encoded, need_latent=need_latent)
         networks = time.perf_counter() - clock
         clock = time.perf_counter()
         top_contributions(errors, 3, len(needed), detector._sources)
