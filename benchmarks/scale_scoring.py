@@ -122,10 +122,16 @@ def run_dask_dataframe(client, model: Path, pattern: str, out: Path) -> float:
 
 def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     """Seconds of each step of ``score_file`` on one file, run one after another."""
-    from ganomaly import GANomalyDetector
-    from ganomaly.scoring import DEFAULT_BLOCK_SIZE, _Job, _validate_batch, score_batch
+    from ganomaly._scorer import _one_blas_thread, top_contributions
+    from ganomaly.scoring import (
+        DEFAULT_BLOCK_SIZE,
+        _Job,
+        _validate_batch,
+        load_scorer,
+        score_batch,
+    )
 
-    detector = GANomalyDetector.load(model)
+    detector = load_scorer(model)  # what ganomaly score uses
     pre = detector.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
@@ -146,17 +152,19 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
             break
         clock = time.perf_counter()
         values, _ = _validate_batch(batch, numeric, [])
-        ids = batch.column("id").to_numpy(zero_copy_only=False)
+        ids = batch.column("id")
         spent["validate"] += time.perf_counter() - clock
         columns = {name: values[name] for name in needed}
         clock = time.perf_counter()
         encoded = pre.transform(columns)
         preprocess = time.perf_counter() - clock
         clock = time.perf_counter()
-        errors, _ = detector._errors(encoded, need_latent=False)
+        need_latent = detector.score_type != "reconstruction"
+        with _one_blas_thread():  # as in score_and_explain
+            errors, _ = detector.errors(encoded, need_latent=need_latent)
         networks = time.perf_counter() - clock
         clock = time.perf_counter()
-        detector._top_contributions(errors, 3)
+        top_contributions(errors, 3, len(needed), detector._sources)
         explain = time.perf_counter() - clock
         # score_batch does the three steps above, then assembles the output table:
         # the difference is the assembling.

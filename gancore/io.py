@@ -111,7 +111,9 @@ class atomic_write:  # noqa: N801 - used like open()
 
     A crash or an exception inside the block removes the temporary file, so the
     target path holds either its previous content or the complete new file, never a
-    truncated one.
+    truncated one.  A process killed outright (SIGKILL, power loss) cannot remove
+    its temporary file; it is named ``.NAME.HOST.PID.RANDOM.tmp`` so that the next
+    write to the same target on the same host removes those of dead processes.
 
     Examples
     --------
@@ -128,8 +130,12 @@ class atomic_write:  # noqa: N801 - used like open()
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        host = _host()
+        _remove_stale_temporaries(self.path, host)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+            prefix=f".{self.path.name}.{host}.{os.getpid()}.",
+            suffix=".tmp",
+            dir=self.path.parent,
         )
         os.close(fd)
         self.tmp = Path(tmp)
@@ -142,6 +148,45 @@ class atomic_write:  # noqa: N801 - used like open()
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
+
+
+def _host() -> str:
+    """This machine's name, as it may appear in a file name."""
+    import socket
+
+    name = socket.gethostname() or "host"
+    return "".join(c if c.isalnum() or c == "-" else "_" for c in name)
+
+
+def _remove_stale_temporaries(path: Path, host: str) -> None:
+    """Remove ``path``'s temporary files left by dead processes of this host.
+
+    Only this host's: on a shared file system another machine's process may be
+    alive and writing.  A live process (or a reused process id) keeps its file.
+    """
+    prefix = f".{path.name}.{host}."
+    try:
+        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return
+    for candidate in candidates:
+        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
+        if not candidate.name.endswith(".tmp") or not pid_text.isdigit():
+            continue
+        if not _process_alive(int(pid_text)):
+            candidate.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else (or unknowable): keep its file
+    return True
 
 
 def save_model(

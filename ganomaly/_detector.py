@@ -499,11 +499,11 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                     )
         return errors, latent_errors
 
-    def _scorer(self, dtype: Any = np.float32) -> Scorer:
+    def _scorer(self, dtype: Any = np.float64) -> Scorer:
         """This fitted model as a numpy :class:`~ganomaly._scorer.Scorer`.
 
-        The streaming scorer's engine (float32 by default); on a CUDA device the
-        matrix products stay on the GPU.
+        The streaming scorer's engine; on a CUDA device the networks run there, in
+        float32.
         """
         check_is_fitted(self)
         state = {

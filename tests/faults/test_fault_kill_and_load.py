@@ -125,11 +125,13 @@ def test_sigkill_leaves_nothing_or_the_previous_output(tiny_model, inputs, tmp_p
             assert not had_previous, f"trial {trial}: the previous output vanished"
             state = "nothing"
         outcomes.append((round(delay, 2), finished, state))
-    # A rerun into a target a killed run left temporaries next to completes.
-    target = tmp_path / "out0.csv"
-    _score(tiny_model, source, target)
-    assert target.read_bytes() == complete
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
+    # A rerun into each target completes and removes the killed runs' temporaries.
+    for trial in range(n_trials):
+        target = tmp_path / f"out{trial}.csv"
+        _score(tiny_model, source, target)
+        assert target.read_bytes() == complete
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     print(
         f"\nkill trials ({n_trials}, full run {seconds:.1f} s): {outcomes}; "
         f"{len(leftovers)} temporary files left by killed runs"
@@ -180,9 +182,10 @@ def test_four_million_rows_streamed(tiny_model, inputs, tmp_path):
     small_seconds, small_peak = _score(tiny_model, base, small_out)
     out = tmp_path / "big_out.csv"
     seconds, peak = _score(tiny_model, big, out)
-    scored = pacsv.read_csv(out, convert_options=pacsv.ConvertOptions(
-        include_columns=["row", "anomaly_score"]
-    ))
+    scored = pacsv.read_csv(
+        out,
+        convert_options=pacsv.ConvertOptions(include_columns=["row", "anomaly_score"]),
+    )
     rows = scored.column("row").to_numpy()
     assert len(rows) == 4_000_000
     assert np.array_equal(rows, np.arange(1, 4_000_001))

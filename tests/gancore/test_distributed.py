@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 import torch
@@ -40,26 +38,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_two_process_gloo_training(tmp_path):
+def test_two_process_gloo_training(tmp_path, torchrun):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node=2",
-            "--master_port=0",
-            "--rdzv-backend=c10d",
-            "--rdzv-endpoint=127.0.0.1:0",
-            str(script),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    torchrun(script, tmp_path, timeout=180)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     # Both replicas end with the same weights and the same (all-reduced) history.
     for key in ("g", "d"):

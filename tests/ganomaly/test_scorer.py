@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -90,23 +91,69 @@ def test_scorer_refuses_layers_it_does_not_know(fitted):
         )
 
 
-def test_cli_score_imports_neither_torch_nor_sklearn(model_file, tmp_path):
-    frame = make_transactions(300, random_state=1).drop(columns="is_fraud")
-    frame.to_csv(tmp_path / "new.csv", index=False)
+def _heavy_modules_after_scoring(model, source, output) -> list[str]:
+    argv = ["score", str(model), str(source), "-o", str(output)]
+    argv += ["--id-col", "transaction_id", "--quiet"]
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from ganomaly.cli import main\n"
-        f"code = main(['score', {str(model_file)!r}, {str(tmp_path / 'new.csv')!r}, "
-        f"'-o', {str(tmp_path / 'out.csv')!r}, '--id-col', 'transaction_id', "
-        "'--quiet'])\n"
-        "heavy = [m for m in ('torch', 'sklearn') if m in sys.modules]\n"
-        "print(code, heavy)\n"
+        f"assert main({argv!r}) == 0\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'pandas') if m in sys.modules]\n"
+        "print(json.dumps(heavy))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[0] == "0 []"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_cli_score_imports_neither_torch_nor_sklearn(model_file, tmp_path):
+    frame = make_transactions(300, random_state=1).drop(columns="is_fraud")
+    frame.to_csv(tmp_path / "new.csv", index=False)
+    heavy = _heavy_modules_after_scoring(
+        model_file, tmp_path / "new.csv", tmp_path / "out.csv"
+    )
+    assert heavy == ["pandas"]  # pandas only for the categorical column
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 300
+
+
+def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
+    frame = make_transactions(600, random_state=2).drop(columns="is_fraud")
+    numbers = frame.drop(columns="merchant_category")
+    detector = GANomalyDetector(n_epochs=1, random_state=0)
+    detector.fit(numbers.drop(columns="transaction_id"))
+    detector.save(tmp_path / "model.safetensors")
+    numbers.to_csv(tmp_path / "new.csv", index=False)
+    heavy = _heavy_modules_after_scoring(
+        tmp_path / "model.safetensors", tmp_path / "new.csv", tmp_path / "out.csv"
+    )
+    assert heavy == []
     out = pd.read_csv(tmp_path / "out.csv")
-    assert len(out) == 300
+    np.testing.assert_allclose(
+        out["anomaly_score"],
+        detector.anomaly_score(numbers.drop(columns="transaction_id")),
+        rtol=2e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.gpu
+def test_cuda_scoring_matches_the_cpu(transactions, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from ganomaly.scoring import score_file
+
+    X, y = transactions
+    detector = GANomalyDetector(n_epochs=2, random_state=0, device="cuda")
+    detector.fit(X[y == 0])
+    X.to_csv(tmp_path / "in.csv", index=False)
+    score_file(detector, tmp_path / "in.csv", tmp_path / "out.csv")
+    gpu = pd.read_csv(tmp_path / "out.csv")["anomaly_score"].to_numpy()
+    detector.save(tmp_path / "model.safetensors")
+    cpu = load_scorer(tmp_path / "model.safetensors")
+    expected = cpu.anomaly_score(cpu.preprocessor_.transform(X))
+    np.testing.assert_allclose(gpu, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_load_scorer_keeps_the_absolute_errors_of_old_model_files(
