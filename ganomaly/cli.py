@@ -153,6 +153,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         n_epochs=args.n_epochs,
         batch_size=args.batch_size,
         score_type=args.score,
+        numeric_scaling=args.numeric_scaling,
         contamination=args.contamination,
         target_fpr=args.target_fpr,
         device=args.device if world == 1 else str(device),
@@ -466,6 +467,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             "transaction_id",
             "--n-epochs",
             str(args.n_epochs),
+            # Amounts and distances here are log-normal: robust-scaled squared
+            # errors of legitimate extreme values would crowd the top of the
+            # ranking (AUPRC 0.19 against 0.77 with the quantile transform).
+            "--numeric-scaling",
+            "auto",
             "--quiet",
             *common,
         ],
@@ -534,6 +540,13 @@ def _parser() -> argparse.ArgumentParser:
         "--score",
         default="combined",
         choices=["reconstruction", "latent", "combined"],
+    )
+    fit.add_argument(
+        "--numeric-scaling",
+        choices=["robust", "auto", "quantile"],
+        default="robust",
+        help="robust (default; best on the benchmark sets) or auto/quantile (a "
+        "quantile transform of skewed columns: better for heavy-tailed amounts)",
     )
     fit.add_argument("--contamination", default="auto", type=_contamination)
     fit.add_argument(

@@ -74,6 +74,22 @@ def test_fit_reports_rows_used(tmp_path, capsys):
     assert "training on 380 of 400 rows" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("scaling", ["robust", "auto"])
+def test_fit_numeric_scaling_option(tmp_path, scaling):
+    from ganomaly import GANomalyDetector
+
+    table = make_transactions(400, fraud_fraction=0.05, random_state=1)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    argv = ["fit", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.safetensors")]
+    argv += ["--label-col", "is_fraud", "--drop-cols", "transaction_id"]
+    assert main([*argv, "--n-epochs", "1", "--numeric-scaling", scaling]) == 0
+    detector = GANomalyDetector.load(tmp_path / "m.safetensors")
+    assert detector.numeric_scaling == scaling
+    kinds = {s["name"]: s.get("scaling") for s in detector.preprocessor_.specs_}
+    # The log-normal amount is skewed: "auto" maps it through its quantiles.
+    assert kinds["amount"] == ("quantile" if scaling == "auto" else "robust")
+
+
 def test_score_writes_every_row(files):
     assert _score(files, files / "new.csv") == 0
     out = pd.read_csv(files / "out.csv")
