@@ -221,6 +221,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             top_k=args.top_k,
             progress=None if not args.quiet else False,
             precision=args.precision,
+            threads=args.score_threads,
         )
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
@@ -599,6 +600,12 @@ def _parser() -> argparse.ArgumentParser:
         default="float64",
         help="of the networks (float64: the estimator's scores, whatever the "
         "blocks; float32: a fifth less CPU time, scores within ~1e-5 relative)",
+    )
+    score.add_argument(
+        "--score-threads",
+        type=int,
+        help="threads scoring blocks side by side (default: the CPUs available, "
+        "at most 4)",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_cmd_score)

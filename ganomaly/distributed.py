@@ -288,6 +288,8 @@ def _score_file_task(
     if threads:
         torch.set_num_threads(threads)
     detector = load_detector(model, options.pop("device", "cpu"))
+    # A worker is one of several on its machine: one scoring thread unless told.
+    options["threads"] = threads or 1
     return score_file(detector, input_path, output_path, progress=False, **options)
 
 

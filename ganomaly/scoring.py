@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import queue
 import sys
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +44,7 @@ import pyarrow.parquet as pq
 
 from gancore.io import atomic_write
 
-from ._scorer import Scorer, load_scorer
+from ._scorer import Scorer, _one_blas_thread, load_scorer
 
 __all__ = [
     "BadInputError",
@@ -281,6 +284,15 @@ def _bool_values(column: pa.Array) -> np.ndarray:
     )
 
 
+def default_threads() -> int:
+    """Scoring threads by default: the CPUs this process may use, at most 4."""
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        available = os.cpu_count() or 1
+    return max(1, min(4, available))
+
+
 def as_scorer(model: Any, precision: str = "float64") -> Scorer:
     """A :class:`Scorer` from a Scorer, a fitted GANomalyDetector or a model path.
 
@@ -315,6 +327,7 @@ def score_file(
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: bool | None = None,
     precision: str = "float64",
+    threads: int | None = None,
 ) -> ScoringSummary:
     """Score a CSV or Parquet file of any size with a fitted GANomalyDetector.
 
@@ -341,6 +354,9 @@ def score_file(
         Progress bar; default when stderr is a terminal.
     precision : {"float64", "float32"}, default="float64"
         See :func:`as_scorer`.
+    threads : int, optional
+        Threads that score blocks side by side (the reader and the writer have
+        their own).  Default: the CPUs this process may use, at most 4.
 
     Returns
     -------
@@ -390,6 +406,7 @@ def score_file(
         progress,
     )
     job.parquet_out = _is_parquet(output_path)
+    job.threads = default_threads() if threads is None else max(1, int(threads))
     with atomic_write(output_path) as tmp_output:
         try:
             job.run(tmp_output, careful=False)
@@ -657,6 +674,7 @@ class _Job:
         self.top_k, self.block_size, self.progress = top_k, block_size, progress
         self.categorical = [c for c in needed if c not in numeric]
         self.sink = None  # instead of an output file: any object with write_table
+        self.threads = 1  # scoring threads
 
     def _batches(self, careful: bool):
         """Yield (batch, data row numbers, line numbers or None, invalid rows).
@@ -752,38 +770,52 @@ class _Job:
         bar = tqdm(
             desc=f"scoring {self.path.name}", unit=" rows", disable=not self.progress
         )
+        # Blocks are validated here, in order (first bad row, rejects), then scored
+        # by `threads` workers (numpy releases the GIL in its products), and their
+        # tables written in input order.
+        pool = (
+            ThreadPoolExecutor(self.threads, thread_name_prefix="ganomaly-score")
+            if self.threads > 1
+            else None
+        )
+        pending: deque = deque()
+
+        def emit(table: pa.Table | None, n_flagged: int, n_rows: int) -> None:
+            nonlocal writer
+            if table is not None:
+                self.n_scored += table.num_rows
+                self.n_anomalies += n_flagged
+                if writer is None:
+                    writer = self.sink or _BackgroundWriter(
+                        _open_writer(output, table.schema, self.parquet_out)
+                    )
+                writer.write_table(table)
+            bar.update(n_rows)
+
+        def drain(keep: int) -> None:
+            while len(pending) > keep:
+                future, n_rows = pending.popleft()
+                emit(*future.result(), n_rows)
+
         try:
             batches = self._batches(careful)
             if not careful:  # no invalid rows here: they send us to the careful read
                 batches = _regroup(batches, GROUP_ROWS)
-            for batch, rows, lines, invalid in _prefetch(batches):
-                self._reject_invalid_rows(invalid)
-                if batch is None:
-                    continue
-                values, bad = _validate_batch(batch, self.numeric, self.missing_is_bad)
-                ids = batch.column(self.id_col) if self.id_col else None
-                self.n_input += batch.num_rows
-                good = np.ones(batch.num_rows, dtype=bool)
-                for index, column, reason in sorted(bad):
-                    line = int(lines[index]) if lines is not None else None
-                    if self.on_bad_rows == "error":
-                        line = _physical_lines(self.path, [line]).get(line, line)
-                        raise BadInputError(
-                            _describe(self.path, line, int(rows[index]), column, reason)
-                            + "; use --on-bad-rows skip to score the other rows"
-                        )
-                    if good[index]:
-                        good[index] = False
-                        ident = ids[index].as_py() if ids is not None else None
-                        self.rejects.add(int(rows[index]), line, column, reason, ident)
-                table = self._score(batch, values, good, rows, ids)
-                if table is not None:
-                    if writer is None:
-                        writer = self.sink or _BackgroundWriter(
-                            _open_writer(output, table.schema, self.parquet_out)
-                        )
-                    writer.write_table(table)
-                bar.update(batch.num_rows)
+            with _one_blas_thread():  # once for all workers (a global setting)
+                for batch, rows, lines, invalid in _prefetch(batches):
+                    self._reject_invalid_rows(invalid)
+                    if batch is None:
+                        continue
+                    good, values, ids = self._validate(batch, rows, lines)
+                    work = (self.detector, batch, values, good, rows, ids)
+                    work += (self.id_col, self.top_k)
+                    if pool is None:
+                        emit(*score_batch(*work), batch.num_rows)
+                    else:
+                        future = pool.submit(score_batch, *work)
+                        pending.append((future, batch.num_rows))
+                        drain(keep=2 * self.threads)
+                drain(keep=0)
             if writer is None:
                 schema = self._empty_schema()
                 writer = self.sink or _open_writer(output, schema, self.parquet_out)
@@ -794,9 +826,31 @@ class _Job:
                     for row, line, *rest in self.rejects.rows
                 ]
         finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
             if writer is not None:
                 writer.close()
+
+    def _validate(self, batch, rows, lines):
+        """Good-row mask, float values and ids of a block; bad rows rejected."""
+        values, bad = _validate_batch(batch, self.numeric, self.missing_is_bad)
+        ids = batch.column(self.id_col) if self.id_col else None
+        self.n_input += batch.num_rows
+        good = np.ones(batch.num_rows, dtype=bool)
+        for index, column, reason in sorted(bad):
+            line = int(lines[index]) if lines is not None else None
+            if self.on_bad_rows == "error":
+                line = _physical_lines(self.path, [line]).get(line, line)
+                raise BadInputError(
+                    _describe(self.path, line, int(rows[index]), column, reason)
+                    + "; use --on-bad-rows skip to score the other rows"
+                )
+            if good[index]:
+                good[index] = False
+                ident = ids[index].as_py() if ids is not None else None
+                self.rejects.add(int(rows[index]), line, column, reason, ident)
+        return good, values, ids
 
     def _reject_invalid_rows(self, invalid: list) -> None:
         for row in invalid:
@@ -810,15 +864,6 @@ class _Job:
                 )
             self.n_input += 1
             self.rejects.add((line or 0) - 1, line, "", reason)
-
-    def _score(self, batch, values, good, rows, ids) -> pa.Table | None:
-        table, n_flagged = score_batch(
-            self.detector, batch, values, good, rows, ids, self.id_col, self.top_k
-        )
-        if table is not None:
-            self.n_scored += table.num_rows
-            self.n_anomalies += n_flagged
-        return table
 
     def _empty_schema(self) -> pa.Schema:
         fields = [

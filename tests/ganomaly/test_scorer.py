@@ -177,3 +177,32 @@ def test_load_scorer_keeps_the_absolute_errors_of_old_model_files(
     )
     # ... and they are not the scores of the current (scaled squared) errors.
     assert not np.allclose(scorer.anomaly_score(encoded), fitted.anomaly_score(X))
+
+
+def test_scoring_threads_keep_the_order_and_every_row(fitted, tmp_path, monkeypatch):
+    import ganomaly.scoring as scoring
+
+    monkeypatch.setattr(scoring, "GROUP_ROWS", 100)  # many groups in flight
+    frame = make_transactions(3000, random_state=3).drop(columns="is_fraud")
+    frame["amount"] = frame["amount"].astype(object)
+    for row in (5, 777, 2999):
+        frame.loc[row, "amount"] = "n/a"  # bad rows, rejected with their reasons
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    outputs = {}
+    for threads in (1, 3):
+        out = tmp_path / f"out{threads}.csv"
+        summary = scoring.score_file(
+            fitted,
+            tmp_path / "in.csv",
+            out,
+            id_col="transaction_id",
+            on_bad_rows="skip",
+            block_size=4096,
+            threads=threads,
+        )
+        counts = (summary.n_input, summary.n_scored, summary.n_rejected)
+        assert counts == (3000, 2997, 3)
+        outputs[threads] = out.read_bytes()
+    assert outputs[1] == outputs[3]
+    rejects = pd.read_csv(tmp_path / "out3.rejects.csv")
+    assert rejects["row"].tolist() == [6, 778, 3000]
