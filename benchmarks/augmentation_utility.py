@@ -202,6 +202,11 @@ def run_seed(seed: int, args, val_x, val_y, train_x, train_y) -> dict:
         random_state=seed,
         device="cpu",
         verbose=args.verbose,
+        checkpoint_path=(
+            str(args.checkpoint_dir / f"gan_seed{seed}.ckpt")
+            if args.checkpoint_dir
+            else None
+        ),
     )
     x_gan, y_gan = sampler.fit_resample(x, y)
     result["gan_fit_seconds"] = time.perf_counter() - started
@@ -367,6 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="keep each seed's GAN training checkpoint here; a finished one is "
+        "resumed (on the CPU: the same GAN and samples as training it again), so "
+        "sampling options can be compared without retraining",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

@@ -23,6 +23,24 @@ _MODEL_KIND = "ganaug.GANAugmenter"
 # also helps little).
 _SMALL_DATA = 5000
 _DEFAULT_POLICY = "color,translation,cutout"
+# The parameters that change what training does (a checkpoint pins these); the
+# others only change what is generated from the trained networks, or how.
+_TRAINING_PARAMS = frozenset(
+    {
+        "image_shape",
+        "architecture",
+        "loss",
+        "conditional",
+        "diffaugment",
+        "ema",
+        "n_epochs",
+        "batch_size",
+        "latent_dim",
+        "learning_rate",
+        "base_channels",
+        "random_state",
+    }
+)
 
 
 def _hidden_dims(n_features: int) -> tuple[int, int]:
@@ -421,12 +439,13 @@ class GANAugmenter(BaseOverSampler):
             "kind": "ganaug.GANAugmenter" + part,
             "data_sha256": digest.hexdigest(),
             "shape": [int(n) for n in data[0].shape],
+            # Only the options that shape training: a checkpoint of a finished
+            # training run can then be resumed with other sampling options.
             "options": repr(
                 sorted(
                     (k, v)
                     for k, v in self.get_params().items()
-                    if k
-                    not in ("verbose", "device", "checkpoint_path", "sampling_strategy")
+                    if k in _TRAINING_PARAMS
                 )
             ),
         }

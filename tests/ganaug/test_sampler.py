@@ -202,6 +202,28 @@ def test_save_load_round_trip(tmp_path):
         GANAugmenter.load(tmp_path / "evil.safetensors")
 
 
+def test_finished_checkpoint_resumes_with_other_sampling_options(tmp_path):
+    """A checkpoint pins the training options only: a finished training run is
+    reused (no more training, same GAN) when only sampling options change, and a
+    change that alters training is refused."""
+    X, y = two_class_images()
+    path = str(tmp_path / "gan.ckpt")
+    first = GANAugmenter(random_state=0, checkpoint_path=path, **FAST)
+    first.fit_resample(X, y)
+    again = GANAugmenter(
+        random_state=0, checkpoint_path=path, augment_ratio=1.0, **FAST
+    )
+    X_again, y_again = again.fit_resample(X, y)
+    assert Counter(y_again.tolist()) == {0: 60, 1: 60}
+    assert again.history_ == first.history_
+    fresh = GANAugmenter(random_state=0, augment_ratio=1.0, **FAST).fit_resample(X, y)
+    np.testing.assert_array_equal(X_again, fresh[0])
+    with pytest.raises(ValueError, match="checkpoint"):
+        GANAugmenter(
+            random_state=0, checkpoint_path=path, **{**FAST, "n_epochs": 2}
+        ).fit_resample(X, y)
+
+
 def test_one_gan_per_class(tmp_path):
     X, y = two_class_images()
     sampler = GANAugmenter(conditional=False, random_state=0, **FAST)
