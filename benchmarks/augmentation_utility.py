@@ -10,7 +10,10 @@ a. ``none``          the imbalanced training images as they are
 b. ``ros``           imblearn RandomOverSampler (duplicates normals to balance)
 c. ``classical``     MONAI random flips / rotations / zoom, on the fly
 c2. ``ros+classical``  both; the fair peer of (e)
-d. ``gan``           GANAugmenter (conditional DCGAN, hinge, DiffAugment, EMA)
+d. ``gan``           GANAugmenter (conditional DCGAN, hinge, DiffAugment, EMA);
+                     by default ``rebalance="duplicate", augment_ratio=1``: the
+                     normals are re-balanced with copies (as in b) and 500
+                     synthetic images per class come on top
 e. ``gan+classical`` GANAugmenter output, then the classical augmentations
 
 All arms run in one invocation on the same splits. Also reported: a Frechet
@@ -194,19 +197,34 @@ def run_seed(seed: int, args, val_x, val_y, train_x, train_y) -> dict:
     )
     x_ros = x_ros.reshape(-1, 28, 28)
 
+    checkpoint = (
+        args.checkpoint_dir / f"gan_seed{seed}.ckpt" if args.checkpoint_dir else None
+    )
+    result["gan"] = {
+        "epochs": args.gan_epochs,
+        "rebalance": args.rebalance,
+        "augment_ratio": args.augment_ratio,
+        # then fit seconds count only what was left to train (none if finished)
+        "resumed_from_checkpoint": bool(checkpoint and checkpoint.exists()),
+    }
     started = time.perf_counter()
     sampler = GANAugmenter(
         n_epochs=args.gan_epochs,
         augment_ratio=args.augment_ratio,
+        rebalance=args.rebalance,
         base_channels=args.base_channels,
         random_state=seed,
         device="cpu",
         verbose=args.verbose,
+        checkpoint_path=str(checkpoint) if checkpoint else None,
     )
     x_gan, y_gan = sampler.fit_resample(x, y)
     result["gan_fit_seconds"] = time.perf_counter() - started
-    synthetic = x_gan[len(x) :]
-    synthetic_y = y_gan[len(x) :]
+    # Copies of real images (rebalance="duplicate") come before the synthetic
+    # ones; the distances and the memorisation audit are of synthetic images only.
+    first_synthetic = len(x) + sum(sampler.n_duplicated_.values())
+    synthetic = x_gan[first_synthetic:]
+    synthetic_y = y_gan[first_synthetic:]
 
     training_sets = {
         "none": (x, y, False),
@@ -345,6 +363,8 @@ def summarise(results: list[dict], arms) -> str:
         "GAN fit seconds per seed: "
         + ", ".join(f"{r['gan_fit_seconds']:.0f}" for r in results)
     )
+    settings = {json.dumps(r.get("gan"), sort_keys=True) for r in results}
+    lines.append("GAN settings: " + "; ".join(sorted(settings)))
     return "\n".join(lines)
 
 
@@ -356,7 +376,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-pneumonia", type=int, default=500)
     parser.add_argument("--gan-epochs", "--epochs", type=int, default=200)
     parser.add_argument("--base-channels", type=int, default=32)
-    parser.add_argument("--augment-ratio", type=float, default=0.0)
+    parser.add_argument(
+        "--augment-ratio",
+        type=float,
+        default=1.0,
+        help="GANAugmenter augment_ratio: synthetic images per class, as a fraction "
+        "of the balanced class size",
+    )
+    parser.add_argument(
+        "--rebalance",
+        choices=["synthetic", "duplicate"],
+        default="duplicate",
+        help="GANAugmenter rebalance: fill the minority class with synthetic images "
+        "or with copies of its real ones (the synthetic ones then come on top)",
+    )
     parser.add_argument("--clf-steps", type=int, default=600)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument(
@@ -367,6 +400,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        help="keep each seed's GAN training checkpoint here; a finished one is "
+        "resumed (on the CPU: the same GAN and samples as training it again), so "
+        "sampling options can be compared without retraining",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",

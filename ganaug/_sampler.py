@@ -23,6 +23,24 @@ _MODEL_KIND = "ganaug.GANAugmenter"
 # also helps little).
 _SMALL_DATA = 5000
 _DEFAULT_POLICY = "color,translation,cutout"
+# The parameters that change what training does (a checkpoint pins these); the
+# others only change what is generated from the trained networks, or how.
+_TRAINING_PARAMS = frozenset(
+    {
+        "image_shape",
+        "architecture",
+        "loss",
+        "conditional",
+        "diffaugment",
+        "ema",
+        "n_epochs",
+        "batch_size",
+        "latent_dim",
+        "learning_rate",
+        "base_channels",
+        "random_state",
+    }
+)
 
 
 def _hidden_dims(n_features: int) -> tuple[int, int]:
@@ -46,7 +64,9 @@ class GANAugmenter(BaseOverSampler):
 
     ``fit_resample(X, y)`` trains a GAN on the images and returns the originals
     followed by synthetic images with their labels, as many per class as
-    ``sampling_strategy`` (plus ``augment_ratio``) asks. Images keep the input's
+    ``sampling_strategy`` (plus ``augment_ratio``) asks; with
+    ``rebalance="duplicate"`` copies of real images come between the two and
+    fill the ``sampling_strategy`` part. Images keep the input's
     layout, dtype and intensity range: scaling to the GAN's [-1, 1] and back is
     internal. Being an imbalanced-learn sampler it is a step of
     ``imblearn.pipeline.make_pipeline(GANAugmenter(...), classifier)``, where it
@@ -66,6 +86,16 @@ class GANAugmenter(BaseOverSampler):
     augment_ratio : float, default=0.0
         Augmentation beyond re-balancing: every class also gets
         ``round(augment_ratio * n_after_balancing)`` extra synthetic images.
+    rebalance : {"synthetic", "duplicate"}, default="synthetic"
+        How the images that ``sampling_strategy`` asks for are made.
+        "synthetic" generates them. "duplicate" draws random copies of the
+        class's real images, as ``RandomOverSampler`` does, so that the
+        synthetic images (``augment_ratio``, which should then be > 0) are an
+        addition to a re-balanced set instead of a replacement for the real
+        minority images: with few real minority images the classifier then
+        still sees them as half of their class. On PneumoniaMNIST with 50
+        normal images, this with ``augment_ratio=1`` is where the synthetic
+        images helped a classifier (``benchmarks/RESULTS.md``, issue 4).
     architecture : {"dcgan", "mlp"}, default="dcgan"
         Convolutional DCGAN nets (images) or MLPs (any flattened data).
     loss : {"hinge", "wgan-gp", "bce"}, default="hinge"
@@ -112,6 +142,9 @@ class GANAugmenter(BaseOverSampler):
         Class labels seen during fit.
     n_synthetic_ : dict
         Number of synthetic samples generated per class by ``fit_resample``.
+    n_duplicated_ : dict
+        Number of copies of real samples added per class by ``fit_resample``
+        (non-zero only with ``rebalance="duplicate"``).
     image_shape_ : tuple of int
         (C, H, W) of one image.
     generator_ : torch.nn.Module or dict
@@ -149,6 +182,7 @@ class GANAugmenter(BaseOverSampler):
         **BaseOverSampler._parameter_constraints,
         "image_shape": [tuple, list, None],
         "augment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
+        "rebalance": [StrOptions({"synthetic", "duplicate"})],
         "architecture": [StrOptions({"dcgan", "mlp"})],
         "loss": [StrOptions({"hinge", "wgan-gp", "bce"})],
         "conditional": ["boolean"],
@@ -170,6 +204,7 @@ class GANAugmenter(BaseOverSampler):
         image_shape: tuple[int, int, int] | None = None,
         sampling_strategy="auto",
         augment_ratio: float = 0.0,
+        rebalance: str = "synthetic",
         architecture: str = "dcgan",
         loss: str = "hinge",
         conditional: bool = True,
@@ -188,6 +223,7 @@ class GANAugmenter(BaseOverSampler):
         super().__init__(sampling_strategy=sampling_strategy)
         self.image_shape = image_shape
         self.augment_ratio = augment_ratio
+        self.rebalance = rebalance
         self.architecture = architecture
         self.loss = loss
         self.conditional = conditional
@@ -421,12 +457,13 @@ class GANAugmenter(BaseOverSampler):
             "kind": "ganaug.GANAugmenter" + part,
             "data_sha256": digest.hexdigest(),
             "shape": [int(n) for n in data[0].shape],
+            # Only the options that shape training: a checkpoint of a finished
+            # training run can then be resumed with other sampling options.
             "options": repr(
                 sorted(
                     (k, v)
                     for k, v in self.get_params().items()
-                    if k
-                    not in ("verbose", "device", "checkpoint_path", "sampling_strategy")
+                    if k in _TRAINING_PARAMS
                 )
             ),
         }
@@ -454,12 +491,19 @@ class GANAugmenter(BaseOverSampler):
         self.classes_, encoded = np.unique(y, return_inverse=True)
         self.data_range_ = (float(np.min(X)), float(np.max(X)))
         counts = Counter(y.tolist())
-        n_new = {label: int(self.sampling_strategy_.get(label, 0)) for label in counts}
-        if self.augment_ratio:
-            for label in n_new:
-                n_new[label] += int(
-                    round(self.augment_ratio * (counts[label] + n_new[label]))
-                )
+        n_balance = {
+            label: int(self.sampling_strategy_.get(label, 0)) for label in counts
+        }
+        n_extra = {
+            label: int(round(self.augment_ratio * (counts[label] + n_balance[label])))
+            for label in counts
+        }
+        if self.rebalance == "duplicate":
+            n_new = n_extra
+            self.n_duplicated_ = n_balance
+        else:
+            n_new = {label: n_balance[label] + n_extra[label] for label in counts}
+            self.n_duplicated_ = {label: 0 for label in counts}
         self.n_synthetic_ = n_new
 
         device = resolve_device(self.device)
@@ -503,9 +547,21 @@ class GANAugmenter(BaseOverSampler):
         # sample() continues this stream; a state tensor (unlike a Generator)
         # keeps the fitted sampler picklable.
         self._sample_state = rngs.torch_cpu.get_state()
-        X_resampled = np.concatenate([X, X_synthetic.astype(X.dtype)], axis=0)
-        y_resampled = np.concatenate([y, labels])
+        duplicated = self._duplicate_rows(y, rngs.numpy)
+        X_resampled = np.concatenate(
+            [X, X[duplicated], X_synthetic.astype(X.dtype)], axis=0
+        )
+        y_resampled = np.concatenate([y, y[duplicated], labels])
         return self._layout(X_resampled), y_resampled
+
+    def _duplicate_rows(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Rows of real samples to copy, drawn with replacement within each class."""
+        rows = [
+            rng.choice(np.flatnonzero(y == label), count, replace=True)
+            for label, count in self.n_duplicated_.items()
+            if count
+        ]
+        return np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
 
     # ---------------------------------------------------------------- sampling
 

@@ -118,6 +118,34 @@ def test_float_strategy_and_augment_ratio():
     assert sampler.n_synthetic_ == {0: 15, 1: 35}
 
 
+def test_rebalance_by_duplicates_then_synthetic_augmentation():
+    """rebalance="duplicate": copies of real minority images fill the gap and the
+    synthetic images come on top, for every class."""
+    X, y = two_class_images(n0=30, n1=10)
+    sampler = GANAugmenter(
+        rebalance="duplicate", augment_ratio=0.5, random_state=0, **FAST
+    )
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert Counter(y_res.tolist()) == {0: 45, 1: 45}
+    assert sampler.n_duplicated_ == {0: 0, 1: 20}
+    assert sampler.n_synthetic_ == {0: 15, 1: 15}
+    copies = X_res[40:60].reshape(20, -1)
+    minority = X[y == 1].reshape(10, -1)
+    # every copy is one of the 10 real minority images, and most of them are used
+    matches = (copies[:, None, :] == minority[None]).all(axis=2)
+    assert matches.any(axis=1).all() and matches.any(axis=0).sum() >= 7
+    assert (y_res[40:60] == 1).all()
+    synthetic = X_res[60:].reshape(30, -1)
+    assert not (synthetic[:, None, :] == X.reshape(1, 40, -1)).all(axis=2).any()
+    again = GANAugmenter(
+        rebalance="duplicate", augment_ratio=0.5, random_state=0, **FAST
+    ).fit_resample(X, y)
+    np.testing.assert_array_equal(X_res, again[0])
+    default = GANAugmenter(random_state=0, **FAST)
+    default.fit_resample(X, y)
+    assert default.n_duplicated_ == {0: 0, 1: 0}
+
+
 # ---------------------------------------------------------- reproducibility
 
 
@@ -200,6 +228,28 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "evil.safetensors").write_bytes(b"\x80\x04K\x01." * 10)
     with pytest.raises(ModelFileError):
         GANAugmenter.load(tmp_path / "evil.safetensors")
+
+
+def test_finished_checkpoint_resumes_with_other_sampling_options(tmp_path):
+    """A checkpoint pins the training options only: a finished training run is
+    reused (no more training, same GAN) when only sampling options change, and a
+    change that alters training is refused."""
+    X, y = two_class_images()
+    path = str(tmp_path / "gan.ckpt")
+    first = GANAugmenter(random_state=0, checkpoint_path=path, **FAST)
+    first.fit_resample(X, y)
+    again = GANAugmenter(
+        random_state=0, checkpoint_path=path, augment_ratio=1.0, **FAST
+    )
+    X_again, y_again = again.fit_resample(X, y)
+    assert Counter(y_again.tolist()) == {0: 60, 1: 60}
+    assert again.history_ == first.history_
+    fresh = GANAugmenter(random_state=0, augment_ratio=1.0, **FAST).fit_resample(X, y)
+    np.testing.assert_array_equal(X_again, fresh[0])
+    with pytest.raises(ValueError, match="checkpoint"):
+        GANAugmenter(
+            random_state=0, checkpoint_path=path, **{**FAST, "n_epochs": 2}
+        ).fit_resample(X, y)
 
 
 def test_one_gan_per_class(tmp_path):
