@@ -48,4 +48,3 @@ def tiny_model(tmp_path_factory) -> Path:
     )
     assert code == 0
     return model
-

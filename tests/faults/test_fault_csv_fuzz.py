@@ -45,9 +45,7 @@ ROWS = [[str(v) for v in row] for row in _BASE.itertuples(index=False)]
 NUMERIC = [c for c in HEADER if c not in ("transaction_id", "merchant_category")]
 
 _CELL_TEXT = st.text(
-    alphabet=st.characters(
-        blacklist_categories=("Cs",), blacklist_characters=',"\r\n'
-    ),
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=',"\r\n'),
     max_size=12,
 )
 _ODD_NUMBERS = st.sampled_from(

@@ -136,9 +136,7 @@ def test_ganomaly_score_refuses_damaged_model(tiny_model, new_csv, tmp_path, dam
 
 
 @pytest.mark.parametrize("damage", DAMAGES)
-def test_ganomaly_evaluate_refuses_damaged_model(
-    tiny_model, new_csv, tmp_path, damage
-):
+def test_ganomaly_evaluate_refuses_damaged_model(tiny_model, new_csv, tmp_path, damage):
     marker = tmp_path / "PAYLOAD-RAN"
     bad = tmp_path / "model.safetensors"
     expected = _damage(damage, tiny_model, bad, marker)

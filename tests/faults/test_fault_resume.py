@@ -136,8 +136,17 @@ def _ganaug_fit_args(data: Path, model: Path, checkpoint: Path, *extra: str):
 
 def _samples(model: Path, out: Path) -> np.ndarray:
     done = run_cli(
-        "ganaug", "generate", str(model), "-n", "8", "-o", str(out), "--format",
-        "npz", "--seed", "0",
+        "ganaug",
+        "generate",
+        str(model),
+        "-n",
+        "8",
+        "-o",
+        str(out),
+        "--format",
+        "npz",
+        "--seed",
+        "0",
     )
     assert done.returncode == 0, done.stderr
     found = list(out.parent.glob(out.name + "*")) + list(out.rglob("*.npz"))
@@ -181,9 +190,7 @@ def test_ganaug_fit_killed_then_resumed_equals_uninterrupted(tmp_path):
         assert not model.exists(), "a killed fit wrote its model"
         refused = run_cli("ganaug", *_ganaug_fit_args(data, model, checkpoint))
         assert refused.returncode == 2 and "--resume" in refused.stderr
-        done = run_cli(
-            "ganaug", *_ganaug_fit_args(data, model, checkpoint, "--resume")
-        )
+        done = run_cli("ganaug", *_ganaug_fit_args(data, model, checkpoint, "--resume"))
         assert done.returncode == 0, done.stderr
         got = _samples(model, tmp_path / f"out{trial}")
         np.testing.assert_array_equal(got, expected)
