@@ -384,34 +384,13 @@ def score_file(
     input_path, output_path = Path(input_path), Path(output_path)
     if rejects_path is None and on_bad_rows == "skip":
         rejects_path = output_path.with_name(output_path.stem + ".rejects.csv")
-    pre = detector.preprocessor_
-    needed = list(pre.input_columns_)
-    numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
-    missing_is_bad = numeric if pre.missing == "error" else []
-    header = read_table_header(input_path)
-    _check_columns(input_path, header, needed + ([id_col] if id_col else []))
-    if progress is None:
-        progress = sys.stderr.isatty()
-
-    job = _Job(
-        detector,
-        input_path,
-        needed,
-        numeric,
-        missing_is_bad,
-        id_col,
-        on_bad_rows,
-        top_k,
-        block_size,
-        progress,
+    job = _open_job(
+        detector, input_path, id_col, on_bad_rows, top_k, block_size, progress
     )
     job.parquet_out = _is_parquet(output_path)
     job.threads = default_threads() if threads is None else max(1, int(threads))
     with atomic_write(output_path) as tmp_output:
-        try:
-            job.run(tmp_output, careful=False)
-        except _RetryCarefully:
-            job.run(tmp_output, careful=True)
+        job.run_fast_then_careful(tmp_output)
         if job.n_input == 0:
             raise BadInputError(
                 f"{input_path}: no data rows"
@@ -474,35 +453,11 @@ def score_labelled(
     BadInputError
         As :func:`score_file`, and for a missing label (naming its line).
     """
-    scorer = as_scorer(detector, precision)
     input_path = Path(input_path)
-    pre = scorer.preprocessor_
-    needed = list(pre.input_columns_)
-    numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
-    header = read_table_header(input_path)
-    _check_columns(input_path, header, needed + [label_col])
-
-    def run(careful: bool) -> _Job:
-        job = _Job(
-            scorer,
-            input_path,
-            needed,
-            numeric,
-            numeric if pre.missing == "error" else [],
-            label_col,
-            "error",
-            1,
-            block_size,
-            sys.stderr.isatty() if progress is None else progress,
-        )
-        job.sink = _LabelCollector(input_path, label_col, str(normal_label))
-        job.run(Path(), careful=careful)
-        return job
-
-    try:
-        job = run(careful=False)
-    except _RetryCarefully:
-        job = run(careful=True)
+    scorer = as_scorer(detector, precision)
+    job = _open_job(scorer, input_path, label_col, "error", 1, block_size, progress)
+    job.sink_factory = lambda: _LabelCollector(input_path, label_col, str(normal_label))
+    job.run_fast_then_careful(Path())
     if job.n_input == 0:
         raise BadInputError(f"{input_path}: no data rows")
     return job.sink.result()
@@ -654,6 +609,38 @@ class _RetryCarefully(Exception):
     """The fast typed CSV read hit a bad row: read again as text to find it."""
 
 
+def _open_job(
+    scorer: Scorer,
+    path: Path,
+    id_col: str | None,
+    on_bad_rows: str,
+    top_k: int,
+    block_size: int,
+    progress: bool | None,
+) -> _Job:
+    """A job over ``path``, once its header holds the model's columns (and id_col)."""
+    pre = scorer.preprocessor_
+    needed = list(pre.input_columns_)
+    numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
+    missing_is_bad = numeric if pre.missing == "error" else []
+    header = read_table_header(path)
+    _check_columns(path, header, needed + ([id_col] if id_col else []))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    return _Job(
+        scorer,
+        path,
+        needed,
+        numeric,
+        missing_is_bad,
+        id_col,
+        on_bad_rows,
+        top_k,
+        block_size,
+        progress,
+    )
+
+
 class _Job:
     def __init__(
         self,
@@ -673,8 +660,18 @@ class _Job:
         self.id_col, self.on_bad_rows = id_col, on_bad_rows
         self.top_k, self.block_size, self.progress = top_k, block_size, progress
         self.categorical = [c for c in needed if c not in numeric]
-        self.sink = None  # instead of an output file: any object with write_table
+        # Instead of an output file: makes a fresh object with write_table per run.
+        self.sink_factory = None
+        self.sink = None
         self.threads = 1  # scoring threads
+
+    def run_fast_then_careful(self, output: Path) -> None:
+        """Read with typed columns; on a row that does not parse, read again as text
+        to find and name it."""
+        try:
+            self.run(output, careful=False)
+        except _RetryCarefully:
+            self.run(output, careful=True)
 
     def _batches(self, careful: bool):
         """Yield (batch, data row numbers, line numbers or None, invalid rows).
@@ -766,6 +763,7 @@ class _Job:
 
         self.n_input = self.n_scored = self.n_anomalies = 0
         self.rejects = _Rejects()
+        self.sink = self.sink_factory() if self.sink_factory else None
         writer = None
         bar = tqdm(
             desc=f"scoring {self.path.name}", unit=" rows", disable=not self.progress
