@@ -57,20 +57,26 @@ def _read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
+def _require_columns(path: Path, header: list[str], wanted: list[str]) -> None:
+    """A CliError naming the columns of ``wanted`` that ``header`` lacks."""
+    absent = [c for c in wanted if c not in header]
+    if not absent:
+        return
+    message = (
+        f"{path}: line 1 (header): no column(s) {', '.join(map(repr, absent))}; "
+        f"the file has {', '.join(map(repr, header[:12]))}"
+        + (", ..." if len(header) > 12 else "")
+    )
+    if len(header) == 1 and any(d in header[0] for d in ";\t|"):
+        message += "; the file seems to use another delimiter than ','"
+    raise CliError(message)
+
+
 def _split_columns(
     frame: pd.DataFrame, path: Path, *, label_col=None, id_col=None, drop_cols=()
 ) -> tuple[pd.DataFrame, pd.Series | None, pd.Series | None]:
     wanted = [c for c in [label_col, id_col, *drop_cols] if c]
-    absent = [c for c in wanted if c not in frame.columns]
-    if absent:
-        message = (
-            f"{path}: line 1 (header): no column(s) {', '.join(map(repr, absent))}; "
-            f"the file has {', '.join(map(repr, map(str, frame.columns[:12])))}"
-            + (", ..." if frame.shape[1] > 12 else "")
-        )
-        if frame.shape[1] == 1 and any(d in str(frame.columns[0]) for d in ";\t|"):
-            message += "; the file seems to use another delimiter than ','"
-        raise CliError(message)
+    _require_columns(path, [str(c) for c in frame.columns], wanted)
     labels = frame[label_col] if label_col else None
     ids = frame[id_col] if id_col else None
     features = frame.drop(columns=wanted)
@@ -400,15 +406,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         header = read_table_header(path)
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
-    if args.label_col not in header:
-        message = (
-            f"{path}: line 1 (header): no column(s) {args.label_col!r}; the file "
-            f"has {', '.join(map(repr, header[:12]))}"
-            + (", ..." if len(header) > 12 else "")
-        )
-        if len(header) == 1 and any(d in header[0] for d in ";\t|"):
-            message += "; the file seems to use another delimiter than ','"
-        raise CliError(message)
+    _require_columns(path, header, [args.label_col])
     try:
         scores, anomalous = score_labelled(
             scorer, path, args.label_col, args.normal_label, progress=None
