@@ -41,23 +41,17 @@ CENTERS = RADIUS * np.stack(
 
 # Per-loss recipes: WGAN-GP needs several critic steps per generator step and, to be
 # precise in a CPU-test budget, a larger batch; the ring is the same for all.
+_ONE_CRITIC_STEP = dict(  # BCE and hinge alike
+    lr=5e-4,
+    betas=(0.5, 0.999),
+    n_critic=1,
+    batch_size=256,
+    steps=3000,
+    hidden=(256, 256),
+)
 RECIPES = {
-    "bce": dict(
-        lr=5e-4,
-        betas=(0.5, 0.999),
-        n_critic=1,
-        batch_size=256,
-        steps=3000,
-        hidden=(256, 256),
-    ),
-    "hinge": dict(
-        lr=5e-4,
-        betas=(0.5, 0.999),
-        n_critic=1,
-        batch_size=256,
-        steps=3000,
-        hidden=(256, 256),
-    ),
+    "bce": _ONE_CRITIC_STEP,
+    "hinge": _ONE_CRITIC_STEP,
     "wgan-gp": dict(
         lr=5e-4,
         betas=(0.0, 0.9),

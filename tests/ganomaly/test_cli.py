@@ -52,6 +52,19 @@ def _score(files, source, *extra):
     )
 
 
+def _evaluate(files, labelled, *extra):
+    return main(
+        [
+            "evaluate",
+            str(files / "model.safetensors"),
+            str(labelled),
+            "--label-col",
+            "is_fraud",
+            *extra,
+        ]
+    )
+
+
 def test_fit_reports_rows_used(tmp_path, capsys):
     table = make_transactions(400, fraud_fraction=0.05, random_state=1)
     table.to_csv(tmp_path / "t.csv", index=False)
@@ -269,18 +282,13 @@ def test_evaluate_streams_the_same_metrics_as_in_memory(files, tmp_path):
     # Labels written as floats ("0.0") still match --normal-label 0.
     labelled = new.assign(is_fraud=new["is_fraud"].astype(float))
     labelled.to_csv(tmp_path / "labelled.csv", index=False)
-    code = main(
-        [
-            "evaluate",
-            str(files / "model.safetensors"),
-            str(tmp_path / "labelled.csv"),
-            "--label-col",
-            "is_fraud",
-            "--plot",
-            str(tmp_path / "b.png"),
-            "--json",
-            str(tmp_path / "m.json"),
-        ]
+    code = _evaluate(
+        files,
+        tmp_path / "labelled.csv",
+        "--plot",
+        str(tmp_path / "b.png"),
+        "--json",
+        str(tmp_path / "m.json"),
     )
     assert code == 0
     streamed = json.loads((tmp_path / "m.json").read_text())
@@ -298,35 +306,16 @@ def test_evaluate_names_the_line_of_a_missing_label(files, tmp_path, capsys):
     new["is_fraud"] = new["is_fraud"].astype("Int64")
     new.loc[41, "is_fraud"] = pd.NA
     new.to_csv(tmp_path / "labelled.csv", index=False)
-    code = main(
-        [
-            "evaluate",
-            str(files / "model.safetensors"),
-            str(tmp_path / "labelled.csv"),
-            "--label-col",
-            "is_fraud",
-            "--plot",
-            str(tmp_path / "p.png"),
-        ]
-    )
+    plot = str(tmp_path / "p.png")
+    code = _evaluate(files, tmp_path / "labelled.csv", "--plot", plot)
     assert code == 2
     assert "line 43, column 'is_fraud': missing label" in capsys.readouterr().err
 
 
 def test_evaluate_prints_metrics_and_writes_plot(files, capsys):
     plot = files / "eval.png"
-    code = main(
-        [
-            "evaluate",
-            str(files / "model.safetensors"),
-            str(files / "new.csv"),
-            "--label-col",
-            "is_fraud",
-            "--id-col",
-            "transaction_id",
-            "--plot",
-            str(plot),
-        ]
+    code = _evaluate(
+        files, files / "new.csv", "--id-col", "transaction_id", "--plot", str(plot)
     )
     assert code == 0
     out = capsys.readouterr().out
