@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,8 +126,12 @@ def read_table_header(path: str | Path) -> list[str]:
     return next(csv.reader(io.StringIO(text)))
 
 
-def _check_columns(path: Path, header: list[str], needed: list[str]) -> None:
-    absent = [c for c in needed if c not in header]
+def _check_columns(
+    path: Path, header: list[str], needed: list[str], named: Sequence[str] = ()
+) -> None:
+    """BadInputError unless ``header`` has the model's columns (``needed``) and the
+    columns the caller names (an id or label column)."""
+    absent = [c for c in [*needed, *named] if c not in header]
     if not absent:
         return
     where = "schema" if _is_parquet(path) else "line 1 (header)"
@@ -134,6 +139,8 @@ def _check_columns(path: Path, header: list[str], needed: list[str]) -> None:
         f"{path}: {where}: missing column(s) {', '.join(map(repr, absent))}; the model "
         f"needs {', '.join(map(repr, needed))}"
     )
+    if any(c in absent for c in named):
+        message += f", and {', '.join(map(repr, named))} was named as a column"
     if len(header) == 1 and not _is_parquet(path):
         for delimiter in (";", "\t", "|"):
             if delimiter in header[0]:
@@ -624,7 +631,7 @@ def _open_job(
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
     missing_is_bad = numeric if pre.missing == "error" else []
     header = read_table_header(path)
-    _check_columns(path, header, needed + ([id_col] if id_col else []))
+    _check_columns(path, header, needed, [id_col] if id_col else [])
     if progress is None:
         progress = sys.stderr.isatty()
     return _Job(

@@ -217,6 +217,18 @@ def test_missing_or_renamed_column(files, capsys):
     assert _score(files, files / "renamed.csv") == 2
     err = capsys.readouterr().err
     assert "renamed.csv: line 1 (header): missing column(s) 'hour'" in err
+    assert "was named as a column" not in err  # the id column is there
+
+
+def test_missing_id_column_is_not_called_a_model_column(files, capsys):
+    frame = pd.read_csv(files / "new.csv").drop(columns="transaction_id")
+    frame.to_csv(files / "no_ids.csv", index=False)
+    assert _score(files, files / "no_ids.csv") == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) 'transaction_id'; the model needs 'amount'" in err
+    model_columns = err.split("the model needs")[1].split(", and")[0]
+    assert "'transaction_id'" not in model_columns
+    assert "and 'transaction_id' was named as a column" in err
 
 
 def test_model_that_is_not_a_model(files, tmp_path, capsys):
