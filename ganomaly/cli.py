@@ -602,8 +602,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--score-threads",
         type=int,
-        help="threads scoring blocks side by side (default: the CPUs available, "
-        "at most 4)",
+        help="threads scoring blocks side by side, and as many parsing the CSV "
+        "(default: the CPUs available, at most 4)",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_cmd_score)

@@ -206,3 +206,79 @@ def test_scoring_threads_keep_the_order_and_every_row(fitted, tmp_path, monkeypa
     assert outputs[1] == outputs[3]
     rejects = pd.read_csv(tmp_path / "out3.rejects.csv")
     assert rejects["row"].tolist() == [6, 778, 3000]
+
+
+def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
+    """The fast read parses pieces of the file on several threads: the output, the
+    rejects and their line numbers are those of one reader, whatever the threads
+    and piece sizes, with CRLF line ends, a byte-order mark, empty lines and no
+    final line end."""
+    import ganomaly.scoring as scoring
+
+    def no_careful_read(self, careful):
+        raise AssertionError("the fast read gave up")
+
+    monkeypatch.setattr(scoring._Job, "_batches", no_careful_read)
+
+    frame = make_transactions(2000, random_state=4).drop(columns="is_fraud")
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[10, "amount"] = "inf"  # numbers to pyarrow: only validation rejects them
+    frame.loc[1500, "amount"] = "nan"
+    text = frame.to_csv(index=False, lineterminator="\r\n")
+    lines = text.split("\r\n")
+    lines.insert(700, "")  # an empty line, before data row 699 (line 701 of the file)
+    data = ("\ufeff" + "\r\n".join(lines)).rstrip("\r\n").encode()
+    (tmp_path / "in.csv").write_bytes(data)
+    outputs = []
+    for block_size, threads in ((1 << 20, 1), (4096, 1), (4096, 3), (1000, 2)):
+        out = tmp_path / f"out_{block_size}_{threads}.csv"
+        summary = scoring.score_file(
+            fitted,
+            tmp_path / "in.csv",
+            out,
+            id_col="transaction_id",
+            on_bad_rows="skip",
+            block_size=block_size,
+            threads=threads,
+        )
+        assert (summary.n_input, summary.n_scored, summary.n_rejected) == (
+            2000,
+            1998,
+            2,
+        )
+        rejects = pd.read_csv(tmp_path / f"out_{block_size}_{threads}.rejects.csv")
+        assert rejects["row"].tolist() == [11, 1501]
+        assert rejects["line"].tolist() == [12, 1503]  # after the empty line: +1
+        assert (
+            rejects["transaction_id"].tolist()
+            == frame.loc[[10, 1500], "transaction_id"].tolist()
+        )
+        outputs.append(out.read_bytes())
+    assert all(output == outputs[0] for output in outputs[1:])
+    scored = pd.read_csv(tmp_path / "out_1000_2.csv")
+    expected_ids = frame["transaction_id"].drop(index=[10, 1500])
+    assert scored["transaction_id"].tolist() == expected_ids.tolist()
+    assert len(pieces := list(scoring._csv_pieces(tmp_path / "in.csv", 4000))) > 20
+    assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
+    # A line longer than a piece is read whole, into a larger piece.
+    pieces = list(scoring._csv_pieces(tmp_path / "in.csv", 16))
+    assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
+    assert all(p.to_pybytes().endswith(b"\n") for p in pieces[:-1])
+
+
+def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
+    import ganomaly.scoring as scoring
+
+    frame = make_transactions(1500, random_state=5).drop(columns="is_fraud")
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[1234, "amount"] = "12,5"  # one field too many: a parse error
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    with pytest.raises(scoring.BadInputError, match="line 1236"):
+        scoring.score_file(
+            fitted,
+            tmp_path / "in.csv",
+            tmp_path / "out.csv",
+            block_size=4096,
+            threads=2,
+        )
+    assert not (tmp_path / "out.csv").exists()
