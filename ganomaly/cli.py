@@ -398,7 +398,12 @@ def _plot_evaluation(scores, anomalous, threshold, metrics, path: Path) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Streams the labelled file: memory does not grow with its width or length
     beyond 9 bytes per row (scores and labels)."""
-    from .scoring import BadInputError, read_table_header, score_labelled
+    from .scoring import (
+        BadInputError,
+        _table_stem,
+        read_table_header,
+        score_labelled,
+    )
 
     scorer = _load_scorer(args.model, args.device, "float64")
     path = Path(args.labelled)
@@ -413,7 +418,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         )
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
-    plot_path = Path(args.plot or f"{path.stem}.evaluation.png")
+    plot_path = Path(args.plot or f"{_table_stem(path)}.evaluation.png")
     metrics = evaluate_scores(scores, anomalous, scorer.threshold_, plot_path)
     _print_metrics(metrics)
     print(f"wrote {plot_path}", file=sys.stderr)
@@ -570,10 +575,16 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("model")
     score.add_argument(
         "input",
-        help="CSV or Parquet file to score; or a quoted glob ('data/*.csv') or a "
-        "folder of them, scored one task per file (OUTPUT is then a folder)",
+        help="CSV (.csv, or compressed .csv.gz/.csv.bz2/.csv.zst) or Parquet file to "
+        "score; or a quoted glob ('data/*.csv') or a folder of them, scored one "
+        "task per file (OUTPUT is then a folder)",
     )
-    score.add_argument("-o", "--output", required=True, help="CSV or Parquet output")
+    score.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="CSV or Parquet output (named .csv.gz, .csv.bz2 or .csv.zst: compressed)",
+    )
     score.add_argument(
         "--scheduler", help="score on this running Dask scheduler (tcp://host:8786)"
     )

@@ -66,6 +66,7 @@ from .scoring import (
     BadInputError,
     ScoringSummary,
     _is_parquet,
+    _table_stem,
     _validate_batch,
     as_scorer,
     score_batch,
@@ -247,7 +248,8 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[Path]:
         if path.is_dir():
             matches = sorted(
                 p
-                for suffix in ("*.csv", "*.parquet", "*.pq")
+                for suffix in ("*.csv", "*.csv.gz", "*.csv.bz2", "*.csv.zst")
+                + ("*.parquet", "*.pq")
                 for p in path.glob(suffix)
             )
         elif path.is_file():
@@ -263,7 +265,7 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[Path]:
 
 def _output_paths(inputs: list[Path], output_dir: Path) -> list[Path]:
     outputs = [
-        output_dir / (p.stem + (".parquet" if _is_parquet(p) else ".csv"))
+        output_dir / (_table_stem(p) + (".parquet" if _is_parquet(p) else ".csv"))
         for p in inputs
     ]
     seen: dict[Path, Path] = {}

@@ -20,6 +20,9 @@ categories are fine (they encode as "none of the known ones").
 Line numbers count physical lines, the header being line 1; they are exact for files
 without line breaks inside quoted fields.  Parquet files have no lines: their
 messages name the row (1-based).
+
+CSV files whose name ends in ``.gz``, ``.bz2`` or ``.zst`` are read (and output files
+so named written) compressed with gzip, bzip2 or Zstandard, streaming as well.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ GROUP_ROWS = 1 << 16
 PIECE_BLOCKS = 4
 PRECISIONS = ("float32", "float64")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+# CSV files compressed as their last suffix says (pyarrow's codec names).
+_COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}
 
 
 class BadInputError(ValueError):
@@ -95,6 +100,26 @@ class ScoringSummary:
 
 def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in _PARQUET_SUFFIXES
+
+
+def _compression(path: Path) -> str | None:
+    """pyarrow's codec for a CSV file named ``*.csv.gz`` and such, else None."""
+    return _COMPRESSIONS.get(Path(path).suffix.lower())
+
+
+def _table_stem(path: Path) -> str:
+    """A table file's name without its suffixes: ``day1`` for ``day1.csv.gz``."""
+    path = Path(path)
+    return Path(path.stem).stem if _compression(path) else path.stem
+
+
+def _open_bytes(path: Path):
+    """The bytes of a CSV file as a binary file object, decompressed if its name
+    says so (:data:`_COMPRESSIONS`)."""
+    codec = _compression(path)
+    if codec is None:
+        return open(path, "rb")
+    return io.BufferedReader(pa.input_stream(str(path), compression=codec))
 
 
 def read_table_header(path: str | Path) -> list[str]:
@@ -121,8 +146,13 @@ def read_table_header(path: str | Path) -> list[str]:
             return list(pq.ParquetFile(path).schema_arrow.names)
         except (pa.ArrowException, OSError) as exc:
             raise BadInputError(f"{path}: not a readable Parquet file ({exc})") from exc
-    with open(path, "rb") as handle:
-        first = handle.readline(1 << 20)
+    try:
+        with _open_bytes(path) as handle:
+            first = handle.readline(1 << 20)
+    except (pa.ArrowException, OSError, EOFError) as exc:
+        raise BadInputError(
+            f"{path}: not a readable {_compression(path)} file ({exc})"
+        ) from exc
     if not first.strip():
         raise BadInputError(
             f"{path}: the file is empty; expected a CSV header line (line 1) and rows"
@@ -182,7 +212,7 @@ def _physical_lines(path: Path, logical: list[int]) -> dict[int, int]:
     targets = iter(wanted)
     target = next(targets)
     count = 0
-    with open(path, "rb") as handle:
+    with _open_bytes(path) as handle:
         for physical, text in enumerate(handle, start=1):
             if text in (b"\n", b"\r\n"):
                 continue
@@ -396,11 +426,12 @@ def score_file(
     detector = as_scorer(detector, precision)
     input_path, output_path = Path(input_path), Path(output_path)
     if rejects_path is None and on_bad_rows == "skip":
-        rejects_path = output_path.with_name(output_path.stem + ".rejects.csv")
+        rejects_path = output_path.with_name(_table_stem(output_path) + ".rejects.csv")
     job = _open_job(
         detector, input_path, id_col, on_bad_rows, top_k, block_size, progress
     )
     job.parquet_out = _is_parquet(output_path)
+    job.compress_out = _compression(output_path)
     job.threads = default_threads() if threads is None else max(1, int(threads))
     with atomic_write(output_path) as tmp_output:
         job.run_fast_then_careful(tmp_output)
@@ -679,6 +710,8 @@ class _Job:
         self.sink_factory = None
         self.sink = None
         self.threads = 1  # scoring threads (and as many parsing threads)
+        self.parquet_out = False
+        self.compress_out: str | None = None  # codec of a CSV output
         self.header: list[str] | None = None  # column names, from line 1
 
     def run_fast_then_careful(self, output: Path) -> None:
@@ -764,8 +797,9 @@ class _Job:
         return column_types
 
     def _open_csv(self, careful, column_types, on_invalid_row):
+        codec = _compression(self.path)
         return pacsv.open_csv(
-            self.path,
+            self.path if codec is None else pa.input_stream(str(self.path), codec),
             read_options=pacsv.ReadOptions(
                 block_size=self.block_size, use_threads=not careful
             ),
@@ -840,7 +874,9 @@ class _Job:
                 self.n_anomalies += n_flagged
                 if writer is None:
                     writer = self.sink or _BackgroundWriter(
-                        _open_writer(output, table.schema, self.parquet_out)
+                        _open_writer(
+                            output, table.schema, self.parquet_out, self.compress_out
+                        )
                     )
                 writer.write_table(table)
             bar.update(n_rows)
@@ -878,7 +914,9 @@ class _Job:
                 drain(keep=0)
             if writer is None:
                 schema = self._empty_schema()
-                writer = self.sink or _open_writer(output, schema, self.parquet_out)
+                writer = self.sink or _open_writer(
+                    output, schema, self.parquet_out, self.compress_out
+                )
             if self.rejects.rows:
                 physical = _physical_lines(self.path, [r[1] for r in self.rejects.rows])
                 self.rejects.rows = [
@@ -954,9 +992,13 @@ def _csv_pieces(path: Path, size: int):
     """The data lines of a CSV file (line 1, the header, left out) as Arrow buffers
     of about ``size`` bytes, each ending at a line end.
 
-    Every byte is copied once, from the file into its piece; the part of a line cut
-    by the end of a piece is read again at the start of the next one.
+    Every byte of an uncompressed file is copied once, from the file into its
+    piece; the part of a line cut by the end of a piece is read again at the start
+    of the next one.
     """
+    if _compression(path) is not None:
+        yield from _stream_pieces(path, size)
+        return
     with open(path, "rb") as handle:
         handle.readline()  # the header, read apart by read_table_header
         offset = handle.tell()
@@ -985,6 +1027,24 @@ def _csv_pieces(path: Path, size: int):
             handle.seek(cut - filled, os.SEEK_CUR)
             want = size
             yield pa.py_buffer(piece).slice(0, cut)
+
+
+def _stream_pieces(path: Path, size: int):
+    """:func:`_csv_pieces` of a compressed file, which cannot seek back."""
+    with _open_bytes(path) as handle:
+        handle.readline()
+        rest = b""
+        while True:
+            data = handle.read(size)
+            if not data:
+                if rest:
+                    yield pa.py_buffer(rest)
+                return
+            data = rest + data if rest else data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                yield pa.py_buffer(data[:cut])
 
 
 def _parse_piece(
@@ -1143,8 +1203,8 @@ class _ParquetWriter:
 
 
 class _CsvWriter:
-    def __init__(self, path: Path, schema: pa.Schema):
-        self.handle = open(path, "wb")
+    def __init__(self, path: Path, schema: pa.Schema, compression: str | None = None):
+        self.handle = pa.output_stream(str(path), compression=compression)
         self.writer = pacsv.CSVWriter(self.handle, schema)
 
     def write_table(self, table: pa.Table) -> None:
@@ -1155,8 +1215,10 @@ class _CsvWriter:
         self.handle.close()
 
 
-def _open_writer(path: Path, schema: pa.Schema, parquet: bool):
-    return _ParquetWriter(path, schema) if parquet else _CsvWriter(path, schema)
+def _open_writer(path: Path, schema: pa.Schema, parquet: bool, compression=None):
+    if parquet:
+        return _ParquetWriter(path, schema)
+    return _CsvWriter(path, schema, compression)
 
 
 def _write_rejects(path: Path, rejects: _Rejects, id_col: str | None) -> None:

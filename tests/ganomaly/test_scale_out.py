@@ -270,3 +270,22 @@ def test_torchrun_two_processes_fit_like_one(tmp_path, capsys, torchrun):
     }
     assert auroc["single"] > 0.9, auroc
     assert abs(auroc["ddp"] - auroc["single"]) <= 0.02, auroc
+
+
+def test_a_folder_with_compressed_csv_files(scoring_case, tmp_path, capsys):
+    """A folder's .csv.gz files are scored too, each to <name>.csv."""
+    import gzip
+
+    _, model, inputs = scoring_case
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "day0.csv.gz").write_bytes(
+        gzip.compress((inputs / "day0.csv").read_bytes())
+    )
+    (folder / "day1.csv").write_bytes((inputs / "day1.csv").read_bytes())
+    out = tmp_path / "out"
+    args = ["score", str(model), str(folder), "-o", str(out), "--id-col", ID]
+    assert main([*args, "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["day0.csv", "day1.csv"]
+    expected = _single(model, inputs / "day0.csv", tmp_path / "plain.csv", id_col=ID)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "day0.csv"), expected)

@@ -282,3 +282,49 @@ def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
             threads=2,
         )
     assert not (tmp_path / "out.csv").exists()
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".zst"])
+def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
+    """A compressed CSV scores as the plain file does, fast read or careful read,
+    and an output named so is written compressed."""
+    import pyarrow as pa
+
+    import ganomaly.scoring as scoring
+
+    frame = make_transactions(1200, random_state=6).drop(columns="is_fraud")
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    codec = {".gz": "gzip", ".bz2": "bz2", ".zst": "zstd"}[suffix]
+    packed = tmp_path / f"in.csv{suffix}"
+    with pa.output_stream(str(packed), compression=codec) as sink:
+        sink.write((tmp_path / "plain.csv").read_bytes())
+    plain = scoring.score_file(
+        fitted, tmp_path / "plain.csv", tmp_path / "plain.out.csv"
+    )
+    kwargs = dict(block_size=4096, threads=2)
+    summary = scoring.score_file(
+        fitted, packed, tmp_path / f"out.csv{suffix}", **kwargs
+    )
+    assert summary.n_scored == plain.n_scored == 1200
+    with pa.input_stream(str(tmp_path / f"out.csv{suffix}"), compression=codec) as f:
+        assert f.read() == (tmp_path / "plain.out.csv").read_bytes()
+    # A bad row sends the read to the careful path, which decompresses too.
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[900, "amount"] = "n/a"
+    with pa.output_stream(str(packed), compression=codec) as sink:
+        sink.write(frame.to_csv(index=False).encode())
+    out = tmp_path / f"out2.csv{suffix}"
+    summary = scoring.score_file(fitted, packed, out, on_bad_rows="skip", **kwargs)
+    assert (summary.n_scored, summary.n_rejected) == (1199, 1)
+    rejects = pd.read_csv(tmp_path / "out2.rejects.csv")  # named without .csv.gz
+    assert rejects["line"].tolist() == [902]
+
+
+def test_a_damaged_compressed_file_is_named(fitted, tmp_path):
+    import ganomaly.scoring as scoring
+
+    (tmp_path / "in.csv.gz").write_bytes(b"this is not gzip data\n" * 10)
+    with pytest.raises(
+        scoring.BadInputError, match=r"in\.csv\.gz: not a readable gzip"
+    ):
+        scoring.score_file(fitted, tmp_path / "in.csv.gz", tmp_path / "out.csv")
