@@ -64,12 +64,13 @@ def write_csv(path: Path, n_rows: int, chunk: int = 500_000) -> None:
             writer.write_table(pa.Table.from_pandas(frame, preserve_index=False))
 
 
-def timed_child(code: str) -> tuple[float, float, float]:
-    """Run Python code in a fresh process: (wall s, work s, peak RSS MiB).
+def timed_child(code: str) -> tuple[float, float, float, float]:
+    """Run Python code in a fresh process: (wall s, work s, peak RSS MiB, CPU s).
 
-    The child reports its own work time (after imports) and its peak RSS from
-    ``VmHWM`` in ``/proc/self/status``; ``getrusage`` would not do, as Linux keeps
-    the parent's high-water mark across ``fork`` + ``exec``.
+    The child reports its own work time (after imports), its CPU time (user +
+    system, all threads) and its peak RSS from ``VmHWM`` in ``/proc/self/status``;
+    ``getrusage``'s maximum RSS would not do, as Linux keeps the parent's
+    high-water mark across ``fork`` + ``exec``.
     """
     start = time.perf_counter()
     result = subprocess.run(
@@ -81,14 +82,16 @@ def timed_child(code: str) -> tuple[float, float, float]:
     if result.returncode:
         raise RuntimeError(f"child failed:\n{result.stderr[-2000:]}")
     reported = json.loads(result.stdout.strip().splitlines()[-1])
-    return seconds, reported["work_s"], reported["peak_mib"]
+    return seconds, reported["work_s"], reported["peak_mib"], reported["cpu_s"]
 
 
 _PRELUDE = "import time as _t; _start = _t.perf_counter()\n"
 _REPORT = (
-    "\nimport json as _j, re as _re\n"
+    "\nimport json as _j, re as _re, resource as _r\n"
     "_hwm = int(_re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
-    "print(_j.dumps({'work_s': _t.perf_counter() - _start, 'peak_mib': _hwm / 1024}))"
+    "_u = _r.getrusage(_r.RUSAGE_SELF)\n"
+    "print(_j.dumps({'work_s': _t.perf_counter() - _start, 'peak_mib': _hwm / 1024,"
+    " 'cpu_s': _u.ru_utime + _u.ru_stime}))"
 )
 
 
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, code in children.items():
                     runs[name].append(timed_child(code))
             for name in children:
-                wall, work_s, peak = min(runs[name])
+                wall, work_s, _, cpu = min(runs[name])
                 peak = max(r[2] for r in runs[name])
                 rows_out.append(
                     {
@@ -175,13 +178,14 @@ def main(argv: list[str] | None = None) -> int:
                         "seconds": wall,
                         "rows/s": n_rows / wall,
                         "rows/s after imports": n_rows / work_s,
+                        "CPU s": cpu,
                         "peak RSS MiB": peak,
                     }
                 )
                 print(
                     f"{n_rows:>9} rows {name:34s} {wall:7.1f} s "
                     f"{n_rows / wall:>10.0f} rows/s ({n_rows / work_s:.0f} after "
-                    f"imports)  peak RSS {peak:.0f} MiB",
+                    f"imports), {cpu:.1f} CPU s, peak RSS {peak:.0f} MiB",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -194,15 +198,16 @@ def main(argv: list[str] | None = None) -> int:
         ]
         print(
             "\n| rows | file MiB | method | seconds | rows/s | rows/s after imports "
-            "| ratio to pyarrow read | peak RSS MiB |"
+            "| ratio to pyarrow read | CPU s | peak RSS MiB |"
         )
-        print("|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|")
         for _, r in table.iterrows():
             print(
                 f"| {r['rows']:,} | {r['file MiB']} | {r['method']} | "
                 f"{r['seconds']:.1f} | {r['rows/s']:,.0f} | "
                 f"{r['rows/s after imports']:,.0f} | "
-                f"{r['ratio to pyarrow read']:.2f} | {r['peak RSS MiB']:.0f} |"
+                f"{r['ratio to pyarrow read']:.2f} | {r['CPU s']:.1f} | "
+                f"{r['peak RSS MiB']:.0f} |"
             )
     finally:
         if args.work_dir is None:
