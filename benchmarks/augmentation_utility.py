@@ -119,11 +119,24 @@ def train_classifier(
     batch_size: int = 64,
     augment=None,
 ) -> SmallCNN:
-    """Train the CNN for a fixed number of steps on uint8 (n, 28, 28) images."""
-    generator = torch.Generator().manual_seed(seed)
+    """Train the CNN for a fixed number of steps on uint8 (n, 28, 28) images.
+
+    Deterministic for a given ``seed`` on the CPU, whatever ran before in the
+    process: the initial weights and the dropout masks come from torch's global
+    generator, seeded here (in a fork, so the caller's stream is untouched).
+    PyTorch seeds that generator at random in every process, and before this the
+    dropout masks were drawn from it unseeded: in four runs of seed 0, the arm
+    without augmentation gave balanced accuracies from 0.879 to 0.894, and
+    RandomOverSampler + classical from 0.907 to 0.915.
+    """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = SmallCNN()
+        return _train_classifier(images, labels, seed, steps, batch_size, augment)
+
+
+def _train_classifier(images, labels, seed, steps, batch_size, augment) -> SmallCNN:
+    generator = torch.Generator().manual_seed(seed)
+    model = SmallCNN()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     # Cosine decay to zero: the final model is a converged one, not a snapshot
     # of a noisy iterate, which keeps the seed-to-seed spread honest.
