@@ -50,7 +50,13 @@ def _read_table(path: Path) -> pd.DataFrame:
         else:
             # Only empty fields are missing: "NaN" or "inf" text is caught as bad data.
             frame = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError, OSError) as exc:
+    except (
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        ValueError,
+        OSError,
+        EOFError,
+    ) as exc:
         raise CliError(f"{path}: cannot read the table ({exc})") from exc
     if frame.shape[0] == 0:
         raise CliError(f"{path}: no data rows after the header (line 1)")

@@ -113,6 +113,12 @@ def _table_stem(path: Path) -> str:
     return Path(path.stem).stem if _compression(path) else path.stem
 
 
+def _unreadable(path: Path, exc: BaseException) -> BadInputError:
+    codec = _compression(path)
+    what = f"damaged or truncated {codec} file" if codec else "unreadable file"
+    return BadInputError(f"{path}: {what} ({exc})")
+
+
 def _open_bytes(path: Path):
     """The bytes of a CSV file as a binary file object, decompressed if its name
     says so (:data:`_COMPRESSIONS`)."""
@@ -150,9 +156,7 @@ def read_table_header(path: str | Path) -> list[str]:
         with _open_bytes(path) as handle:
             first = handle.readline(1 << 20)
     except (pa.ArrowException, OSError, EOFError) as exc:
-        raise BadInputError(
-            f"{path}: not a readable {_compression(path)} file ({exc})"
-        ) from exc
+        raise _unreadable(path, exc) from exc
     if not first.strip():
         raise BadInputError(
             f"{path}: the file is empty; expected a CSV header line (line 1) and rows"
@@ -763,6 +767,8 @@ class _Job:
             reader = self._open_csv(careful, column_types, on_invalid_row)
         except pa.ArrowInvalid as exc:
             raise failed(exc) from exc
+        except OSError as exc:  # a damaged compressed file
+            raise _unreadable(self.path, exc) from exc
         done = 0  # valid rows yielded so far
         while True:
             try:
@@ -771,6 +777,8 @@ class _Job:
                 break
             except pa.ArrowInvalid as exc:
                 raise failed(exc) from exc
+            except OSError as exc:
+                raise _unreadable(self.path, exc) from exc
             index = np.arange(done, done + batch.num_rows)
             if skipped_lines:
                 # Valid rows before the j-th skipped line: its line - 2 - j.
@@ -1035,7 +1043,10 @@ def _stream_pieces(path: Path, size: int):
         handle.readline()
         rest = b""
         while True:
-            data = handle.read(size)
+            try:
+                data = handle.read(size)
+            except (OSError, pa.ArrowException, EOFError) as exc:
+                raise _unreadable(path, exc) from exc
             if not data:
                 if rest:
                     yield pa.py_buffer(rest)

@@ -321,10 +321,28 @@ def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
 
 
 def test_a_damaged_compressed_file_is_named(fitted, tmp_path):
+    """Not gzip at all, or cut short (an interrupted download): a clear error,
+    from the fast read and from the careful one, and no output."""
+    import gzip
+
     import ganomaly.scoring as scoring
 
-    (tmp_path / "in.csv.gz").write_bytes(b"this is not gzip data\n" * 10)
-    with pytest.raises(
-        scoring.BadInputError, match=r"in\.csv\.gz: not a readable gzip"
-    ):
-        scoring.score_file(fitted, tmp_path / "in.csv.gz", tmp_path / "out.csv")
+    target = tmp_path / "in.csv.gz"
+    target.write_bytes(b"this is not gzip data\n" * 10)
+    with pytest.raises(scoring.BadInputError, match=r"in\.csv\.gz: damaged or trunc"):
+        scoring.score_file(fitted, target, tmp_path / "out.csv")
+    frame = make_transactions(3000, random_state=7).drop(columns="is_fraud")
+    packed = gzip.compress(frame.to_csv(index=False).encode())
+    target.write_bytes(packed[: len(packed) // 2])
+    for block_size in (1 << 20, 4096):
+        with pytest.raises(scoring.BadInputError, match="damaged or truncated gzip"):
+            scoring.score_file(
+                fitted, target, tmp_path / "out.csv", block_size=block_size
+            )
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[5, "amount"] = "n/a"  # a bad row first: the careful read meets the end
+    packed = gzip.compress(frame.to_csv(index=False).encode())
+    target.write_bytes(packed[: len(packed) // 2])
+    with pytest.raises(scoring.BadInputError, match="damaged or truncated gzip"):
+        scoring.score_file(fitted, target, tmp_path / "out.csv", on_bad_rows="skip")
+    assert not (tmp_path / "out.csv").exists()
