@@ -358,6 +358,23 @@ def summarise(results: list[dict], arms) -> str:
             f"| {arm} | {bal.mean():.3f} +- {bal_sd:.3f} "
             f"| {auc.mean():.3f} +- {auc_sd:.3f} | {per_seed} |"
         )
+    # The GAN arms against their fair peer, seed by seed: the seeds' data draws move
+    # all arms together, so the paired differences show what the spread hides.
+    for gan_arm, peer in (("gan", "ros"), ("gan+classical", "ros+classical")):
+        if gan_arm in arms and peer in arms and len(results) > 1:
+            diff = np.array(
+                [
+                    r["arms"][gan_arm]["balanced_accuracy"]
+                    - r["arms"][peer]["balanced_accuracy"]
+                    for r in results
+                ]
+            )
+            lines.append(
+                f"| {gan_arm} - {peer}, paired | {diff.mean():+.3f} +- "
+                f"{diff.std(ddof=1):.3f} | | "
+                + ", ".join(f"{v:+.3f}" for v in diff)
+                + " |"
+            )
     frechet = {
         key: np.mean([r["frechet"][key] for r in results if key in r["frechet"]])
         for key in results[0]["frechet"]
