@@ -218,6 +218,10 @@ def run_seed(seed: int, args, val_x, val_y, train_x, train_y) -> dict:
         "epochs": args.gan_epochs,
         "rebalance": args.rebalance,
         "augment_ratio": args.augment_ratio,
+        "base_channels": args.base_channels,
+        "ema": args.gan_ema,
+        "diffaugment": args.diffaugment,
+        "loss": args.gan_loss,
         # then fit seconds count only what was left to train (none if finished)
         "resumed_from_checkpoint": bool(checkpoint and checkpoint.exists()),
     }
@@ -227,6 +231,9 @@ def run_seed(seed: int, args, val_x, val_y, train_x, train_y) -> dict:
         augment_ratio=args.augment_ratio,
         rebalance=args.rebalance,
         base_channels=args.base_channels,
+        ema=args.gan_ema,
+        diffaugment=args.diffaugment,
+        loss=args.gan_loss,
         random_state=seed,
         device="cpu",
         verbose=args.verbose,
@@ -399,6 +406,10 @@ def summarise(results: list[dict], arms) -> str:
     return "\n".join(lines)
 
 
+def _ema_option(value: str) -> bool | float:
+    return True if value == "auto" else float(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -407,6 +418,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-pneumonia", type=int, default=500)
     parser.add_argument("--gan-epochs", "--epochs", type=int, default=200)
     parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument(
+        "--gan-ema",
+        type=_ema_option,
+        default=True,
+        help="GANAugmenter ema: 'auto' (decay from the number of steps) or a decay",
+    )
+    parser.add_argument(
+        "--diffaugment",
+        default="auto",
+        help="GANAugmenter diffaugment policy ('auto', '' for none, or e.g. "
+        "'translation,cutout')",
+    )
+    parser.add_argument(
+        "--gan-loss", choices=["hinge", "wgan-gp", "bce"], default="hinge"
+    )
     parser.add_argument(
         "--augment-ratio",
         type=float,
