@@ -346,3 +346,25 @@ def test_a_damaged_compressed_file_is_named(fitted, tmp_path):
     with pytest.raises(scoring.BadInputError, match="damaged or truncated gzip"):
         scoring.score_file(fitted, target, tmp_path / "out.csv", on_bad_rows="skip")
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_progress_bar_when_asked_and_no_tqdm_import_when_not(fitted, tmp_path, capsys):
+    import ganomaly.scoring as scoring
+
+    frame = make_transactions(500, random_state=8).drop(columns="is_fraud")
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    scoring.score_file(fitted, tmp_path / "in.csv", tmp_path / "a.csv", progress=True)
+    assert "scoring in.csv" in capsys.readouterr().err
+    scoring.score_file(fitted, tmp_path / "in.csv", tmp_path / "b.csv", progress=False)
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    # ganomaly score --quiet does not pay for importing tqdm (0.13 s).
+    code = (
+        "import sys; from ganomaly.cli import main; "
+        f"main(['score', {str(tmp_path / 'model.st')!r}, {str(tmp_path / 'in.csv')!r},"
+        f" '-o', {str(tmp_path / 'c.csv')!r}, '--quiet']); "
+        "print('tqdm' in sys.modules)"
+    )
+    fitted.save(tmp_path / "model.st")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "False", done.stderr
