@@ -228,7 +228,8 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[Path]:
     Parameters
     ----------
     patterns : str or sequence of str
-        A folder stands for its ``*.csv``, ``*.parquet`` and ``*.pq`` files.
+        A folder stands for its ``*.csv``, ``*.csv.gz``, ``*.csv.bz2``,
+        ``*.csv.zst``, ``*.parquet`` and ``*.pq`` files.
 
     Returns
     -------
