@@ -15,7 +15,10 @@ script times the parse alone, in this process, best of ``--repeats``:
 Usage::
 
     python benchmarks/parse_scaling.py                 # 1M card-like rows
-    python benchmarks/parse_scaling.py --csv FILE.csv  # any CSV; all columns as text
+    python benchmarks/parse_scaling.py --csv FILE.csv  # numbers, and an ``id`` column
+
+The first two time ``ganomaly.scoring``'s own readers (``_Job._batches`` and
+``_Job._pieces_in_parallel``), not copies of them.
 """
 
 from __future__ import annotations
@@ -28,47 +31,45 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ganomaly.scoring import (  # noqa: E402
     DEFAULT_BLOCK_SIZE,
-    PIECE_BLOCKS,
     _convert_options,
-    _csv_pieces,
-    _parse_piece,
+    _Job,
     read_table_header,
 )
 
 
-def column_types(names: list[str]) -> dict[str, pa.DataType]:
-    """Text for ids, numbers for everything else (the card-like layout)."""
-    return {n: (pa.string() if n == "id" else pa.float64()) for n in names}
-
-
-def parse_open_csv(path: Path, types: dict) -> int:
-    reader = pacsv.open_csv(
-        path,
-        read_options=pacsv.ReadOptions(block_size=DEFAULT_BLOCK_SIZE),
-        convert_options=_convert_options(types),
+def reading_job(path: Path, threads: int) -> _Job:
+    """A scoring job that only reads: numbers for every column but ``id`` (text)."""
+    header = read_table_header(path)
+    numeric = [name for name in header if name != "id"]
+    id_col = "id" if "id" in header else None
+    job = _Job(
+        None, path, numeric, numeric, [], id_col, "error", 3, DEFAULT_BLOCK_SIZE, False
     )
-    return sum(batch.num_rows for batch in reader)
+    job.header, job.threads = header, threads
+    return job
 
 
-def parse_pieces(path: Path, types: dict, names: list[str], threads: int) -> int:
-    size = DEFAULT_BLOCK_SIZE * PIECE_BLOCKS
+def rows_read(batches) -> int:
+    return sum(batch.num_rows for batch, *_ in batches if batch is not None)
+
+
+def parse_open_csv(path: Path) -> int:
+    return rows_read(reading_job(path, 1)._batches(careful=False))
+
+
+def parse_pieces(path: Path, threads: int) -> int:
     with ThreadPoolExecutor(threads) as pool:
-        pending, rows = [], 0
-        for piece in _csv_pieces(path, size):
-            pending.append(pool.submit(_parse_piece, piece, names, types, 1 << 20))
-            if len(pending) > threads:  # as ganomaly score: `threads` pieces ahead
-                rows += pending.pop(0).result().num_rows
-        return rows + sum(f.result().num_rows for f in pending)
+        return rows_read(reading_job(path, threads)._pieces_in_parallel(pool))
 
 
-def parse_read_csv(path: Path, types: dict) -> int:
+def parse_read_csv(path: Path) -> int:
+    types = reading_job(path, 1)._column_types(careful=False)
     return pacsv.read_csv(path, convert_options=_convert_options(types)).num_rows
 
 
@@ -94,14 +95,12 @@ def main(argv: list[str] | None = None) -> int:
 
             path = Path(work) / "card.csv"
             write_csv(path, args.rows)
-        names = read_table_header(path)
-        types = column_types(names)
         cpus = len(os.sched_getaffinity(0))
-        runs = [("open_csv (streaming, old)", parse_open_csv, (path, types))]
+        runs = [("open_csv (streaming, old)", parse_open_csv, (path,))]
         for threads in sorted({1, 2, cpus}):
             label = f"pieces, {threads} thread{'s' * (threads > 1)}"
-            runs.append((label, parse_pieces, (path, types, names, threads)))
-        runs.append(("read_csv (whole file)", parse_read_csv, (path, types)))
+            runs.append((label, parse_pieces, (path, threads)))
+        runs.append(("read_csv (whole file)", parse_read_csv, (path,)))
         results = [(label, *best_of(args.repeats, fn, *a)) for label, fn, a in runs]
     reference = results[-1][1]
     print(f"\n{cpus} CPUs; {results[0][2]:,} rows; best of {args.repeats}\n")
