@@ -36,7 +36,6 @@ import pyarrow.csv as pacsv
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ganomaly.scoring import (  # noqa: E402
-    DEFAULT_BLOCK_SIZE,
     _convert_options,
     _Job,
     read_table_header,
@@ -48,11 +47,15 @@ def reading_job(path: Path, threads: int) -> _Job:
     header = read_table_header(path)
     numeric = [name for name in header if name != "id"]
     id_col = "id" if "id" in header else None
-    job = _Job(
-        None, path, numeric, numeric, [], id_col, "error", 3, DEFAULT_BLOCK_SIZE, False
+    return _Job(
+        None,
+        path,
+        needed=numeric,
+        numeric=numeric,
+        id_col=id_col,
+        threads=threads,
+        header=header,
     )
-    job.header, job.threads = header, threads
-    return job
 
 
 def rows_read(batches) -> int:

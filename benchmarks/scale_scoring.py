@@ -124,7 +124,6 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     """Seconds of each step of ``score_file`` on one file, run one after another."""
     from ganomaly._scorer import _one_blas_thread, top_contributions
     from ganomaly.scoring import (
-        DEFAULT_BLOCK_SIZE,
         _Job,
         _validate_batch,
         load_scorer,
@@ -135,9 +134,7 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     pre = detector.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
-    job = _Job(
-        detector, path, needed, numeric, [], "id", "error", 3, DEFAULT_BLOCK_SIZE, False
-    )
+    job = _Job(detector, path, needed=needed, numeric=numeric, id_col="id")
     spent = dict.fromkeys(
         ["parse", "validate", "preprocess", "networks", "explain", "assemble", "write"],
         0.0,

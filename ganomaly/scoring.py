@@ -432,11 +432,17 @@ def score_file(
     if rejects_path is None and on_bad_rows == "skip":
         rejects_path = output_path.with_name(_table_stem(output_path) + ".rejects.csv")
     job = _open_job(
-        detector, input_path, id_col, on_bad_rows, top_k, block_size, progress
+        detector,
+        input_path,
+        id_col=id_col,
+        on_bad_rows=on_bad_rows,
+        top_k=top_k,
+        block_size=block_size,
+        progress=progress,
+        threads=default_threads() if threads is None else threads,
+        parquet_out=_is_parquet(output_path),
+        compress_out=_compression(output_path),
     )
-    job.parquet_out = _is_parquet(output_path)
-    job.compress_out = _compression(output_path)
-    job.threads = default_threads() if threads is None else max(1, int(threads))
     with atomic_write(output_path) as tmp_output:
         job.run_fast_then_careful(tmp_output)
         if job.n_input == 0:
@@ -503,8 +509,16 @@ def score_labelled(
     """
     input_path = Path(input_path)
     scorer = as_scorer(detector, precision)
-    job = _open_job(scorer, input_path, label_col, "error", 1, block_size, progress)
-    job.sink_factory = lambda: _LabelCollector(input_path, label_col, str(normal_label))
+    job = _open_job(
+        scorer,
+        input_path,
+        id_col=label_col,
+        on_bad_rows="error",
+        top_k=1,
+        block_size=block_size,
+        progress=progress,
+        sink_factory=lambda: _LabelCollector(input_path, label_col, str(normal_label)),
+    )
     job.run_fast_then_careful(Path())
     if job.n_input == 0:
         raise BadInputError(f"{input_path}: no data rows")
@@ -660,63 +674,97 @@ class _RetryCarefully(Exception):
 def _open_job(
     scorer: Scorer,
     path: Path,
+    *,
     id_col: str | None,
     on_bad_rows: str,
     top_k: int,
     block_size: int,
     progress: bool | None,
+    **settings: Any,
 ) -> _Job:
-    """A job over ``path``, once its header holds the model's columns (and id_col)."""
+    """A job that scores ``path`` with ``scorer``, once its header holds the model's
+    columns (and ``id_col``); ``settings`` go to :class:`_Job`."""
     pre = scorer.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
-    missing_is_bad = numeric if pre.missing == "error" else []
     header = read_table_header(path)
     _check_columns(path, header, needed, [id_col] if id_col else [])
-    if progress is None:
-        progress = sys.stderr.isatty()
-    job = _Job(
+    return _Job(
         scorer,
         path,
-        needed,
-        numeric,
-        missing_is_bad,
-        id_col,
-        on_bad_rows,
-        top_k,
-        block_size,
-        progress,
+        needed=needed,
+        numeric=numeric,
+        missing_is_bad=numeric if pre.missing == "error" else [],
+        id_col=id_col,
+        on_bad_rows=on_bad_rows,
+        top_k=top_k,
+        block_size=block_size,
+        progress=sys.stderr.isatty() if progress is None else progress,
+        header=header,
+        **settings,
     )
-    job.header = header
-    return job
 
 
 class _Job:
+    """One read of one input file, block by block: checks, scores, output.
+
+    Parameters
+    ----------
+    scorer : Scorer or None
+        None for a job that only reads (``_batches``, ``_pieces_in_parallel``).
+    path : Path
+    needed : list of str
+        The columns to read: the model's (and none other but ``id_col``).
+    numeric : list of str
+        Those of ``needed`` read as numbers; the others as text.
+    missing_is_bad : list of str, default=()
+        Numeric columns in which an empty value is a bad row.
+    id_col : str, optional
+    on_bad_rows : {"error", "skip"}, default="error"
+    top_k : int, default=3
+    block_size : int, default=DEFAULT_BLOCK_SIZE
+    progress : bool, default=False
+    threads : int, default=1
+        Scoring threads, and as many parsing threads.
+    header : list of str, optional
+        The file's column names (line 1), read from the file if not given.
+    parquet_out : bool, default=False
+    compress_out : str, optional
+        Codec of a CSV output.
+    sink_factory : callable, optional
+        Instead of an output file: makes a fresh object with ``write_table`` for
+        each run.
+    """
+
     def __init__(
         self,
-        detector,
-        path,
-        needed,
-        numeric,
-        missing_is_bad,
-        id_col,
-        on_bad_rows,
-        top_k,
-        block_size,
-        progress,
+        scorer: Scorer | None,
+        path: Path,
+        *,
+        needed: list[str],
+        numeric: list[str],
+        missing_is_bad: list[str] | tuple = (),
+        id_col: str | None = None,
+        on_bad_rows: str = "error",
+        top_k: int = 3,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        progress: bool = False,
+        threads: int = 1,
+        header: list[str] | None = None,
+        parquet_out: bool = False,
+        compress_out: str | None = None,
+        sink_factory: Any = None,
     ):
-        self.detector, self.path, self.needed = detector, path, needed
-        self.numeric, self.missing_is_bad = numeric, missing_is_bad
+        self.scorer, self.path, self.needed = scorer, path, needed
+        self.numeric, self.missing_is_bad = numeric, list(missing_is_bad)
         self.id_col, self.on_bad_rows = id_col, on_bad_rows
         self.top_k, self.block_size, self.progress = top_k, block_size, progress
+        self.threads = max(1, int(threads))
+        self.header = header
+        self.parquet_out, self.compress_out = parquet_out, compress_out
+        self.sink_factory = sink_factory
         self.categorical = [c for c in needed if c not in numeric]
-        # Instead of an output file: makes a fresh object with write_table per run.
-        self.sink_factory = None
         self.sink = None
-        self.threads = 1  # scoring threads (and as many parsing threads)
-        self.parquet_out = False
-        self.compress_out: str | None = None  # codec of a CSV output
-        self.header: list[str] | None = None  # column names, from line 1
 
     def run_fast_then_careful(self, output: Path) -> None:
         """Read with typed columns; on a row that does not parse, read again as text
@@ -912,7 +960,7 @@ class _Job:
                     if batch is None:
                         continue
                     good, values, ids = self._validate(batch, rows, lines)
-                    work = (self.detector, batch, values, good, rows, ids)
+                    work = (self.scorer, batch, values, good, rows, ids)
                     work += (self.id_col, self.top_k)
                     if pool is None:
                         emit(*score_batch(*work), batch.num_rows)
