@@ -509,22 +509,10 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         The streaming scorer's engine; on a CUDA device the networks run there, in
         float32.
         """
-        check_is_fitted(self)
-        state = {
-            k: v.detach().cpu().numpy() for k, v in self.generator_.state_dict().items()
-        }
+        tensors, config = self._model_contents()
+        arrays = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
         cls = Scorer if self.device_ == "cpu" else _TorchScorer
-        scorer = cls(
-            self.preprocessor_,
-            state,
-            latent_dim=self.latent_dim_,
-            score_type=self.score_type,
-            score_scale=self.score_scale_,
-            threshold=self.threshold_,
-            dtype=dtype,
-            feature_error_scale=self.feature_error_scale_,
-            reconstruction_errors=self.reconstruction_errors_,
-        )
+        scorer = cls.from_model(arrays, config, dtype=dtype)
         if cls is _TorchScorer:
             scorer.generator = self.generator_
         return scorer
@@ -677,6 +665,10 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         path : str or Path
             Conventionally ``*.safetensors``; written atomically.
         """
+        save_model(path, *self._model_contents(), kind=MODEL_KIND)
+
+    def _model_contents(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """What a model file holds: the tensors by name and the JSON configuration."""
         check_is_fitted(self)
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
@@ -713,7 +705,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                 np.ascontiguousarray(self.feature_error_scale_)
             ),
         }
-        save_model(path, tensors, config, kind=MODEL_KIND)
+        return tensors, config
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> GANomalyDetector:

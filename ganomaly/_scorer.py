@@ -296,6 +296,45 @@ class Scorer:
         self._n_columns = len(columns)
         self._sources = np.asarray(preprocessor.source_columns_, dtype=np.intp)
 
+    @classmethod
+    def from_model(
+        cls, arrays: dict[str, np.ndarray], config: dict, dtype: Any = np.float64
+    ) -> Scorer:
+        """A scorer from what a GANomalyDetector model file holds.
+
+        The one mapping from a model's contents to a scorer: :func:`load_scorer`
+        (from a file) and ``GANomalyDetector._scorer`` (from memory) both use it,
+        so a detector scores a file the same before and after a save.
+
+        Parameters
+        ----------
+        arrays : dict of str to ndarray
+            The model's tensors by name (``generator.encoder.net.0.weight``, ...,
+            ``calibration.feature_error_scale``).
+        config : dict
+            The model's JSON configuration.
+        dtype : numpy dtype, default=float64
+        """
+        from .preprocessing import TabularPreprocessor
+
+        prefix = "generator."
+        state = {
+            k[len(prefix) :]: np.asarray(v)
+            for k, v in arrays.items()
+            if k.startswith(prefix)
+        }
+        return cls(
+            TabularPreprocessor.from_dict(config["preprocessor"]),
+            state,
+            latent_dim=int(config["latent_dim"]),
+            score_type=config["params"]["score_type"],
+            score_scale={k: float(v) for k, v in config["score_scale"].items()},
+            threshold=float(config["threshold"]),
+            dtype=dtype,
+            feature_error_scale=np.asarray(arrays["calibration.feature_error_scale"]),
+            reconstruction_errors=config.get("reconstruction_errors", "absolute"),
+        )
+
     def _mlp(self, x: np.ndarray, part: str) -> np.ndarray:
         layers = self._layers[part]
         for i, (weight, bias) in enumerate(layers):
@@ -376,26 +415,9 @@ def load_scorer(path: str | Path, dtype: Any = np.float64) -> Scorer:
     """
     from gancore.io import ModelFileError, load_arrays
 
-    from .preprocessing import TabularPreprocessor
-
     arrays, config = load_arrays(path, kind=MODEL_KIND)
     try:
-        state = {
-            k[len("generator.") :]: v
-            for k, v in arrays.items()
-            if k.startswith("generator.")
-        }
-        return Scorer(
-            TabularPreprocessor.from_dict(config["preprocessor"]),
-            state,
-            latent_dim=int(config["latent_dim"]),
-            score_type=config["params"]["score_type"],
-            score_scale={k: float(v) for k, v in config["score_scale"].items()},
-            threshold=float(config["threshold"]),
-            dtype=dtype,
-            feature_error_scale=arrays["calibration.feature_error_scale"],
-            reconstruction_errors=config.get("reconstruction_errors", "absolute"),
-        )
+        return Scorer.from_model(arrays, config, dtype=dtype)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(
             f"{path}: damaged GANomalyDetector model ({type(exc).__name__}: {exc})"
