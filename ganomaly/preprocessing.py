@@ -295,23 +295,7 @@ class TabularPreprocessor:
         return self
 
     def _fit_numeric(self, name: str, values: np.ndarray) -> dict[str, Any]:
-        missing = np.isnan(values)
-        if np.isinf(values).any():
-            row = _first_bad(np.isinf(values))
-            raise InputDataError(
-                f"column {name!r}, row {row}: infinite value {values[row]}; expected a "
-                "finite number (leave the field empty for a missing value)",
-                column=name,
-                row=row,
-            )
-        if missing.any() and self.missing == "error":
-            row = _first_bad(missing)
-            raise InputDataError(
-                f"column {name!r}, row {row}: missing value, and the missing-value "
-                "policy is 'error'",
-                column=name,
-                row=row,
-            )
+        missing = self._check_numeric(name, values)
         present = values[~missing]
         if present.size == 0:
             present = np.zeros(1)
@@ -365,7 +349,23 @@ class TabularPreprocessor:
 
     def _check_missing(self, name: str, series: pd.Series) -> np.ndarray:
         """The column's missing-value mask; an error under ``missing="error"``."""
-        missing = series.isna().to_numpy()
+        return self._checked_mask(name, series.isna().to_numpy())
+
+    def _check_numeric(self, name: str, values: np.ndarray) -> np.ndarray:
+        """The missing-value mask of a numeric column; an error for an infinite
+        value, and for a missing one under ``missing="error"``."""
+        infinite = np.isinf(values)
+        if infinite.any():
+            row = _first_bad(infinite)
+            raise InputDataError(
+                f"column {name!r}, row {row}: infinite value {values[row]}; expected a "
+                "finite number (leave the field empty for a missing value)",
+                column=name,
+                row=row,
+            )
+        return self._checked_mask(name, np.isnan(values))
+
+    def _checked_mask(self, name: str, missing: np.ndarray) -> np.ndarray:
         if missing.any() and self.missing == "error":
             row = _first_bad(missing)
             raise InputDataError(
@@ -480,25 +480,8 @@ class TabularPreprocessor:
                 block[missing, -1] = 1.0
             return block
         values = _numeric_values(series, name)
-        infinite = np.isinf(values)
-        if infinite.any():
-            row = _first_bad(infinite)
-            raise InputDataError(
-                f"column {name!r}, row {row}: infinite value {values[row]}; expected a "
-                "finite number (leave the field empty for a missing value)",
-                column=name,
-                row=row,
-            )
-        missing = np.isnan(values)
+        missing = self._check_numeric(name, values)
         if missing.any():
-            if self.missing == "error":
-                row = _first_bad(missing)
-                raise InputDataError(
-                    f"column {name!r}, row {row}: missing value, and the missing-value "
-                    "policy is 'error'",
-                    column=name,
-                    row=row,
-                )
             values = np.where(missing, spec["fill"], values)
         if spec["scaling"] == "robust":
             scaled = (values - spec["center"]) / spec["scale"]
