@@ -473,35 +473,17 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         the second encoder is skipped (a third less work) and the latent errors
         are zeros.
         """
-        device = torch.device(self.device_)
         # Inference in float64: float32 matrix products differ in the last bits with
         # the batch size, and scores must not depend on how rows are batched.
-        net = copy.deepcopy(self.generator_).double()
-        errors = np.empty(encoded.shape, dtype=np.float32)
-        latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, encoded.shape[0], _SCORING_BATCH):
-                x = torch.from_numpy(encoded[start : start + _SCORING_BATCH])
-                x = x.to(device=device, dtype=torch.float64)
-                latent = net.encoder(x)
-                reconstruction = net.decoder(latent)
-                stop = start + x.shape[0]
-                feature_errors(
-                    (x - reconstruction).cpu().numpy(),
-                    self.reconstruction_errors_,
-                    self.feature_error_scale_,
-                    errors[start:stop],
-                )
-                if need_latent:
-                    latent_of_reconstruction = net.second_encoder(reconstruction)
-                    latent_errors[start:stop] = (
-                        ((latent - latent_of_reconstruction) ** 2)
-                        .double()
-                        .mean(dim=1)
-                        .cpu()
-                        .numpy()
-                    )
-        return errors, latent_errors
+        return _generator_errors(
+            copy.deepcopy(self.generator_).double(),
+            encoded,
+            torch.float64,
+            _SCORING_BATCH,
+            self.reconstruction_errors_,
+            self.feature_error_scale_,
+            need_latent,
+        )
 
     def _scorer(self, dtype: Any = np.float64) -> Scorer:
         """This fitted model as a numpy :class:`~ganomaly._scorer.Scorer`.
@@ -792,28 +774,52 @@ class _TorchScorer(Scorer):
     def errors(
         self, encoded: np.ndarray, need_latent: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        net = self.generator
-        device = next(net.parameters()).device
-        errors = np.empty(encoded.shape, dtype=np.float32)
-        latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
-        with torch.inference_mode():
-            for start in range(0, encoded.shape[0], 1 << 16):
-                x = torch.from_numpy(encoded[start : start + (1 << 16)]).to(device)
-                latent = net.encoder(x)
-                reconstruction = net.decoder(latent)
-                stop = start + x.shape[0]
-                feature_errors(
-                    (x - reconstruction).double().cpu().numpy(),
-                    self.reconstruction_errors_,
-                    self.feature_error_scale_,
-                    errors[start:stop],
-                )
-                if need_latent:
-                    difference = latent - net.second_encoder(reconstruction)
-                    latent_errors[start:stop] = (
-                        (difference.double() ** 2).mean(dim=1).cpu().numpy()
-                    )
-        return errors, latent_errors
+        return _generator_errors(
+            self.generator,
+            encoded,
+            torch.float32,
+            1 << 16,
+            self.reconstruction_errors_,
+            self.feature_error_scale_,
+            need_latent,
+        )
+
+
+def _generator_errors(
+    net: torch.nn.Module,
+    encoded: np.ndarray,
+    dtype: torch.dtype,
+    batch_size: int,
+    reconstruction_errors: str,
+    feature_error_scale: np.ndarray,
+    need_latent: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature errors (float32) and latent errors of a GANomalyNet, in torch.
+
+    ``net`` runs where its weights are, in ``dtype``; see
+    :func:`~ganomaly._scorer.feature_errors`.  Without ``need_latent`` the second
+    encoder is skipped and the latent errors are zeros.
+    """
+    device = next(net.parameters()).device
+    errors = np.empty(encoded.shape, dtype=np.float32)
+    latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
+    with torch.inference_mode():
+        for start in range(0, encoded.shape[0], batch_size):
+            x = torch.from_numpy(encoded[start : start + batch_size])
+            x = x.to(device=device, dtype=dtype)
+            latent = net.encoder(x)
+            reconstruction = net.decoder(latent)
+            stop = start + x.shape[0]
+            feature_errors(
+                (x - reconstruction).double().cpu().numpy(),
+                reconstruction_errors,
+                feature_error_scale,
+                errors[start:stop],
+            )
+            if need_latent:
+                difference = (latent - net.second_encoder(reconstruction)).double()
+                latent_errors[start:stop] = (difference**2).mean(dim=1).cpu().numpy()
+    return errors, latent_errors
 
 
 def auto_epochs(n_rows: int, batch_size: int) -> int:
