@@ -136,6 +136,26 @@ def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
     )
 
 
+def test_torch_scorer_matches_the_numpy_scorer(fitted, transactions):
+    """The CUDA path's scorer (torch, float32), run on the CPU: same scores and
+    explanations as the numpy one, so the GPU-only test is not its only check."""
+    from ganomaly._detector import _TorchScorer
+
+    X, _ = transactions
+    tensors, config = fitted._model_contents()
+    arrays = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+    scorer = _TorchScorer.from_model(arrays, config)
+    scorer.generator = fitted.generator_
+    encoded = scorer.preprocessor_.transform(X)
+    scores, top, shares = scorer.score_and_explain(encoded, 3)
+    expected, expected_top, expected_shares = as_scorer(fitted).score_and_explain(
+        encoded, 3
+    )
+    np.testing.assert_allclose(scores, expected, rtol=2e-5, atol=1e-7)
+    assert (top[:, 0] == expected_top[:, 0]).mean() > 0.99
+    np.testing.assert_allclose(shares, expected_shares, atol=1e-3)
+
+
 @pytest.mark.gpu
 def test_cuda_scoring_matches_the_cpu(transactions, tmp_path):
     import torch
