@@ -335,6 +335,29 @@ class Scorer:
             reconstruction_errors=config.get("reconstruction_errors", "absolute"),
         )
 
+    def digest(self) -> str:
+        """SHA-256 of all that the scores depend on: weights, preprocessing,
+        calibration and precision (hex)."""
+        import hashlib
+        import json
+
+        digest = hashlib.sha256()
+        settings = {
+            "preprocessor": self.preprocessor_.to_dict(),
+            "score_type": self.score_type,
+            "score_scale": self.score_scale_,
+            "threshold": self.threshold_,
+            "reconstruction_errors": self.reconstruction_errors_,
+            "dtype": self.dtype.name,
+        }
+        digest.update(json.dumps(settings, sort_keys=True).encode())
+        for part in _PARTS:
+            for weight, bias in self._layers[part]:
+                digest.update(np.ascontiguousarray(weight).tobytes())
+                digest.update(np.ascontiguousarray(bias).tobytes())
+        digest.update(self.feature_error_scale_.tobytes())
+        return digest.hexdigest()
+
     def _mlp(self, x: np.ndarray, part: str) -> np.ndarray:
         layers = self._layers[part]
         for i, (weight, bias) in enumerate(layers):

@@ -219,9 +219,22 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import BadInputError, score_file
 
     many = Path(args.input).is_dir() or any(c in args.input for c in "*?[")
+    if args.resume and (many or args.scheduler or args.workers > 1):
+        raise CliError(
+            "--resume continues the scoring of one file in this process; got a "
+            "folder, a glob, --scheduler or --workers"
+        )
     if many or args.scheduler or args.workers > 1:
         return _score_many(args)
     detector = _load_scorer(args.model, args.device, args.precision)
+    output = Path(args.output)
+    progress_file = output.with_name(f".{output.name}.partial.json")
+    if progress_file.exists() and not args.resume:
+        print(
+            f"note: {progress_file} records an interrupted run into {output}; "
+            "starting over (--resume would continue it)",
+            file=sys.stderr,
+        )
     try:
         summary = score_file(
             detector,
@@ -234,13 +247,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
             progress=None if not args.quiet else False,
             precision=args.precision,
             threads=args.score_threads,
+            resume=args.resume,
         )
-    except BadInputError as exc:
+    except (BadInputError, ValueError) as exc:
         raise CliError(str(exc)) from exc
+    resumed = f", resuming after row {summary.n_resumed}" if summary.n_resumed else ""
     message = (
         f"scored {summary.n_scored} of {summary.n_input} rows in "
-        f"{summary.seconds:.1f} s ({summary.n_anomalies} flagged as anomalies); "
-        f"wrote {summary.output_path}"
+        f"{summary.seconds:.1f} s{resumed} ({summary.n_anomalies} flagged as "
+        f"anomalies); wrote {summary.output_path}"
     )
     if summary.rejects_path:
         message += f"; {summary.n_rejected} rejected rows in {summary.rejects_path}"
@@ -621,6 +636,13 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="threads scoring blocks side by side, and as many parsing the CSV "
         "(default: the CPUs available, at most 4)",
+    )
+    score.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run into the same OUTPUT (killed, Ctrl-C, "
+        "disk full) from its last recorded progress; CSV input and output only. "
+        "Without it a new run starts over",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_cmd_score)

@@ -4,7 +4,10 @@
 or ``ParquetFile.iter_batches``), scores every block and appends it to the output,
 so memory stays flat whatever the file size.  The output is written to a temporary
 file next to the target and renamed at the end: a killed run never leaves a partial
-file at the target path.
+file at the target path.  From a CSV file to a CSV file, that temporary file is
+``.NAME.partial``, locked by the run, and every ``CHECKPOINT_SECONDS`` the run
+records its progress in ``.NAME.partial.json``: a killed or interrupted run continues
+from there with ``resume=True`` (``ganomaly score --resume``).
 
 Bad input is never silently dropped.  By default the first bad row stops the run
 with an error naming the file, the line and the column (:class:`BadInputError`).
@@ -27,8 +30,10 @@ so named written) compressed with gzip, bzip2 or Zstandard, streaming as well.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
 import os
 import queue
 import sys
@@ -50,8 +55,15 @@ from gancore.io import atomic_write
 
 from ._scorer import Scorer, _one_blas_thread, load_scorer
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock on partial outputs
+    fcntl = None  # type: ignore[assignment]
+
 __all__ = [
     "BadInputError",
+    "OutputBusyError",
+    "ResumeError",
     "Scorer",
     "ScoringSummary",
     "load_scorer",
@@ -96,6 +108,8 @@ class ScoringSummary:
     n_rejected: int
     n_anomalies: int
     seconds: float
+    n_resumed: int = 0
+    """Input rows scored by the interrupted run that this one resumed."""
 
 
 def _is_parquet(path: Path) -> bool:
@@ -374,6 +388,7 @@ def score_file(
     progress: bool | None = None,
     precision: str = "float64",
     threads: int | None = None,
+    resume: bool = False,
 ) -> ScoringSummary:
     """Score a CSV or Parquet file of any size with a fitted GANomalyDetector.
 
@@ -404,6 +419,17 @@ def score_file(
         Threads that score blocks side by side, and as many that parse a CSV
         file's pieces side by side (the writer has its own).  Default: the CPUs
         this process may use, at most 4.
+    resume : bool, default=False
+        Continue the interrupted run that scored this input to this output (killed,
+        interrupted or out of disk space) from its last recorded progress, instead
+        of starting over; with no such run, start.  A run from a CSV file to a
+        CSV file (uncompressed) writes its rows to ``.NAME.partial`` next to the
+        output and records its progress every ``CHECKPOINT_SECONDS`` (10 s) in
+        ``.NAME.partial.json``; the output appears at its path only when
+        complete.  The input file, the model and the options must be those of
+        the interrupted run (checked; :class:`ResumeError` otherwise).  A run that
+        meets a row that does not parse reads the file again as text from the
+        start, and that read is not resumable.
 
     Returns
     -------
@@ -431,6 +457,14 @@ def score_file(
     input_path, output_path = Path(input_path), Path(output_path)
     if rejects_path is None and on_bad_rows == "skip":
         rejects_path = output_path.with_name(_table_stem(output_path) + ".rejects.csv")
+    resumable = not any(
+        _is_parquet(p) or _compression(p) for p in (input_path, output_path)
+    )
+    if resume and not resumable:
+        raise ValueError(
+            "resume needs an uncompressed CSV input and output, got "
+            f"{input_path.name} -> {output_path.name}"
+        )
     job = _open_job(
         detector,
         input_path,
@@ -443,8 +477,9 @@ def score_file(
         parquet_out=_is_parquet(output_path),
         compress_out=_compression(output_path),
     )
-    with atomic_write(output_path) as tmp_output:
-        job.run_fast_then_careful(tmp_output)
+
+    def run(output: Path) -> None:
+        job.run_fast_then_careful(output)
         if job.n_input == 0:
             raise BadInputError(
                 f"{input_path}: no data rows"
@@ -453,6 +488,25 @@ def score_file(
         if rejects_path is not None:
             with atomic_write(rejects_path) as tmp_rejects:
                 _write_rejects(tmp_rejects, job.rejects, id_col)
+
+    if resumable:
+        identity = _run_identity(detector, input_path, id_col, on_bad_rows, top_k)
+        with _ScoreCheckpoint(output_path, identity).locked() as checkpoint:
+            job.resume_state = checkpoint.load() if resume else None
+            if job.resume_state is None:
+                checkpoint.start()  # an older run's progress is not resumed
+            job.checkpoint = checkpoint
+            try:
+                run(checkpoint.partial)
+            except ValueError:  # bad input: a rerun would meet it again
+                checkpoint.discard()
+                raise
+            # Interrupted (KeyboardInterrupt, SIGKILL, a full disk...): the partial
+            # output and its progress stay, for resume=True.
+            checkpoint.finish(output_path)
+    else:
+        with atomic_write(output_path) as tmp_output:
+            run(tmp_output)
     if job.n_scored + len(job.rejects.rows) != job.n_input:  # pragma: no cover
         raise RuntimeError("internal error: scored + rejected rows != input rows")
     return ScoringSummary(
@@ -464,6 +518,7 @@ def score_file(
         n_rejected=len(job.rejects.rows),
         n_anomalies=job.n_anomalies,
         seconds=time.perf_counter() - start,
+        n_resumed=job.resume_state["n_input"] if job.resume_state else 0,
     )
 
 
@@ -734,6 +789,11 @@ class _Job:
     sink_factory : callable, optional
         Instead of an output file: makes a fresh object with ``write_table`` for
         each run.
+    checkpoint : _ScoreCheckpoint, optional
+        Where the fast read of a CSV file records its progress, so that an
+        interrupted run can be resumed (the careful read does not).
+    resume_state : dict, optional
+        A state from ``checkpoint``: the run continues after it.
     """
 
     def __init__(
@@ -754,6 +814,8 @@ class _Job:
         parquet_out: bool = False,
         compress_out: str | None = None,
         sink_factory: Any = None,
+        checkpoint: _ScoreCheckpoint | None = None,
+        resume_state: dict[str, Any] | None = None,
     ):
         self.scorer, self.path, self.needed = scorer, path, needed
         self.numeric, self.missing_is_bad = numeric, list(missing_is_bad)
@@ -763,6 +825,8 @@ class _Job:
         self.header = header
         self.parquet_out, self.compress_out = parquet_out, compress_out
         self.sink_factory = sink_factory
+        self.checkpoint, self.resume_state = checkpoint, resume_state
+        self.piece_ends: deque = deque()
         self.categorical = [c for c in needed if c not in numeric]
         self.sink = None
 
@@ -876,41 +940,58 @@ class _Job:
             self.header = read_table_header(self.path)
         column_types = self._column_types(careful=False)
         pending: deque = deque()
-        done = 0  # rows yielded so far
+        resume = self.resume_state
+        done = resume["n_input"] if resume else 0  # rows yielded so far
+        start = resume["input_offset"] if resume else None
 
         def parsed():
             nonlocal done
+            future, end = pending.popleft()
             try:
-                batch = pending.popleft().result()
+                batch = future.result()
             except pa.ArrowInvalid as exc:
                 raise _RetryCarefully() from exc
             lines = 2 + np.arange(done, done + batch.num_rows)
             done += batch.num_rows
+            if self.checkpoint is not None:
+                self.piece_ends.append((end, done))
             return batch, lines - 1, lines, []
 
         try:
-            pieces = _csv_pieces(self.path, self.block_size * PIECE_BLOCKS)
-            for piece in pieces:
+            pieces = _csv_pieces(self.path, self.block_size * PIECE_BLOCKS, start)
+            for piece, end in pieces:
                 args = (piece, self.header, column_types, self.block_size)
-                pending.append(pool.submit(_parse_piece, *args))
+                pending.append((pool.submit(_parse_piece, *args), end))
                 if len(pending) > self.threads:  # parse at most `threads` ahead
                     yield parsed()
             while pending:
                 yield parsed()
         finally:
-            for future in pending:
+            for future, _ in pending:
                 future.cancel()
         yield None, None, None, []
 
     def run(self, output: Path, careful: bool) -> None:
         self.n_input = self.n_scored = self.n_anomalies = 0
         self.rejects = _Rejects()
+        self.piece_ends = deque()  # (byte offset, rows) after each piece, in order
+        if careful or self.checkpoint is None:
+            if self.checkpoint is not None:  # the careful read starts over
+                self.checkpoint.discard(keep_partial=True)
+            self.checkpoint = self.resume_state = None
+        if self.resume_state:
+            state = self.resume_state
+            self.n_input, self.n_scored = state["n_input"], state["n_scored"]
+            self.n_anomalies = state["n_anomalies"]
+            self.rejects.rows = [tuple(r) for r in state["rejects"]]
         self.sink = self.sink_factory() if self.sink_factory else None
         writer = None
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(desc=f"scoring {self.path.name}", unit=" rows")
+            bar = tqdm(
+                desc=f"scoring {self.path.name}", unit=" rows", initial=self.n_input
+            )
         else:  # importing tqdm.auto alone takes 0.13 s
             bar = _NoProgress()
         # Blocks are validated here, in order (first bad row, rejects), then scored
@@ -931,12 +1012,24 @@ class _Job:
                 self.n_anomalies += n_flagged
                 if writer is None:
                     writer = self.sink or _BackgroundWriter(
-                        _open_writer(
-                            output, table.schema, self.parquet_out, self.compress_out
-                        )
+                        self._open_output(output, table.schema)
                     )
                 writer.write_table(table)
             bar.update(n_rows)
+            if self.checkpoint is not None:
+                offset, n_input = self.piece_ends.popleft()
+                if self.checkpoint.due():
+                    state = {
+                        "input_offset": offset,
+                        "n_input": n_input,
+                        "n_scored": self.n_scored,
+                        "n_anomalies": self.n_anomalies,
+                        "rejects": [r for r in self.rejects.rows if r[0] <= n_input],
+                    }
+                    if writer is None:  # nothing written yet
+                        self.checkpoint.save(state, output_bytes=0)
+                    else:
+                        writer.after_writes(self.checkpoint.saver(state))
 
         def drain(keep: int) -> None:
             while len(pending) > keep:
@@ -970,10 +1063,7 @@ class _Job:
                         drain(keep=2 * self.threads)
                 drain(keep=0)
             if writer is None:
-                schema = self._empty_schema()
-                writer = self.sink or _open_writer(
-                    output, schema, self.parquet_out, self.compress_out
-                )
+                writer = self.sink or self._open_output(output, self._empty_schema())
             if self.rejects.rows:
                 physical = _physical_lines(self.path, [r[1] for r in self.rejects.rows])
                 self.rejects.rows = [
@@ -987,6 +1077,13 @@ class _Job:
             bar.close()
             if writer is not None:
                 writer.close()
+
+    def _open_output(self, output: Path, schema: pa.Schema):
+        if self.resume_state:  # after the rows written before the interruption
+            return _CsvWriter(
+                output, schema, append_at=self.resume_state["output_bytes"]
+            )
+        return _open_writer(output, schema, self.parquet_out, self.compress_out)
 
     def _validate(self, batch, rows, lines):
         """Good-row mask, float values and ids of a block; bad rows rejected."""
@@ -1035,6 +1132,169 @@ class _Job:
         return pa.schema(fields)
 
 
+class ResumeError(BadInputError):
+    """An interrupted scoring run cannot be resumed: its progress file belongs to
+    another input, model or options, or is damaged."""
+
+
+class OutputBusyError(BadInputError):
+    """Another process is writing the same output file."""
+
+
+_PROGRESS_FORMAT = "ganomaly-score-progress-1"
+# Seconds between two records of a run's progress (the output so far synced to disk,
+# then a small JSON file): a resumed run redoes about this much work at most.  Runs
+# shorter than this record nothing.
+CHECKPOINT_SECONDS = 10.0
+
+
+def _run_identity(
+    scorer: Scorer, path: Path, id_col: str | None, on_bad_rows: str, top_k: int
+) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one."""
+    stat = path.stat()
+    return {
+        "input": str(path.resolve()),
+        "input_size": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "model": scorer.digest(),
+        "options": {"id_col": id_col, "on_bad_rows": on_bad_rows, "top_k": top_k},
+    }
+
+
+_IDENTITY_NAMES = {
+    "input": "the input file's path",
+    "input_size": "the input file's size",
+    "input_mtime_ns": "the input file's modification time",
+    "model": "the model (or --precision)",
+    "options": "the options (--id-col, --on-bad-rows, --top-k)",
+}
+
+
+class _ScoreCheckpoint:
+    """The progress of a run from a CSV file to a CSV file, for resuming it.
+
+    The run writes its rows to ``.NAME.partial`` next to the output ``NAME``;
+    :meth:`save` records in ``.NAME.partial.json`` the byte offset in the input
+    after the last line scored, the bytes of the partial output that hold those
+    lines' rows, the counts and rejected rows up to there, and the run's identity
+    (input, model, options).  :meth:`finish` renames the partial output to
+    ``NAME``.
+    """
+
+    def __init__(
+        self, output: Path, identity: dict[str, Any], every: float | None = None
+    ):
+        self.output = output
+        self.partial = output.with_name(f".{output.name}.partial")
+        self.state_path = output.with_name(f".{output.name}.partial.json")
+        self.identity = identity
+        self.every = self.wait = CHECKPOINT_SECONDS if every is None else every
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.wait
+
+    def saver(self, state: dict[str, Any]):
+        """:meth:`save` as a writer action, once the writer has written the rows."""
+        self.last = time.monotonic()
+        return lambda writer: self.save(state, writer.position())
+
+    def save(self, state: dict[str, Any], output_bytes: int) -> None:
+        started = self.last = time.monotonic()
+        record = {"format": _PROGRESS_FORMAT, **self.identity, **state}
+        record["output_bytes"] = output_bytes
+        with atomic_write(self.state_path) as tmp:
+            Path(tmp).write_text(json.dumps(record))
+        # The rejected rows are in every record: with very many of them, records
+        # get rarer, so that they never take more than ~5 % of the run.
+        if self.every > 0:  # (0: a record after every piece, for tests)
+            self.wait = max(self.every, 20 * (time.monotonic() - started))
+
+    def load(self) -> dict[str, Any] | None:
+        """The recorded progress, or None if there is none.
+
+        Raises
+        ------
+        ResumeError
+            It is damaged, or from a run of another input, model or options.
+        """
+        try:
+            text = self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        start_over = f"; delete {self.state_path} and {self.partial} to start over"
+        try:
+            record = json.loads(text)
+            if record.get("format") != _PROGRESS_FORMAT:
+                raise ValueError(f"format {record.get('format')!r}")
+            int(record["input_offset"]), int(record["output_bytes"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ResumeError(
+                f"{self.state_path}: damaged progress file ({exc})" + start_over
+            ) from exc
+        for key, value in self.identity.items():
+            if record.get(key) != value:
+                raise ResumeError(
+                    f"{self.state_path}: cannot resume: {_IDENTITY_NAMES[key]} "
+                    "differs from the interrupted run's" + start_over
+                )
+        size = self.partial.stat().st_size if self.partial.exists() else -1
+        if size < record["output_bytes"]:
+            raise ResumeError(
+                f"{self.partial}: the partial output is missing or shorter than "
+                f"recorded ({size} < {record['output_bytes']} bytes)" + start_over
+            )
+        return record
+
+    def discard(self, keep_partial: bool = False) -> None:
+        self.state_path.unlink(missing_ok=True)
+        if not keep_partial:
+            self.partial.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the partial output, created if absent (readable by its owner only,
+        as ``atomic_write``'s temporary files), locked against other processes.
+
+        Two runs into one output would otherwise write one partial file, and the
+        first to finish would publish the other's half output.  The lock goes
+        with the process, however it ends.
+
+        Raises
+        ------
+        OutputBusyError
+            Another process holds it.
+        """
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise OutputBusyError(
+                        f"{self.output}: another process is writing this output (it "
+                        f"holds {self.partial})"
+                    ) from None
+                except OSError:  # a file system without locks: go on without
+                    pass
+            yield self
+        finally:
+            os.close(self.fd)
+
+    def start(self) -> None:
+        """Start from nothing: no progress, an empty partial output."""
+        self.state_path.unlink(missing_ok=True)
+        os.ftruncate(self.fd, 0)
+
+    def finish(self, output: Path) -> None:
+        """The complete partial output becomes ``output``; the progress file goes."""
+        os.fsync(self.fd)
+        os.replace(self.partial, output)
+        self.state_path.unlink(missing_ok=True)
+
+
 class _NoProgress:
     def update(self, n: int) -> None:
         pass
@@ -1053,20 +1313,25 @@ def _convert_options(column_types: dict[str, pa.DataType]) -> pacsv.ConvertOptio
     )
 
 
-def _csv_pieces(path: Path, size: int):
+def _csv_pieces(path: Path, size: int, start: int | None = None):
     """The data lines of a CSV file (line 1, the header, left out) as Arrow buffers
-    of about ``size`` bytes, each ending at a line end.
+    of about ``size`` bytes, each ending at a line end: (piece, byte offset after
+    it in the file; None for a compressed file).
 
     Every byte of an uncompressed file is copied once, from the file into its
     piece; the part of a line cut by the end of a piece is read again at the start
-    of the next one.
+    of the next one.  ``start``: the offset of a line to start at (uncompressed
+    files only), instead of line 2.
     """
     if _compression(path) is not None:
-        yield from _stream_pieces(path, size)
+        for piece in _stream_pieces(path, size):
+            yield piece, None
         return
-    with open(path, "rb") as handle:
-        handle.readline()  # the header, read apart by read_table_header
-        offset = handle.tell()
+    if start is None:
+        with open(path, "rb") as handle:
+            handle.readline()  # the header, read apart by read_table_header
+            start = handle.tell()
+    offset = start
     with open(path, "rb", buffering=0) as handle:
         handle.seek(offset)
         want = size
@@ -1082,7 +1347,7 @@ def _csv_pieces(path: Path, size: int):
             view.release()
             if filled < want:  # the end of the file
                 if filled:
-                    yield pa.py_buffer(piece).slice(0, filled)
+                    yield pa.py_buffer(piece).slice(0, filled), offset + filled
                 return
             cut = piece.rfind(b"\n") + 1
             if cut == 0:  # a line longer than the piece: read it again, whole
@@ -1091,7 +1356,8 @@ def _csv_pieces(path: Path, size: int):
                 continue
             handle.seek(cut - filled, os.SEEK_CUR)
             want = size
-            yield pa.py_buffer(piece).slice(0, cut)
+            offset += cut
+            yield pa.py_buffer(piece).slice(0, cut), offset
 
 
 def _stream_pieces(path: Path, size: int):
@@ -1235,14 +1501,24 @@ class _BackgroundWriter:
 
     def _work(self) -> None:
         while True:
-            table = self.box.get()
-            if table is None:
+            item = self.box.get()
+            if item is None:
                 return
             if self.error is None:
                 try:
-                    self.writer.write_table(table)
+                    if callable(item):
+                        item(self.writer)
+                    else:
+                        self.writer.write_table(item)
                 except BaseException as exc:  # re-raised in the caller
                     self.error = exc
+
+    def after_writes(self, action) -> None:
+        """Call ``action(writer)`` in the thread once the tables given so far are
+        written."""
+        if self.error is not None:
+            raise self.error
+        self.box.put(action)
 
     def write_table(self, table: pa.Table) -> None:
         if self.error is not None:
@@ -1271,9 +1547,34 @@ class _ParquetWriter:
 
 
 class _CsvWriter:
-    def __init__(self, path: Path, schema: pa.Schema, compression: str | None = None):
-        self.handle = pa.output_stream(str(path), compression=compression)
-        self.writer = pacsv.CSVWriter(self.handle, schema)
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema,
+        compression: str | None = None,
+        append_at: int | None = None,
+    ):
+        """``append_at``: keep the file's first ``append_at`` bytes (its header and
+        rows written by an interrupted run) and write after them."""
+        self.path = path
+        if append_at is None:
+            self.handle = pa.output_stream(str(path), compression=compression)
+            options = None
+        else:
+            os.truncate(path, append_at)
+            self.handle = pa.OSFile(str(path), mode="ab")
+            options = pacsv.WriteOptions(include_header=append_at == 0)
+        self.writer = pacsv.CSVWriter(self.handle, schema, write_options=options)
+
+    def position(self) -> int:
+        """Bytes in the file so far, on disk (flushed and synced)."""
+        self.handle.flush()
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return self.handle.tell()
 
     def write_table(self, table: pa.Table) -> None:
         self.writer.write_table(table)

@@ -6,6 +6,7 @@ more.  Each test prints what it measured (run with ``-s`` to see it).
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -104,10 +105,10 @@ def test_sigkill_leaves_nothing_or_the_previous_output(tiny_model, inputs, tmp_p
         if trial < n_trials // 2:  # any moment, start-up included
             delay = rng.uniform(0.3, seconds * 1.05)
             time.sleep(delay)
-        else:  # while the output is being written: its temporary file exists
+        else:  # while the output is being written: its partial file exists
             started = time.monotonic()
             while process.poll() is None and not list(
-                tmp_path.glob(f".{target.name}.*.tmp")
+                tmp_path.glob(f".{target.name}.partial")
             ):
                 time.sleep(0.01)
             time.sleep(rng.uniform(0.0, 0.8))
@@ -125,16 +126,67 @@ def test_sigkill_leaves_nothing_or_the_previous_output(tiny_model, inputs, tmp_p
             assert not had_previous, f"trial {trial}: the previous output vanished"
             state = "nothing"
         outcomes.append((round(delay, 2), finished, state))
-    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
-    # A rerun into each target completes and removes the killed runs' temporaries.
+    leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))
+    # A rerun into each target completes and removes the killed runs' partial
+    # outputs, progress files and temporaries.
     for trial in range(n_trials):
         target = tmp_path / f"out{trial}.csv"
         _score(tiny_model, source, target)
         assert target.read_bytes() == complete
-    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     print(
         f"\nkill trials ({n_trials}, full run {seconds:.1f} s): {outcomes}; "
-        f"{len(leftovers)} temporary files left by killed runs"
+        f"{len(leftovers)} partial or temporary files left by killed runs"
+    )
+
+
+def test_sigkill_then_resume_completes_the_same_output(tiny_model, inputs, tmp_path):
+    """``--resume`` after SIGKILL at several moments: the output equals an
+    uninterrupted run's, and the resumed run does less than the whole file."""
+    source = inputs / "in0.csv"
+    reference = tmp_path / "reference.csv"
+    seconds, _ = _score(tiny_model, source, reference)
+    complete = reference.read_bytes()
+    target = tmp_path / "out.csv"
+    progress = tmp_path / ".out.csv.partial.json"
+    resumed_from = []
+    for _ in range(3):  # kill, resume, kill the resumed run...
+        command = [*_score_command(tiny_model, source, target), "--resume"]
+        # Progress recorded every 50 ms instead of every 10 s, and pieces of
+        # 256 KiB instead of 4 MiB (a record is made between two pieces).
+        command[2] = (
+            "import ganomaly.scoring as s; s.CHECKPOINT_SECONDS = 0.05\n"
+            "s.score_file.__kwdefaults__['block_size'] = 1 << 16\n" + command[2]
+        )
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+        )
+        before = json.loads(progress.read_text())["n_input"] if resumed_from else 0
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            if progress.exists() and json.loads(progress.read_text())["n_input"] > (
+                before + 20_000
+            ):
+                break
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert not target.exists()
+        resumed_from.append(json.loads(progress.read_text())["n_input"])
+    assert resumed_from == sorted(resumed_from) and resumed_from[0] > 0
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*_score_command(tiny_model, source, target), "--resume"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert target.read_bytes() == complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "reference.csv"]
+    print(
+        f"\nkilled at rows {resumed_from} of 200,000; the last resume took "
+        f"{time.perf_counter() - started:.1f} s against {seconds:.1f} s for the run"
     )
 
 

@@ -278,12 +278,22 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     scored = pd.read_csv(tmp_path / "out_1000_2.csv")
     expected_ids = frame["transaction_id"].drop(index=[10, 1500])
     assert scored["transaction_id"].tolist() == expected_ids.tolist()
-    assert len(pieces := list(scoring._csv_pieces(tmp_path / "in.csv", 4000))) > 20
+    pieces, ends = zip(*scoring._csv_pieces(tmp_path / "in.csv", 4000), strict=True)
+    assert len(pieces) > 20
     assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
+    # Each piece ends where the next starts, at a line end; the last at the end.
+    starts = [len(data.split(b"\n", 1)[0]) + 1, *ends[:-1]]
+    assert [s + p.size for s, p in zip(starts, pieces, strict=True)] == list(ends)
+    assert ends[-1] == len(data)
+    assert all(data[end - 1 : end] == b"\n" for end in ends[:-1])
     # A line longer than a piece is read whole, into a larger piece.
-    pieces = list(scoring._csv_pieces(tmp_path / "in.csv", 16))
+    pieces = [p for p, _ in scoring._csv_pieces(tmp_path / "in.csv", 16)]
     assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
     assert all(p.to_pybytes().endswith(b"\n") for p in pieces[:-1])
+    # Started at a line's offset, the pieces hold the rest of the file.
+    middle = ends[len(ends) // 2]
+    rest = [p for p, _ in scoring._csv_pieces(tmp_path / "in.csv", 4000, middle)]
+    assert b"".join(p.to_pybytes() for p in rest) == data[middle:]
 
 
 def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):

@@ -1,0 +1,241 @@
+"""``score_file(resume=True)`` / ``ganomaly score --resume``: an interrupted run
+continues from its recorded progress to the output an uninterrupted run writes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import ganomaly.scoring as scoring
+from ganomaly import GANomalyDetector, make_transactions
+from ganomaly.cli import main
+
+BLOCK = 1024  # 4 KiB pieces: about 60 in these 6,000 rows
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """A CSV file with ids and two rows that the fast read rejects (inf values)."""
+    folder = tmp_path_factory.mktemp("resume")
+    frame = make_transactions(6000, random_state=3).drop(columns="is_fraud")
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[[700, 4100], "amount"] = "inf"
+    path = folder / "in.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model(fitted, tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume-model") / "model.safetensors"
+    fitted.save(path)
+    return path
+
+
+def _score(model, source, output, **options):
+    return scoring.score_file(
+        model,
+        source,
+        output,
+        id_col="transaction_id",
+        on_bad_rows="skip",
+        block_size=BLOCK,
+        progress=False,
+        **options,
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(model, source, tmp_path_factory):
+    output = tmp_path_factory.mktemp("resume-reference") / "out.csv"
+    summary = _score(model, source, output)
+    rejects = output.with_name("out.rejects.csv")
+    return summary, output.read_bytes(), rejects.read_bytes()
+
+
+def _interrupt_after(monkeypatch, n_tables: int) -> None:
+    """Make the output writer raise KeyboardInterrupt at its n-th table."""
+    original = scoring._CsvWriter.write_table
+    calls = {"n": 0}
+
+    def write_table(self, table):
+        calls["n"] += 1
+        if calls["n"] == n_tables:
+            raise KeyboardInterrupt
+        original(self, table)
+
+    monkeypatch.setattr(scoring._CsvWriter, "write_table", write_table)
+
+
+def _progress(output):
+    return output.with_name(f".{output.name}.partial.json")
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
+    model, source, reference, tmp_path, monkeypatch, threads
+):
+    summary, expected, expected_rejects = reference
+    output = tmp_path / "out.csv"
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)  # after every piece
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 30)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, source, output, threads=threads)
+    assert not output.exists()  # never a half output at the target
+    state = json.loads(_progress(output).read_text())
+    assert 0 < state["n_input"] < summary.n_input
+    assert len(state["rejects"]) == 1  # the row before the interruption
+    partial = output.with_name(".out.csv.partial")
+    assert partial.stat().st_size >= state["output_bytes"] > 0
+
+    parsed = []
+    original = scoring._parse_piece
+    monkeypatch.setattr(
+        scoring, "_parse_piece", lambda data, *a: parsed.append(1) or original(data, *a)
+    )
+    resumed = _score(model, source, output, threads=threads, resume=True)
+    assert output.read_bytes() == expected
+    assert output.with_name("out.rejects.csv").read_bytes() == expected_rejects
+    counts = (resumed.n_input, resumed.n_scored, resumed.n_rejected)
+    assert counts == (summary.n_input, summary.n_scored, summary.n_rejected)
+    assert resumed.n_anomalies == summary.n_anomalies
+    n_pieces = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
+    assert 0 < len(parsed) < n_pieces - 20  # the scored part was not read again
+    assert not partial.exists() and not _progress(output).exists()
+
+
+def test_resume_refuses_progress_of_another_model_or_input(
+    model, source, tmp_path, monkeypatch
+):
+    output = tmp_path / "out.csv"
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 10)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, source, output)
+    recorded = _progress(output).read_bytes()
+
+    other = GANomalyDetector(n_epochs=1, random_state=1)
+    other.fit(make_transactions(500, random_state=1).drop(columns="is_fraud"))
+    with pytest.raises(scoring.ResumeError, match="the model"):
+        _score(other, source, output, resume=True)
+    with pytest.raises(scoring.ResumeError, match="--id-col"):
+        scoring.score_file(model, source, output, block_size=BLOCK, resume=True)
+    with pytest.raises(scoring.ResumeError, match="the model"):  # precision counts
+        _score(model, source, output, resume=True, precision="float32")
+    stat = source.stat()
+    try:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        with pytest.raises(scoring.ResumeError, match="modification time"):
+            _score(model, source, output, resume=True)
+    finally:
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _progress(output).read_bytes() == recorded  # refusing keeps the progress
+
+    _progress(output).write_text("{not json")
+    with pytest.raises(scoring.ResumeError, match="damaged progress file"):
+        _score(model, source, output, resume=True)
+
+
+def test_without_resume_a_run_starts_over(model, source, reference, tmp_path, capsys):
+    """A new run discards an interrupted run's progress (and the CLI says so);
+    --resume with nothing to resume simply runs."""
+    _, expected, _ = reference
+    output = tmp_path / "out.csv"
+    _progress(output).write_text("{}")
+    output.with_name(".out.csv.partial").write_bytes(b"stale rows\n")
+    args = ["score", str(model), str(source), "-o", str(output), "--quiet"]
+    args += ["--id-col", "transaction_id", "--on-bad-rows", "skip"]
+    assert main(args) == 0
+    assert "starting over (--resume would continue it)" in capsys.readouterr().err
+    assert output.read_bytes() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv", "out.rejects.csv"]
+    output.unlink()
+    assert main([*args, "--resume"]) == 0
+    assert output.read_bytes() == expected
+
+
+def test_bad_input_leaves_no_progress_behind(model, source, tmp_path, monkeypatch):
+    """A row that stops the run (on_bad_rows="error") is met again by a rerun:
+    nothing is kept to resume."""
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    output = tmp_path / "out.csv"
+    with pytest.raises(scoring.BadInputError, match="line 702"):
+        scoring.score_file(model, source, output, block_size=BLOCK, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_needs_plain_csv_files(model, source, tmp_path):
+    with pytest.raises(ValueError, match="uncompressed CSV"):
+        _score(model, source, tmp_path / "out.parquet", resume=True)
+    with pytest.raises(ValueError, match="uncompressed CSV"):
+        _score(model, source, tmp_path / "out.csv.gz", resume=True)
+
+
+def test_a_careful_reread_is_not_resumable(fitted, tmp_path, monkeypatch):
+    """A row that does not parse sends the run to the careful (text) read, from the
+    start: the fast read's progress is dropped, and the output is complete."""
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    frame = make_transactions(3000, random_state=4).drop(columns="is_fraud")
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[2500, "amount"] = "12,5"  # one field too many
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    output = tmp_path / "out.csv"
+    summary = scoring.score_file(
+        fitted,
+        tmp_path / "in.csv",
+        output,
+        on_bad_rows="skip",
+        block_size=BLOCK,
+        progress=False,
+    )
+    assert (summary.n_input, summary.n_rejected) == (3000, 1)
+    scored = np.loadtxt(output, delimiter=",", skiprows=1, usecols=0)
+    assert scored.size == 2999
+    assert not _progress(output).exists()
+    assert not output.with_name(".out.csv.partial").exists()
+
+
+def test_cli_resume_says_where_it_resumed(
+    model, source, reference, tmp_path, monkeypatch, capsys
+):
+    _, expected, _ = reference
+    output = tmp_path / "out.csv"
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setitem(scoring.score_file.__kwdefaults__, "block_size", BLOCK)
+    args = ["score", str(model), str(source), "-o", str(output), "--quiet"]
+    args += ["--id-col", "transaction_id", "--on-bad-rows", "skip"]
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 25)
+        assert main(args) == 130
+    assert "ganomaly score: interrupted" in capsys.readouterr().err
+    rows = json.loads(_progress(output).read_text())["n_input"]
+    assert main([*args, "--resume"]) == 0
+    assert f"resuming after row {rows} (" in capsys.readouterr().err
+    assert output.read_bytes() == expected
+    # A folder or a glob has no single progress to resume.
+    assert main([*args[:2], str(source.parent), *args[3:], "--resume"]) == 2
+    assert "--resume continues the scoring of one file" in capsys.readouterr().err
+
+
+def test_a_second_run_into_the_same_output_is_refused(
+    model, source, reference, tmp_path
+):
+    """While a run writes an output, another run into it fails at once (it would
+    share the partial file), and leaves the first run's files alone."""
+    _, expected, _ = reference
+    output = tmp_path / "out.csv"
+    identity = {"input": "whatever"}
+    with scoring._ScoreCheckpoint(output, identity).locked() as first:
+        first.partial.write_bytes(b"rows of the first run\n")
+        with pytest.raises(scoring.OutputBusyError, match="another process"):
+            _score(model, source, output)
+        with pytest.raises(scoring.OutputBusyError):
+            _score(model, source, output, resume=True)
+        assert first.partial.read_bytes() == b"rows of the first run\n"
+    _score(model, source, output)  # the lock went with the first run
+    assert output.read_bytes() == expected
