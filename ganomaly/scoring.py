@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -722,6 +722,14 @@ def _arrow(values: np.ndarray, type_: pa.DataType) -> pa.Array:
     return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(data)])
 
 
+class _InvalidRow(NamedTuple):
+    """A row with the wrong number of fields (pyarrow's, with a file line number)."""
+
+    expected_columns: int
+    actual_columns: int
+    number: int | None
+
+
 class _RetryCarefully(Exception):
     """The fast typed CSV read hit a bad row: read again as text to find it."""
 
@@ -826,17 +834,38 @@ class _Job:
         self.parquet_out, self.compress_out = parquet_out, compress_out
         self.sink_factory = sink_factory
         self.checkpoint, self.resume_state = checkpoint, resume_state
+        self.begin: dict[str, Any] | None = None  # where the current read starts
         self.piece_ends: deque = deque()
+        self.emitted: tuple | None = None
         self.categorical = [c for c in needed if c not in numeric]
         self.sink = None
 
     def run_fast_then_careful(self, output: Path) -> None:
         """Read with typed columns; on a row that does not parse, read again as text
-        to find and name it."""
+        to find and name it: from the first piece not yet written when the input
+        and output are uncompressed CSV files, else from the start."""
         try:
             self.run(output, careful=False)
         except _RetryCarefully:
-            self.run(output, careful=True)
+            self.run(output, careful=True, start=self._careful_start(output))
+
+    def _careful_start(self, output: Path) -> dict[str, Any] | None:
+        """Where the careful read can take over from the fast read of a CSV file:
+        after its last piece written to the output, or None (from the start)."""
+        plain = self.sink_factory is None and not self.parquet_out
+        if self.emitted is None or self.emitted[0] is None or not plain:
+            return None
+        if self.compress_out or not output.exists():
+            return None
+        offset, n_input, n_scored, n_anomalies = self.emitted
+        return {
+            "input_offset": offset,
+            "n_input": n_input,
+            "n_scored": n_scored,
+            "n_anomalies": n_anomalies,
+            "rejects": [r for r in self.rejects.rows if r[0] <= n_input],
+            "output_bytes": output.stat().st_size,
+        }
 
     def _batches(self, careful: bool):
         """Yield (batch, data row numbers, line numbers or None, invalid rows).
@@ -860,14 +889,21 @@ class _Job:
             return
         column_types = self._column_types(careful)
         skipped_lines: list[int] = []
+        start = self.begin if careful else None
+        # pyarrow numbers the lines of what it reads: from an offset, line 1 is the
+        # line after the header and the `n_input` rows before it.
+        shift = 1 + start["n_input"] if start else 0
 
         invalid_rows: list = []
 
         def on_invalid_row(row) -> str:
             if not careful:
                 return "error"
-            skipped_lines.append(int(row.number) if row.number is not None else -1)
-            invalid_rows.append(row)
+            number = row.number + shift if row.number is not None else None
+            skipped_lines.append(-1 if number is None else number)
+            invalid_rows.append(
+                _InvalidRow(row.expected_columns, row.actual_columns, number)
+            )
             return "skip"
 
         def failed(exc: Exception) -> Exception:
@@ -876,12 +912,14 @@ class _Job:
             return _RetryCarefully()
 
         try:
-            reader = self._open_csv(careful, column_types, on_invalid_row)
+            reader = self._open_csv(
+                careful, column_types, on_invalid_row, start and start["input_offset"]
+            )
         except pa.ArrowInvalid as exc:
             raise failed(exc) from exc
         except OSError as exc:  # a damaged compressed file
             raise _unreadable(self.path, exc) from exc
-        done = 0  # valid rows yielded so far
+        done = start["n_input"] if start else 0  # rows before this batch
         while True:
             try:
                 batch = reader.read_next_batch()
@@ -916,12 +954,22 @@ class _Job:
             column_types[self.id_col] = text_type
         return column_types
 
-    def _open_csv(self, careful, column_types, on_invalid_row):
+    def _open_csv(self, careful, column_types, on_invalid_row, offset=None):
+        """A streaming reader of the file; from ``offset`` (the start of a data line
+        of an uncompressed file) when given."""
         codec = _compression(self.path)
+        source: Any = self.path
+        names = None
+        if offset is not None:
+            source = pa.OSFile(str(self.path))
+            source.seek(offset)
+            names = self.header or read_table_header(self.path)
+        elif codec is not None:
+            source = pa.input_stream(str(self.path), codec)
         return pacsv.open_csv(
-            self.path if codec is None else pa.input_stream(str(self.path), codec),
+            source,
             read_options=pacsv.ReadOptions(
-                block_size=self.block_size, use_threads=not careful
+                block_size=self.block_size, use_threads=not careful, column_names=names
             ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
             convert_options=_convert_options(column_types),
@@ -940,9 +988,9 @@ class _Job:
             self.header = read_table_header(self.path)
         column_types = self._column_types(careful=False)
         pending: deque = deque()
-        resume = self.resume_state
-        done = resume["n_input"] if resume else 0  # rows yielded so far
-        start = resume["input_offset"] if resume else None
+        begin = self.begin
+        done = begin["n_input"] if begin else 0  # rows yielded so far
+        start = begin["input_offset"] if begin else None
 
         def parsed():
             nonlocal done
@@ -953,8 +1001,7 @@ class _Job:
                 raise _RetryCarefully() from exc
             lines = 2 + np.arange(done, done + batch.num_rows)
             done += batch.num_rows
-            if self.checkpoint is not None:
-                self.piece_ends.append((end, done))
+            self.piece_ends.append((end, done))
             return batch, lines - 1, lines, []
 
         try:
@@ -971,16 +1018,28 @@ class _Job:
                 future.cancel()
         yield None, None, None, []
 
-    def run(self, output: Path, careful: bool) -> None:
+    def run(
+        self, output: Path, careful: bool, start: dict[str, Any] | None = None
+    ) -> None:
+        """One read of the file into ``output``: fast (typed columns) or careful (as
+        text, to find bad rows); from where ``start`` (careful) or the resumed
+        progress (fast) says, after the rows already in ``output``."""
+        if careful:
+            if start is None and self.checkpoint is not None:
+                # From the start: the recorded progress no longer matches the
+                # output.  (From `start`, it still does: a resumed run redoes the
+                # fast read from there, then this careful one.)
+                self.checkpoint.discard(keep_partial=True)
+            self.checkpoint = None  # the careful read records no progress
+            self.begin = start
+        else:
+            self.begin = self.resume_state
         self.n_input = self.n_scored = self.n_anomalies = 0
         self.rejects = _Rejects()
         self.piece_ends = deque()  # (byte offset, rows) after each piece, in order
-        if careful or self.checkpoint is None:
-            if self.checkpoint is not None:  # the careful read starts over
-                self.checkpoint.discard(keep_partial=True)
-            self.checkpoint = self.resume_state = None
-        if self.resume_state:
-            state = self.resume_state
+        self.emitted = None  # (offset, rows, scored, anomalies) after the last piece
+        if self.begin:
+            state = self.begin
             self.n_input, self.n_scored = state["n_input"], state["n_scored"]
             self.n_anomalies = state["n_anomalies"]
             self.rejects.rows = [tuple(r) for r in state["rejects"]]
@@ -1016,9 +1075,10 @@ class _Job:
                     )
                 writer.write_table(table)
             bar.update(n_rows)
-            if self.checkpoint is not None:
+            if self.piece_ends:  # the fast read of a CSV file: one entry a piece
                 offset, n_input = self.piece_ends.popleft()
-                if self.checkpoint.due():
+                self.emitted = (offset, n_input, self.n_scored, self.n_anomalies)
+                if self.checkpoint is not None and self.checkpoint.due():
                     state = {
                         "input_offset": offset,
                         "n_input": n_input,
@@ -1079,10 +1139,8 @@ class _Job:
                 writer.close()
 
     def _open_output(self, output: Path, schema: pa.Schema):
-        if self.resume_state:  # after the rows written before the interruption
-            return _CsvWriter(
-                output, schema, append_at=self.resume_state["output_bytes"]
-            )
+        if self.begin:  # after the rows written before (resumed or fast read)
+            return _CsvWriter(output, schema, append_at=self.begin["output_bytes"])
         return _open_writer(output, schema, self.parquet_out, self.compress_out)
 
     def _validate(self, batch, rows, lines):

@@ -239,3 +239,57 @@ def test_a_second_run_into_the_same_output_is_refused(
         assert first.partial.read_bytes() == b"rows of the first run\n"
     _score(model, source, output)  # the lock went with the first run
     assert output.read_bytes() == expected
+
+
+@pytest.mark.parametrize("id_col", [None, "transaction_id"])
+def test_the_careful_read_takes_over_after_the_pieces_written(
+    fitted, tmp_path, monkeypatch, id_col
+):
+    """Rows that do not parse, far into a file: the careful (text) read starts at
+    the first piece not yet written, not at line 2, and the output, rejects, line
+    and row numbers are those of a careful read of the whole file."""
+    frame = make_transactions(5000, random_state=8).drop(columns="is_fraud")
+    frame[["amount", "hour"]] = frame[["amount", "hour"]].astype(object)
+    frame.loc[2000, "amount"] = "nan"  # a bad value: the fast read rejects it
+    frame.loc[3500, "amount"] = "12,5"  # quoted text: the careful read
+    frame.loc[4700, "hour"] = "x"
+    text = frame.to_csv(index=False).splitlines(keepends=True)
+    text[4001] = text[4001].rstrip("\n") + ",1\n"  # one field too many
+    text.insert(1200, "\n")  # an empty line: lines and rows differ after it
+    source = tmp_path / "in.csv"
+    source.write_text("".join(text))
+
+    offsets = []
+    original = scoring._Job._open_csv
+    monkeypatch.setattr(
+        scoring._Job,
+        "_open_csv",
+        lambda self, *a: (
+            offsets.append(a[3] if len(a) > 3 else None) or original(self, *a)
+        ),
+    )
+    results = {}
+    for name, block in [("whole", 1 << 22), ("pieces", 1024)]:
+        offsets.clear()
+        output = tmp_path / f"{name}.csv"
+        summary = scoring.score_file(
+            fitted,
+            source,
+            output,
+            id_col=id_col,
+            on_bad_rows="skip",
+            block_size=block,
+            progress=False,
+        )
+        rejects = output.with_name(f"{name}.rejects.csv").read_text()
+        results[name] = (output.read_bytes(), rejects, summary)
+        if name == "whole":
+            assert offsets == [None]  # one piece: the careful read from line 2
+        else:
+            assert len(offsets) == 1 and offsets[0] > len(text[0]) + 100_000
+    whole, pieces = results["whole"], results["pieces"]
+    assert pieces[0] == whole[0]
+    assert pieces[1] == whole[1]
+    assert (pieces[2].n_input, pieces[2].n_rejected) == (5000, 4)
+    lines = [row.split(",")[1] for row in whole[1].splitlines()[1:]]
+    assert lines == ["2003", "3503", "4003", "4703"]  # after the empty line: +1
