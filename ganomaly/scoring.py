@@ -853,9 +853,11 @@ class _Job:
         """Where the careful read can take over from the fast read of a CSV file:
         after its last piece written to the output, or None (from the start)."""
         plain = self.sink_factory is None and not self.parquet_out
-        if self.emitted is None or self.emitted[0] is None or not plain:
+        if not plain or self.compress_out:
             return None
-        if self.compress_out or not output.exists():
+        if self.emitted is None:  # nothing written by this read
+            return self.begin  # where it began: line 2, or the resumed progress
+        if self.emitted[0] is None or not output.exists():  # a compressed input
             return None
         offset, n_input, n_scored, n_anomalies = self.emitted
         return {

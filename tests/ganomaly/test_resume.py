@@ -293,3 +293,58 @@ def test_the_careful_read_takes_over_after_the_pieces_written(
     assert (pieces[2].n_input, pieces[2].n_rejected) == (5000, 4)
     lines = [row.split(",")[1] for row in whole[1].splitlines()[1:]]
     assert lines == ["2003", "3503", "4003", "4703"]  # after the empty line: +1
+
+
+def test_a_resumed_run_that_meets_a_bad_row_at_once_reads_on_carefully(
+    fitted, tmp_path, monkeypatch
+):
+    """The piece right after the recorded progress holds a row that does not
+    parse: the careful read starts there (not at line 2), after the rows of the
+    interrupted run, and the output is that of an uninterrupted run."""
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    frame = make_transactions(4000, random_state=9).drop(columns="is_fraud")
+    source = tmp_path / "in.csv"
+    frame.to_csv(source, index=False)
+    ends = [end for _, end in scoring._csv_pieces(source, BLOCK * 4)]
+    data = source.read_bytes()
+    # Piece 19 gets a line with one field too many, and table 19 fails to be
+    # written (in the careful read that takes over there): the progress is that
+    # after piece 18, where the resumed run's fast read fails at once.
+    first_line = data.index(b"\n", ends[17]) + 1
+    source.write_bytes(data[:first_line] + b"1," + data[first_line:])
+
+    def score(output, **options):
+        return scoring.score_file(
+            fitted,
+            source,
+            output,
+            on_bad_rows="skip",
+            block_size=BLOCK,
+            threads=1,
+            **options,
+        )
+
+    reference = tmp_path / "reference.csv"
+    expected = score(reference)
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 19)
+        with pytest.raises(KeyboardInterrupt):
+            score(tmp_path / "out.csv")
+    state = json.loads(_progress(tmp_path / "out.csv").read_text())
+    assert state["input_offset"] == ends[17]
+    offsets = []
+    original = scoring._Job._open_csv
+    monkeypatch.setattr(
+        scoring._Job,
+        "_open_csv",
+        lambda self, *a: (
+            offsets.append(a[3] if len(a) > 3 else None) or original(self, *a)
+        ),
+    )
+    resumed = score(tmp_path / "out.csv", resume=True)
+    assert offsets == [ends[17]]
+    assert (tmp_path / "out.csv").read_bytes() == reference.read_bytes()
+    assert (tmp_path / "out.rejects.csv").read_bytes() == (
+        tmp_path / "reference.rejects.csv"
+    ).read_bytes()
+    assert (resumed.n_input, resumed.n_rejected) == (expected.n_input, 1)
