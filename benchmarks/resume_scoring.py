@@ -1,0 +1,169 @@
+"""Interrupted ``ganomaly score`` runs: what ``--resume`` saves; the careful re-read.
+
+Builds a CSV file shaped like the card data (as ``scoring_throughput.py`` does) and
+fits the same small model, then measures, each a fresh ``ganomaly score`` process:
+
+* ``full``: the whole file, uninterrupted (the reference output);
+* ``killed``: the same run, killed (SIGKILL) once its recorded progress passes
+  ``--kill-at`` of the rows, then ``--resume``: the resumed run's seconds, and
+  whether its output equals the reference byte for byte;
+* ``bad line``: a copy of the file with one line given an extra field at
+  ``--bad-at`` of the rows, scored with ``--on-bad-rows skip``: the fast read stops
+  there and the careful (text) read takes over from the failing piece.
+
+Usage::
+
+    python benchmarks/resume_scoring.py                 # 4M rows
+    python benchmarks/resume_scoring.py --rows 500000 --record-every 0.5
+
+Files go to ``--work-dir`` (default: a temporary folder, removed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scoring_throughput import card_like, write_csv  # noqa: E402
+
+# `ganomaly score` with its progress recorded every RECORD_EVERY seconds (the
+# default, 10 s, unless --record-every says otherwise).
+_SCORE = (
+    "import sys, ganomaly.scoring as s\n"
+    "s.CHECKPOINT_SECONDS = float(sys.argv.pop(1))\n"
+    "from ganomaly.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+RECORD_EVERY = 10.0
+
+
+def score(model: Path, source: Path, output: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        _SCORE,
+        str(RECORD_EVERY),
+        "score",
+        str(model),
+        str(source),
+        "-o",
+        str(output),
+        "--id-col",
+        "id",
+        "--quiet",
+        *extra,
+    ]
+
+
+def timed(command: list[str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def kill_when(command: list[str], progress: Path, rows: int) -> tuple[float, int]:
+    """Start ``command``; SIGKILL it once ``progress`` records more than ``rows``.
+
+    Returns (seconds until the kill, rows of the last record).
+    """
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    recorded = 0
+    while process.poll() is None:
+        try:
+            recorded = json.loads(progress.read_text())["n_input"]
+        except (OSError, ValueError, KeyError):
+            recorded = 0
+        if recorded > rows:
+            break
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    if process.returncode != -signal.SIGKILL:
+        raise RuntimeError("the run finished before it could be killed: more rows")
+    return time.perf_counter() - start, recorded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=4_000_000)
+    parser.add_argument("--kill-at", type=float, default=0.5)
+    parser.add_argument("--bad-at", type=float, default=0.975)
+    parser.add_argument(
+        "--record-every",
+        type=float,
+        default=10.0,
+        help="seconds between progress records (ganomaly.scoring.CHECKPOINT_SECONDS)",
+    )
+    parser.add_argument("--work-dir", type=Path)
+    args = parser.parse_args(argv)
+    global RECORD_EVERY
+    RECORD_EVERY = args.record_every
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="ganomaly-resume-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        model = work / "model.safetensors"
+        card_like(20_000, seed=10**9).to_csv(work / "train.csv", index=False)
+        fit = [sys.executable, "-m", "ganomaly", "fit", str(work / "train.csv")]
+        subprocess.run(
+            [*fit, "-o", str(model), "--n-epochs", "5", "--quiet"], check=True
+        )
+        source = work / "card.csv"
+        write_csv(source, args.rows)
+
+        reference = work / "reference.csv"
+        full = timed(score(model, source, reference))
+        output = work / "out.csv"
+        progress = work / ".out.csv.partial.json"
+        killed_after, recorded = kill_when(
+            score(model, source, output), progress, int(args.kill_at * args.rows)
+        )
+        resumed = timed(score(model, source, output, "--resume"))
+        same = output.read_bytes() == reference.read_bytes()
+
+        bad = work / "bad.csv"
+        bad_row = int(args.bad_at * args.rows)
+        with open(source, "rb") as original, open(bad, "wb") as copy:
+            for number, line in enumerate(original):  # line 0 is the header
+                if number == bad_row:
+                    line = line.rstrip(b"\n") + b",1\n"
+                copy.write(line)
+        careful = timed(
+            score(model, bad, work / "bad-out.csv", "--on-bad-rows", "skip")
+        )
+        rejects = (work / "bad-out.rejects.csv").read_text().splitlines()
+
+        print(f"\n{args.rows:,} rows ({source.stat().st_size / 2**20:.0f} MiB)\n")
+        print("| run | seconds |")
+        print("|---|---:|")
+        print(f"| full run | {full:.1f} |")
+        print(
+            f"| killed after {killed_after:.1f} s (last record: row {recorded:,}), "
+            f"then `--resume` | {resumed:.1f} |"
+        )
+        print(
+            f"| one line with an extra field at row {bad_row:,}, "
+            f"`--on-bad-rows skip` | {careful:.1f} |"
+        )
+        print(f"\nresumed output identical to the full run's: {same}")
+        print(f"rejects: {rejects[1:]}")
+    finally:
+        if args.work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
