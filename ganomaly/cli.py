@@ -249,7 +249,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
             threads=args.score_threads,
             resume=args.resume,
         )
-    except (BadInputError, ValueError) as exc:
+    except BadInputError as exc:
         raise CliError(str(exc)) from exc
     resumed = f", resuming after row {summary.n_resumed}" if summary.n_resumed else ""
     message = (

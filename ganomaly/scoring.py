@@ -461,7 +461,7 @@ def score_file(
         _is_parquet(p) or _compression(p) for p in (input_path, output_path)
     )
     if resume and not resumable:
-        raise ValueError(
+        raise ResumeError(
             "resume needs an uncompressed CSV input and output, got "
             f"{input_path.name} -> {output_path.name}"
         )
@@ -1194,7 +1194,8 @@ class _Job:
 
 class ResumeError(BadInputError):
     """An interrupted scoring run cannot be resumed: its progress file belongs to
-    another input, model or options, or is damaged."""
+    another input, model or options, or is damaged; or the files are not the
+    uncompressed CSV files that a resumable run reads and writes."""
 
 
 class OutputBusyError(BadInputError):

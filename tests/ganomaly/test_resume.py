@@ -169,11 +169,14 @@ def test_bad_input_leaves_no_progress_behind(model, source, tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resume_needs_plain_csv_files(model, source, tmp_path):
-    with pytest.raises(ValueError, match="uncompressed CSV"):
+def test_resume_needs_plain_csv_files(model, source, tmp_path, capsys):
+    with pytest.raises(scoring.ResumeError, match="uncompressed CSV"):
         _score(model, source, tmp_path / "out.parquet", resume=True)
-    with pytest.raises(ValueError, match="uncompressed CSV"):
+    with pytest.raises(scoring.ResumeError, match="uncompressed CSV"):
         _score(model, source, tmp_path / "out.csv.gz", resume=True)
+    args = ["score", str(model), str(source), "-o", str(tmp_path / "out.parquet")]
+    assert main([*args, "--resume"]) == 2
+    assert "resume needs an uncompressed CSV" in capsys.readouterr().err
 
 
 def test_a_careful_reread_is_not_resumable(fitted, tmp_path, monkeypatch):
