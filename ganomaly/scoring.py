@@ -427,9 +427,10 @@ def score_file(
         output and records its progress every ``CHECKPOINT_SECONDS`` (10 s) in
         ``.NAME.partial.json``; the output appears at its path only when
         complete.  The input file, the model and the options must be those of
-        the interrupted run (checked; :class:`ResumeError` otherwise).  A run that
-        meets a row that does not parse reads the file again as text from the
-        start, and that read is not resumable.
+        the interrupted run (checked; :class:`ResumeError` otherwise).  After a
+        row that does not parse, the run reads on as text (slower, to find and
+        name bad rows) from the first piece not yet written; that part records
+        no progress, so a resumed run redoes it from the last record.
 
     Returns
     -------
