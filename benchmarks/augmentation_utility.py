@@ -13,7 +13,9 @@ c2. ``ros+classical``  both; the fair peer of (e)
 d. ``gan``           GANAugmenter (conditional DCGAN, hinge, DiffAugment, EMA);
                      by default ``rebalance="duplicate", augment_ratio=1``: the
                      normals are re-balanced with copies (as in b) and 500
-                     synthetic images per class come on top
+                     synthetic images per class come on top; and
+                     ``base_channels=64`` (the sampler's default is 32: faster,
+                     and a smaller gain here, see benchmarks/RESULTS.md)
 e. ``gan+classical`` GANAugmenter output, then the classical augmentations
 
 All arms run in one invocation on the same splits. Also reported: a Frechet
@@ -22,11 +24,11 @@ distance between real and synthetic images in the feature space of the
 Inception weights) next to the same distance between the train and val splits,
 and the memorisation report of the synthetic images (held-out set: val).
 
-Run (about 25 minutes on 2 CPU cores: per seed, 4.5 min for the GAN and 4 min for
+Run (about 40 minutes on 2 CPU cores: per seed, 8 min for the GAN and 4 min for
 the classifiers)::
 
     python benchmarks/augmentation_utility.py
-    python benchmarks/augmentation_utility.py --quick   # a 2-minute smoke run
+    python benchmarks/augmentation_utility.py --quick   # a few-minute smoke run
 
 or one process per seed, then the summary of all three::
 
@@ -417,7 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-normal", type=int, default=50)
     parser.add_argument("--n-pneumonia", type=int, default=500)
     parser.add_argument("--gan-epochs", "--epochs", type=int, default=200)
-    parser.add_argument("--base-channels", type=int, default=32)
+    parser.add_argument(
+        "--base-channels",
+        type=int,
+        default=64,
+        help="GANAugmenter base_channels (its own default: 32)",
+    )
     parser.add_argument(
         "--gan-ema",
         type=_ema_option,
