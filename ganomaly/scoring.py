@@ -1266,12 +1266,13 @@ class _ScoreCheckpoint:
         started = self.last = time.monotonic()
         record = {"format": _PROGRESS_FORMAT, **self.identity, **state}
         record["output_bytes"] = output_bytes
-        with atomic_write(self.state_path) as tmp:
-            Path(tmp).write_text(json.dumps(record))
+        text = json.dumps(record)
         # The rejected rows are in every record: with very many of them, records
-        # get rarer, so that they never take more than ~5 % of the run.
+        # get rarer, so that writing them never takes more than ~5 % of the run.
         if self.every > 0:  # (0: a record after every piece, for tests)
             self.wait = max(self.every, 20 * (time.monotonic() - started))
+        with atomic_write(self.state_path) as tmp:
+            Path(tmp).write_text(text)
 
     def load(self) -> dict[str, Any] | None:
         """The recorded progress, or None if there is none.
