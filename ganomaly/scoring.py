@@ -502,8 +502,13 @@ def score_file(
             except ValueError:  # bad input: a rerun would meet it again
                 checkpoint.discard()
                 raise
-            # Interrupted (KeyboardInterrupt, SIGKILL, a full disk...): the partial
-            # output and its progress stay, for resume=True.
+            except BaseException:
+                # Interrupted (KeyboardInterrupt, a full disk...): the partial
+                # output and its progress stay for resume=True, if there is any
+                # progress (SIGKILL leaves them too).
+                if not checkpoint.state_path.exists():
+                    checkpoint.discard()
+                raise
             checkpoint.finish(output_path)
     else:
         with atomic_write(output_path) as tmp_output:

@@ -351,3 +351,14 @@ def test_a_resumed_run_that_meets_a_bad_row_at_once_reads_on_carefully(
         tmp_path / "reference.rejects.csv"
     ).read_bytes()
     assert (resumed.n_input, resumed.n_rejected) == (expected.n_input, 1)
+
+
+def test_an_interruption_before_any_record_leaves_nothing(model, source, tmp_path):
+    """Interrupted before its first progress record (10 s), a run has nothing to
+    resume: its partial output goes, as the temporary file of other runs does."""
+    output = tmp_path / "out.csv"
+    with pytest.MonkeyPatch.context() as patched:
+        _interrupt_after(patched, 3)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, source, output)
+    assert list(tmp_path.iterdir()) == []
