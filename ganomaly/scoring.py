@@ -509,7 +509,7 @@ def score_file(
                 if not checkpoint.state_path.exists():
                     checkpoint.discard()
                 raise
-            checkpoint.finish(output_path)
+            checkpoint.finish()
     else:
         with atomic_write(output_path) as tmp_output:
             run(tmp_output)
@@ -865,6 +865,11 @@ class _Job:
             return self.begin  # where it began: line 2, or the resumed progress
         if self.emitted[0] is None or not output.exists():  # a compressed input
             return None
+        return {**self._progress(), "output_bytes": output.stat().st_size}
+
+    def _progress(self) -> dict[str, Any]:
+        """Where a read can go on after the last piece written to the output: the
+        input offset after it, the counts and the rejects up to it."""
         offset, n_input, n_scored, n_anomalies = self.emitted
         return {
             "input_offset": offset,
@@ -872,7 +877,6 @@ class _Job:
             "n_scored": n_scored,
             "n_anomalies": n_anomalies,
             "rejects": [r for r in self.rejects.rows if r[0] <= n_input],
-            "output_bytes": output.stat().st_size,
         }
 
     def _batches(self, careful: bool):
@@ -1087,13 +1091,7 @@ class _Job:
                 offset, n_input = self.piece_ends.popleft()
                 self.emitted = (offset, n_input, self.n_scored, self.n_anomalies)
                 if self.checkpoint is not None and self.checkpoint.due():
-                    state = {
-                        "input_offset": offset,
-                        "n_input": n_input,
-                        "n_scored": self.n_scored,
-                        "n_anomalies": self.n_anomalies,
-                        "rejects": [r for r in self.rejects.rows if r[0] <= n_input],
-                    }
+                    state = self._progress()
                     if writer is None:  # nothing written yet
                         self.checkpoint.save(state, output_bytes=0)
                     else:
@@ -1249,23 +1247,28 @@ class _ScoreCheckpoint:
     ``NAME``.
     """
 
-    def __init__(
-        self, output: Path, identity: dict[str, Any], every: float | None = None
-    ):
+    def __init__(self, output: Path, identity: dict[str, Any]):
         self.output = output
         self.partial = output.with_name(f".{output.name}.partial")
         self.state_path = output.with_name(f".{output.name}.partial.json")
         self.identity = identity
-        self.every = self.wait = CHECKPOINT_SECONDS if every is None else every
+        self.every = self.wait = CHECKPOINT_SECONDS
         self.last = time.monotonic()
 
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.wait
 
     def saver(self, state: dict[str, Any]):
-        """:meth:`save` as a writer action, once the writer has written the rows."""
+        """:meth:`save` as a writer action, once the writer has written the rows:
+        they are synced to disk before the record that counts them."""
         self.last = time.monotonic()
-        return lambda writer: self.save(state, writer.position())
+
+        def save(writer) -> None:
+            output_bytes = writer.position()
+            os.fsync(self.fd)
+            self.save(state, output_bytes)
+
+        return save
 
     def save(self, state: dict[str, Any], output_bytes: int) -> None:
         started = self.last = time.monotonic()
@@ -1356,10 +1359,10 @@ class _ScoreCheckpoint:
         self.state_path.unlink(missing_ok=True)
         os.ftruncate(self.fd, 0)
 
-    def finish(self, output: Path) -> None:
-        """The complete partial output becomes ``output``; the progress file goes."""
+    def finish(self) -> None:
+        """The complete partial output becomes the output; the progress file goes."""
         os.fsync(self.fd)
-        os.replace(self.partial, output)
+        os.replace(self.partial, self.output)
         self.state_path.unlink(missing_ok=True)
 
 
@@ -1624,7 +1627,6 @@ class _CsvWriter:
     ):
         """``append_at``: keep the file's first ``append_at`` bytes (its header and
         rows written by an interrupted run) and write after them."""
-        self.path = path
         if append_at is None:
             self.handle = pa.output_stream(str(path), compression=compression)
             options = None
@@ -1635,13 +1637,8 @@ class _CsvWriter:
         self.writer = pacsv.CSVWriter(self.handle, schema, write_options=options)
 
     def position(self) -> int:
-        """Bytes in the file so far, on disk (flushed and synced)."""
+        """Bytes written to the file so far (flushed, not synced)."""
         self.handle.flush()
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         return self.handle.tell()
 
     def write_table(self, table: pa.Table) -> None:

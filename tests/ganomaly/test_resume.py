@@ -70,6 +70,20 @@ def _interrupt_after(monkeypatch, n_tables: int) -> None:
     monkeypatch.setattr(scoring._CsvWriter, "write_table", write_table)
 
 
+def _careful_read_offsets(monkeypatch) -> list:
+    """The input offsets the careful (text) reads start at, as they open: None
+    for line 2."""
+    offsets = []
+    original = scoring._Job._open_csv
+
+    def open_csv(self, *args):
+        offsets.append(args[3] if len(args) > 3 else None)
+        return original(self, *args)
+
+    monkeypatch.setattr(scoring._Job, "_open_csv", open_csv)
+    return offsets
+
+
 def _progress(output):
     return output.with_name(f".{output.name}.partial.json")
 
@@ -262,15 +276,7 @@ def test_the_careful_read_takes_over_after_the_pieces_written(
     source = tmp_path / "in.csv"
     source.write_text("".join(text))
 
-    offsets = []
-    original = scoring._Job._open_csv
-    monkeypatch.setattr(
-        scoring._Job,
-        "_open_csv",
-        lambda self, *a: (
-            offsets.append(a[3] if len(a) > 3 else None) or original(self, *a)
-        ),
-    )
+    offsets = _careful_read_offsets(monkeypatch)
     results = {}
     for name, block in [("whole", 1 << 22), ("pieces", 1024)]:
         offsets.clear()
@@ -335,15 +341,7 @@ def test_a_resumed_run_that_meets_a_bad_row_at_once_reads_on_carefully(
             score(tmp_path / "out.csv")
     state = json.loads(_progress(tmp_path / "out.csv").read_text())
     assert state["input_offset"] == ends[17]
-    offsets = []
-    original = scoring._Job._open_csv
-    monkeypatch.setattr(
-        scoring._Job,
-        "_open_csv",
-        lambda self, *a: (
-            offsets.append(a[3] if len(a) > 3 else None) or original(self, *a)
-        ),
-    )
+    offsets = _careful_read_offsets(monkeypatch)
     resumed = score(tmp_path / "out.csv", resume=True)
     assert offsets == [ends[17]]
     assert (tmp_path / "out.csv").read_bytes() == reference.read_bytes()
