@@ -801,7 +801,8 @@ def _generator_errors(
     encoder is skipped and the latent errors are zeros.
     """
     device = next(net.parameters()).device
-    errors = np.empty(encoded.shape, dtype=np.float32)
+    # Feature-major, as top_contributions reads them fastest (see Scorer.errors).
+    errors = np.empty(encoded.shape, dtype=np.float32, order="F")
     latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, encoded.shape[0], batch_size):

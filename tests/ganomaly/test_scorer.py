@@ -50,6 +50,42 @@ def test_scorer_explains_like_the_estimator(fitted, transactions):
     np.testing.assert_allclose(shares[:, 0], explained["contribution_1"], atol=1e-4)
 
 
+def _openblas_kernels() -> str | None:
+    from threadpoolctl import threadpool_info
+
+    for library in threadpool_info():
+        if library.get("internal_api") == "openblas" and "numpy" in library["filepath"]:
+            return library.get("architecture")
+    return None
+
+
+@pytest.mark.skipif(
+    _openblas_kernels() not in ("Haswell", "Zen"),
+    reason="position independence measured for OpenBLAS's Haswell/Zen float64 kernels",
+)
+def test_float64_errors_do_not_depend_on_the_rows_around(
+    fitted, transactions, monkeypatch
+):
+    # A row's errors, to the last bit, whatever block and place it falls in:
+    # small blocks give many tails, of odd and even lengths.
+    from ganomaly import _scorer
+
+    X, _ = transactions
+    encoded = fitted.preprocessor_.transform(X.iloc[:700])
+    scorer = as_scorer(fitted, "float64")
+    monkeypatch.setattr(_scorer, "_BLOCK", 64)
+    errors, latent = scorer.errors(encoded)
+    assert errors.flags.f_contiguous  # feature-major, for top_contributions
+    for skip in (1, 2, 3, 63, 64, 65, 698, 699):
+        shifted_errors, shifted_latent = scorer.errors(encoded[skip:])
+        np.testing.assert_array_equal(shifted_errors, errors[skip:])
+        np.testing.assert_array_equal(shifted_latent, latent[skip:])
+    single = [scorer.errors(encoded[i : i + 1]) for i in (0, 5, 699)]
+    for i, (e, z) in zip((0, 5, 699), single, strict=True):
+        np.testing.assert_array_equal(e, errors[i : i + 1])
+        np.testing.assert_array_equal(z, latent[i : i + 1])
+
+
 def test_load_scorer_reads_the_saved_detector(fitted, transactions, model_file):
     X, _ = transactions
     scorer = load_scorer(model_file, dtype="float64")
