@@ -38,6 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,18 @@ def run_dask_dataframe(client, model: Path, pattern: str, out: Path) -> float:
     return time.perf_counter() - start
 
 
+class _Inline:
+    """An executor that runs what it is given at once, on this thread."""
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
 def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     """Seconds of each step of ``score_file`` on one file, run one after another."""
     from ganomaly._scorer import _one_blas_thread, top_contributions
@@ -140,7 +153,7 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
         0.0,
     )
     writer = None
-    batches = job._batches(careful=False)
+    batches = job._pieces_in_parallel(_Inline())  # pieces parsed as they are asked for
     while True:
         clock = time.perf_counter()
         batch, rows, _, _ = next(batches)

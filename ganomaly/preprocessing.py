@@ -128,9 +128,13 @@ def _first_bad(mask: np.ndarray) -> int:
 
 
 def _is_frame(X: Any) -> bool:
-    """Whether ``X`` is a DataFrame, without importing pandas (0.4 s) to find out."""
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(X, pandas.DataFrame)
+    """Whether ``X`` is a DataFrame, without importing pandas (0.4 s) to find out.
+
+    Another thread may be importing pandas: until its module has ``DataFrame``, no
+    DataFrame exists.
+    """
+    frame_type = getattr(sys.modules.get("pandas"), "DataFrame", None)
+    return frame_type is not None and isinstance(X, frame_type)
 
 
 def _as_frame(X: Any, columns: list[str] | None = None) -> pd.DataFrame:

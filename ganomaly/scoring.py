@@ -1,13 +1,14 @@
 """Streaming batch scoring of CSV and Parquet files, in constant memory.
 
-:func:`score_file` reads the input in blocks with pyarrow (``pyarrow.csv.open_csv``
-or ``ParquetFile.iter_batches``), scores every block and appends it to the output,
-so memory stays flat whatever the file size.  The output is written to a temporary
-file next to the target and renamed at the end: a killed run never leaves a partial
-file at the target path.  From a CSV file to a CSV file, that temporary file is
-``.NAME.partial``, locked by the run, and every ``CHECKPOINT_SECONDS`` the run
-records its progress in ``.NAME.partial.json``: a killed or interrupted run continues
-from there with ``resume=True`` (``ganomaly score --resume``).
+:func:`score_file` reads the input in blocks with pyarrow (pieces of a CSV file
+parsed side by side, or ``ParquetFile.iter_batches``), scores every block and
+appends it to the output, so memory stays flat whatever the file size.  The output
+is written to a temporary file next to the target and renamed at the end: a killed
+run never leaves a partial file at the target path.  From a CSV file to a CSV file,
+that temporary file is ``.NAME.partial``, locked by the run, and every
+``CHECKPOINT_SECONDS`` the run records its progress in ``.NAME.partial.json``: a
+killed or interrupted run continues from there with ``resume=True`` (``ganomaly
+score --resume``).
 
 Bad input is never silently dropped.  By default the first bad row stops the run
 with an error naming the file, the line and the column (:class:`BadInputError`).
@@ -15,7 +16,9 @@ With ``on_bad_rows="skip"`` every bad row goes to a rejects file with its reason
 all other rows are scored; input rows = scored rows + rejected rows, always.
 
 What counts as bad, for a model's column: text that is no number, ``NaN`` or an
-infinite value in a numeric column, and a row with the wrong number of fields.  An
+infinite value in a numeric column, and a row with the wrong number of fields.  Only
+the piece of the file (4 MiB) that holds such a row is read again, as text, to find
+and name it.  An
 empty field is a *missing* value, handled by the model's missing-value policy
 (rejected only if the model was trained with ``missing="error"``).  Unknown
 categories are fine (they encode as "none of the known ones").
@@ -480,7 +483,7 @@ def score_file(
     )
 
     def run(output: Path) -> None:
-        job.run_fast_then_careful(output)
+        job.run(output)
         if job.n_input == 0:
             raise BadInputError(
                 f"{input_path}: no data rows"
@@ -580,7 +583,7 @@ def score_labelled(
         progress=progress,
         sink_factory=lambda: _LabelCollector(input_path, label_col, str(normal_label)),
     )
-    job.run_fast_then_careful(Path())
+    job.run(Path())
     if job.n_input == 0:
         raise BadInputError(f"{input_path}: no data rows")
     return job.sink.result()
@@ -736,10 +739,6 @@ class _InvalidRow(NamedTuple):
     number: int | None
 
 
-class _RetryCarefully(Exception):
-    """The fast typed CSV read hit a bad row: read again as text to find it."""
-
-
 def _open_job(
     scorer: Scorer,
     path: Path,
@@ -780,7 +779,7 @@ class _Job:
     Parameters
     ----------
     scorer : Scorer or None
-        None for a job that only reads (``_batches``, ``_pieces_in_parallel``).
+        None for a job that only reads (``_pieces_in_parallel``, ``_parquet_batches``).
     path : Path
     needed : list of str
         The columns to read: the model's (and none other but ``id_col``).
@@ -804,8 +803,8 @@ class _Job:
         Instead of an output file: makes a fresh object with ``write_table`` for
         each run.
     checkpoint : _ScoreCheckpoint, optional
-        Where the fast read of a CSV file records its progress, so that an
-        interrupted run can be resumed (the careful read does not).
+        Where the read of a CSV file records its progress, so that an
+        interrupted run can be resumed.
     resume_state : dict, optional
         A state from ``checkpoint``: the run continues after it.
     """
@@ -846,27 +845,6 @@ class _Job:
         self.categorical = [c for c in needed if c not in numeric]
         self.sink = None
 
-    def run_fast_then_careful(self, output: Path) -> None:
-        """Read with typed columns; on a row that does not parse, read again as text
-        to find and name it: from the first piece not yet written when the input
-        and output are uncompressed CSV files, else from the start."""
-        try:
-            self.run(output, careful=False)
-        except _RetryCarefully:
-            self.run(output, careful=True, start=self._careful_start(output))
-
-    def _careful_start(self, output: Path) -> dict[str, Any] | None:
-        """Where the careful read can take over from the fast read of a CSV file:
-        after its last piece written to the output, or None (from the start)."""
-        plain = self.sink_factory is None and not self.parquet_out
-        if not plain or self.compress_out:
-            return None
-        if self.emitted is None:  # nothing written by this read
-            return self.begin  # where it began: line 2, or the resumed progress
-        if self.emitted[0] is None or not output.exists():  # a compressed input
-            return None
-        return {**self._progress(), "output_bytes": output.stat().st_size}
-
     def _progress(self) -> dict[str, Any]:
         """Where a read can go on after the last piece written to the output: the
         input offset after it, the counts and the rejects up to it."""
@@ -879,80 +857,20 @@ class _Job:
             "rejects": [r for r in self.rejects.rows if r[0] <= n_input],
         }
 
-    def _batches(self, careful: bool):
-        """Yield (batch, data row numbers, line numbers or None, invalid rows).
-
-        The last item has no batch, only the invalid rows found after the last
-        batch.  Invalid rows (wrong number of fields) are reported, not yielded.
-        """
-        if _is_parquet(self.path):
-            columns = list(
-                dict.fromkeys(self.needed + ([self.id_col] if self.id_col else []))
-            )
-            parquet = pq.ParquetFile(self.path)
-            rows_per_batch = max(1024, self.block_size // max(1, 8 * len(columns)))
-            done = 0
-            for batch in parquet.iter_batches(
-                batch_size=rows_per_batch, columns=columns
-            ):
-                rows = np.arange(done + 1, done + batch.num_rows + 1)
-                done += batch.num_rows
-                yield batch, rows, None, []
-            return
-        column_types = self._column_types(careful)
-        skipped_lines: list[int] = []
-        start = self.begin if careful else None
-        # pyarrow numbers the lines of what it reads: from an offset, line 1 is the
-        # line after the header and the `n_input` rows before it.
-        shift = 1 + start["n_input"] if start else 0
-
-        invalid_rows: list = []
-
-        def on_invalid_row(row) -> str:
-            if not careful:
-                return "error"
-            number = row.number + shift if row.number is not None else None
-            skipped_lines.append(-1 if number is None else number)
-            invalid_rows.append(
-                _InvalidRow(row.expected_columns, row.actual_columns, number)
-            )
-            return "skip"
-
-        def failed(exc: Exception) -> Exception:
-            if careful:
-                return BadInputError(f"{self.path}: {exc}")
-            return _RetryCarefully()
-
-        try:
-            reader = self._open_csv(
-                careful, column_types, on_invalid_row, start and start["input_offset"]
-            )
-        except pa.ArrowInvalid as exc:
-            raise failed(exc) from exc
-        except OSError as exc:  # a damaged compressed file
-            raise _unreadable(self.path, exc) from exc
-        done = start["n_input"] if start else 0  # rows before this batch
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                break
-            except pa.ArrowInvalid as exc:
-                raise failed(exc) from exc
-            except OSError as exc:
-                raise _unreadable(self.path, exc) from exc
-            index = np.arange(done, done + batch.num_rows)
-            if skipped_lines:
-                # Valid rows before the j-th skipped line: its line - 2 - j.
-                skipped = np.sort(np.asarray(skipped_lines))
-                before = skipped - 2 - np.arange(skipped.size)
-                lines = 2 + index + np.searchsorted(before, index, side="right")
-            else:
-                lines = 2 + index
+    def _parquet_batches(self):
+        """Yield (batch, data row numbers, None, []) of a Parquet file, then a last
+        item with no batch (as :meth:`_pieces_in_parallel` does)."""
+        columns = list(
+            dict.fromkeys(self.needed + ([self.id_col] if self.id_col else []))
+        )
+        parquet = pq.ParquetFile(self.path)
+        rows_per_batch = max(1024, self.block_size // max(1, 8 * len(columns)))
+        done = 0
+        for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=columns):
+            rows = np.arange(done + 1, done + batch.num_rows + 1)
             done += batch.num_rows
-            found, invalid_rows[:] = list(invalid_rows), []
-            yield batch, lines - 1, lines, found
-        yield None, None, None, list(invalid_rows)
+            yield batch, rows, None, []
+        yield None, None, None, []
 
     def _column_types(self, careful: bool) -> dict[str, pa.DataType]:
         """Arrow types to read the needed columns as: numbers, or text to check."""
@@ -966,86 +884,99 @@ class _Job:
             column_types[self.id_col] = text_type
         return column_types
 
-    def _open_csv(self, careful, column_types, on_invalid_row, offset=None):
-        """A streaming reader of the file; from ``offset`` (the start of a data line
-        of an uncompressed file) when given."""
-        codec = _compression(self.path)
-        source: Any = self.path
-        names = None
-        if offset is not None:
-            source = pa.OSFile(str(self.path))
-            source.seek(offset)
-            names = self.header or read_table_header(self.path)
-        elif codec is not None:
-            source = pa.input_stream(str(self.path), codec)
-        return pacsv.open_csv(
-            source,
-            read_options=pacsv.ReadOptions(
-                block_size=self.block_size, use_threads=not careful, column_names=names
-            ),
-            parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
-            convert_options=_convert_options(column_types),
-        )
-
     def _pieces_in_parallel(self, pool: ThreadPoolExecutor):
-        """The fast read of a CSV file: items as :meth:`_batches` yields them.
+        """Yield (batch, data row numbers, line numbers, invalid rows) of a CSV
+        file, then a last item with no batch.
 
         The file is cut at line ends into pieces (:func:`_csv_pieces`) that ``pool``
-        parses side by side, with typed columns; pieces come back in file order.  A
-        row that does not parse raises :class:`_RetryCarefully`, as in the fast
-        :meth:`_batches`, whose line numbers (pyarrow's, without empty lines) these
-        are too.
+        parses side by side, with typed columns; pieces come back in file order.
+        A piece with a row that does not parse (a wrong number of fields, text in a
+        number column) is parsed again, alone, as text (:meth:`_parse_carefully`):
+        its rows with a wrong number of fields come back as invalid rows, and its
+        text values go to validation, which names them.  Line numbers are
+        pyarrow's (empty lines not counted; see :func:`_physical_lines`).
         """
         if self.header is None:
             self.header = read_table_header(self.path)
         column_types = self._column_types(careful=False)
         pending: deque = deque()
         begin = self.begin
-        done = begin["n_input"] if begin else 0  # rows yielded so far
+        done = begin["n_input"] if begin else 0  # lines read so far, header aside
         start = begin["input_offset"] if begin else None
 
         def parsed():
             nonlocal done
-            future, end = pending.popleft()
+            future, piece, end = pending.popleft()
             try:
-                batch = future.result()
-            except pa.ArrowInvalid as exc:
-                raise _RetryCarefully() from exc
-            lines = 2 + np.arange(done, done + batch.num_rows)
-            done += batch.num_rows
+                batch, invalid = future.result(), []
+                lines = 2 + np.arange(done, done + batch.num_rows)
+            except pa.ArrowInvalid:
+                batch, lines, invalid = self._parse_carefully(piece, done)
+            done += batch.num_rows + len(invalid)
             self.piece_ends.append((end, done))
-            return batch, lines - 1, lines, []
+            return batch, lines - 1, lines, invalid
 
         try:
             pieces = _csv_pieces(self.path, self.block_size * PIECE_BLOCKS, start)
             for piece, end in pieces:
                 args = (piece, self.header, column_types, self.block_size)
-                pending.append((pool.submit(_parse_piece, *args), end))
+                pending.append((pool.submit(_parse_piece, *args), piece, end))
                 if len(pending) > self.threads:  # parse at most `threads` ahead
                     yield parsed()
             while pending:
                 yield parsed()
         finally:
-            for future, _ in pending:
+            for future, _, _ in pending:
                 future.cancel()
         yield None, None, None, []
 
-    def run(
-        self, output: Path, careful: bool, start: dict[str, Any] | None = None
-    ) -> None:
-        """One read of the file into ``output``: fast (typed columns) or careful (as
-        text, to find bad rows); from where ``start`` (careful) or the resumed
-        progress (fast) says, after the rows already in ``output``."""
-        if careful:
-            if start is None and self.checkpoint is not None:
-                # From the start: the recorded progress no longer matches the
-                # output.  (From `start`, it still does: a resumed run redoes the
-                # fast read from there, then this careful one.)
-                self.checkpoint.discard(keep_partial=True)
-            self.checkpoint = None  # the careful read records no progress
-            self.begin = start
-        else:
-            self.begin = self.resume_state
+    def _parse_carefully(
+        self, piece: pa.Buffer, done: int
+    ) -> tuple[pa.RecordBatch, np.ndarray, list[_InvalidRow]]:
+        """A piece that did not parse with typed columns, parsed as text: its
+        batch, the line numbers of its rows, and its rows with a wrong number of
+        fields.  ``done``: the lines before the piece, header aside.
+
+        Only this piece pays for the text read (about 10x slower than the typed
+        one); the pieces after it are read fast again.
+        """
+        invalid: list[_InvalidRow] = []
+
+        def on_invalid_row(row) -> str:
+            # pyarrow numbers the piece's lines from 1 (empty lines not counted).
+            number = None if row.number is None else 1 + done + row.number
+            expected, actual = row.expected_columns, row.actual_columns
+            invalid.append(_InvalidRow(expected, actual, number))
+            return "skip"
+
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(piece),
+                read_options=pacsv.ReadOptions(
+                    column_names=self.header,
+                    block_size=self.block_size,
+                    use_threads=False,
+                ),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid_row),
+                convert_options=_convert_options(self._column_types(careful=True)),
+            )
+        except pa.ArrowInvalid as exc:  # not a matter of rows: invalid UTF-8, ...
+            raise BadInputError(f"{self.path}: {exc}") from exc
+        batch = _one_batch(table)
+        index = np.arange(batch.num_rows)
+        # A row's line: the lines before the piece, then its place among the valid
+        # rows, then the invalid rows before it (the j-th invalid line has
+        # `number - 2 - done - j` valid rows before it; an unknown number, first).
+        skipped = np.sort([-1 if r.number is None else r.number for r in invalid])
+        before = np.asarray(skipped, dtype=np.int64) - 2 - done
+        before -= np.arange(len(invalid))
+        lines = 2 + done + index + np.searchsorted(before, index, side="right")
+        return batch, lines, invalid
+
+    def run(self, output: Path) -> None:
+        """Read the file into ``output``: from line 2, or after the rows already
+        in ``output`` when resuming (``resume_state``)."""
+        self.begin = self.resume_state
         self.n_input = self.n_scored = self.n_anomalies = 0
         self.rejects = _Rejects()
         self.piece_ends = deque()  # (byte offset, rows) after each piece, in order
@@ -1103,11 +1034,8 @@ class _Job:
                 emit(*future.result(), n_rows)
 
         try:
-            if careful or _is_parquet(self.path):
-                batches = self._batches(careful)
-                if not careful:  # no invalid rows here: they go to the careful read
-                    batches = _regroup(batches, GROUP_ROWS)
-                batches = _prefetch(batches)
+            if _is_parquet(self.path):
+                batches = _prefetch(_regroup(self._parquet_batches(), GROUP_ROWS))
             else:
                 parsers = ThreadPoolExecutor(
                     self.threads, thread_name_prefix="ganomaly-parse"
@@ -1467,11 +1395,16 @@ def _parse_piece(
             column_names=names, block_size=block_size, use_threads=False
         ),
         convert_options=_convert_options(column_types),
-    ).combine_chunks()
-    batches = table.to_batches()
+    )
+    return _one_batch(table)
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    """A parsed table as one record batch (none of its rows copied twice)."""
+    batches = table.combine_chunks().to_batches()
     if batches:
         return batches[0]
-    return pa.RecordBatch.from_arrays(  # only empty lines in this piece
+    return pa.RecordBatch.from_arrays(  # no rows: only empty lines
         [column.combine_chunks() for column in table.columns], schema=table.schema
     )
 
@@ -1479,8 +1412,8 @@ def _parse_piece(
 def _regroup(items, min_rows: int):
     """Join consecutive small blocks into one of at least ``min_rows`` rows.
 
-    For items of :meth:`_Job._batches` without invalid rows (the fast read); the
-    final item (no batch) passes through.
+    For items of :meth:`_Job._parquet_batches` (no invalid rows); the final item
+    (no batch) passes through.
     """
     pending: list = []
     count = 0

@@ -129,3 +129,20 @@ def test_arrays_are_matched_by_position():
 def test_rejects_unknown_options(kwargs):
     with pytest.raises(ValueError):
         TabularPreprocessor(**kwargs).fit(_frame())
+
+
+def test_transform_of_columns_while_another_thread_imports_pandas(monkeypatch):
+    """The streaming scorer encodes dicts of columns in worker threads while the
+    main thread may be importing pandas (to validate a text column): a pandas
+    module without ``DataFrame`` yet is no DataFrame."""
+    import sys
+    import types
+
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.2, 0.3]})
+    pre = TabularPreprocessor().fit(frame)
+    half_imported = types.ModuleType("pandas")
+    monkeypatch.setitem(sys.modules, "pandas", half_imported)
+    columns = {name: frame[name].to_numpy() for name in frame.columns}
+    encoded = pre.transform(columns)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(encoded, pre.transform(frame))

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 
-import numpy as np
 import pytest
 
 import ganomaly.scoring as scoring
@@ -70,18 +69,17 @@ def _interrupt_after(monkeypatch, n_tables: int) -> None:
     monkeypatch.setattr(scoring._CsvWriter, "write_table", write_table)
 
 
-def _careful_read_offsets(monkeypatch) -> list:
-    """The input offsets the careful (text) reads start at, as they open: None
-    for line 2."""
-    offsets = []
-    original = scoring._Job._open_csv
+def _careful_parses(monkeypatch) -> list:
+    """For every piece parsed again as text: the lines before it (header aside)."""
+    starts = []
+    original = scoring._Job._parse_carefully
 
-    def open_csv(self, *args):
-        offsets.append(args[3] if len(args) > 3 else None)
-        return original(self, *args)
+    def parse_carefully(self, piece, done):
+        starts.append(done)
+        return original(self, piece, done)
 
-    monkeypatch.setattr(scoring._Job, "_open_csv", open_csv)
-    return offsets
+    monkeypatch.setattr(scoring._Job, "_parse_carefully", parse_carefully)
+    return starts
 
 
 def _progress(output):
@@ -193,28 +191,48 @@ def test_resume_needs_plain_csv_files(model, source, tmp_path, capsys):
     assert "resume needs an uncompressed CSV" in capsys.readouterr().err
 
 
-def test_a_careful_reread_is_not_resumable(fitted, tmp_path, monkeypatch):
-    """A row that does not parse sends the run to the careful (text) read, from the
-    start: the fast read's progress is dropped, and the output is complete."""
+def test_a_row_that_does_not_parse_keeps_the_run_resumable(
+    fitted, tmp_path, monkeypatch
+):
+    """A row with one field too many is read again as text with its piece only:
+    the progress records go on, and a run interrupted after that piece resumes to
+    the output and rejects of an uninterrupted run."""
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
     frame = make_transactions(3000, random_state=4).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
-    frame.loc[2500, "amount"] = "12,5"  # one field too many
+    frame.loc[1000, "amount"] = "12,5"  # one field too many
     frame.to_csv(tmp_path / "in.csv", index=False)
-    output = tmp_path / "out.csv"
-    summary = scoring.score_file(
-        fitted,
-        tmp_path / "in.csv",
-        output,
-        on_bad_rows="skip",
-        block_size=BLOCK,
-        progress=False,
-    )
-    assert (summary.n_input, summary.n_rejected) == (3000, 1)
-    scored = np.loadtxt(output, delimiter=",", skiprows=1, usecols=0)
-    assert scored.size == 2999
-    assert not _progress(output).exists()
-    assert not output.with_name(".out.csv.partial").exists()
+
+    def score(output, **options):
+        return scoring.score_file(
+            fitted,
+            tmp_path / "in.csv",
+            output,
+            on_bad_rows="skip",
+            block_size=BLOCK,
+            progress=False,
+            threads=1,
+            **options,
+        )
+
+    expected = score(tmp_path / "reference.csv")
+    assert (expected.n_input, expected.n_rejected) == (3000, 1)
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 20)  # about 40 pieces, the bad row in the 14th
+        with pytest.raises(KeyboardInterrupt):
+            score(tmp_path / "out.csv")
+    state = json.loads(_progress(tmp_path / "out.csv").read_text())
+    assert state["n_input"] > 1001 and len(state["rejects"]) == 1
+    careful = _careful_parses(monkeypatch)
+    resumed = score(tmp_path / "out.csv", resume=True)
+    assert careful == []  # the bad piece was behind the progress
+    assert (tmp_path / "out.csv").read_bytes() == (
+        tmp_path / "reference.csv"
+    ).read_bytes()
+    assert (tmp_path / "out.rejects.csv").read_bytes() == (
+        tmp_path / "reference.rejects.csv"
+    ).read_bytes()
+    assert (resumed.n_input, resumed.n_rejected) == (3000, 1)
 
 
 def test_cli_resume_says_where_it_resumed(
@@ -259,16 +277,16 @@ def test_a_second_run_into_the_same_output_is_refused(
 
 
 @pytest.mark.parametrize("id_col", [None, "transaction_id"])
-def test_the_careful_read_takes_over_after_the_pieces_written(
+def test_only_the_pieces_with_rows_that_do_not_parse_are_read_as_text(
     fitted, tmp_path, monkeypatch, id_col
 ):
-    """Rows that do not parse, far into a file: the careful (text) read starts at
-    the first piece not yet written, not at line 2, and the output, rejects, line
-    and row numbers are those of a careful read of the whole file."""
+    """Rows that do not parse, far into a file: only their pieces are parsed again
+    as text, and the output, rejects, line and row numbers are those of a text
+    read of the whole file as one piece."""
     frame = make_transactions(5000, random_state=8).drop(columns="is_fraud")
     frame[["amount", "hour"]] = frame[["amount", "hour"]].astype(object)
     frame.loc[2000, "amount"] = "nan"  # a bad value: the fast read rejects it
-    frame.loc[3500, "amount"] = "12,5"  # quoted text: the careful read
+    frame.loc[3500, "amount"] = "12,5"  # quoted text: one field too many
     frame.loc[4700, "hour"] = "x"
     text = frame.to_csv(index=False).splitlines(keepends=True)
     text[4001] = text[4001].rstrip("\n") + ",1\n"  # one field too many
@@ -276,10 +294,10 @@ def test_the_careful_read_takes_over_after_the_pieces_written(
     source = tmp_path / "in.csv"
     source.write_text("".join(text))
 
-    offsets = _careful_read_offsets(monkeypatch)
+    careful = _careful_parses(monkeypatch)
     results = {}
     for name, block in [("whole", 1 << 22), ("pieces", 1024)]:
-        offsets.clear()
+        careful.clear()
         output = tmp_path / f"{name}.csv"
         summary = scoring.score_file(
             fitted,
@@ -293,9 +311,10 @@ def test_the_careful_read_takes_over_after_the_pieces_written(
         rejects = output.with_name(f"{name}.rejects.csv").read_text()
         results[name] = (output.read_bytes(), rejects, summary)
         if name == "whole":
-            assert offsets == [None]  # one piece: the careful read from line 2
-        else:
-            assert len(offsets) == 1 and offsets[0] > len(text[0]) + 100_000
+            assert careful == [0]  # one piece, from line 2
+        else:  # the pieces of data rows 3500, 4000 and 4700 (after the empty line)
+            assert len(careful) == 3
+            assert careful[0] < 3501 < careful[1] < 4002 < careful[2] < 4702
     whole, pieces = results["whole"], results["pieces"]
     assert pieces[0] == whole[0]
     assert pieces[1] == whole[1]
@@ -304,12 +323,10 @@ def test_the_careful_read_takes_over_after_the_pieces_written(
     assert lines == ["2003", "3503", "4003", "4703"]  # after the empty line: +1
 
 
-def test_a_resumed_run_that_meets_a_bad_row_at_once_reads_on_carefully(
-    fitted, tmp_path, monkeypatch
-):
+def test_a_resumed_run_that_meets_a_bad_row_at_once(fitted, tmp_path, monkeypatch):
     """The piece right after the recorded progress holds a row that does not
-    parse: the careful read starts there (not at line 2), after the rows of the
-    interrupted run, and the output is that of an uninterrupted run."""
+    parse: that piece is read as text, after the rows of the interrupted run, and
+    the output is that of an uninterrupted run."""
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
     frame = make_transactions(4000, random_state=9).drop(columns="is_fraud")
     source = tmp_path / "in.csv"
@@ -317,8 +334,8 @@ def test_a_resumed_run_that_meets_a_bad_row_at_once_reads_on_carefully(
     ends = [end for _, end in scoring._csv_pieces(source, BLOCK * 4)]
     data = source.read_bytes()
     # Piece 19 gets a line with one field too many, and table 19 fails to be
-    # written (in the careful read that takes over there): the progress is that
-    # after piece 18, where the resumed run's fast read fails at once.
+    # written: the progress is that after piece 18, and the resumed run's first
+    # piece does not parse.
     first_line = data.index(b"\n", ends[17]) + 1
     source.write_bytes(data[:first_line] + b"1," + data[first_line:])
 
@@ -341,9 +358,9 @@ def test_a_resumed_run_that_meets_a_bad_row_at_once_reads_on_carefully(
             score(tmp_path / "out.csv")
     state = json.loads(_progress(tmp_path / "out.csv").read_text())
     assert state["input_offset"] == ends[17]
-    offsets = _careful_read_offsets(monkeypatch)
+    careful = _careful_parses(monkeypatch)
     resumed = score(tmp_path / "out.csv", resume=True)
-    assert offsets == [ends[17]]
+    assert careful == [state["n_input"]]
     assert (tmp_path / "out.csv").read_bytes() == reference.read_bytes()
     assert (tmp_path / "out.rejects.csv").read_bytes() == (
         tmp_path / "reference.rejects.csv"

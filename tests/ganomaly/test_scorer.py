@@ -271,10 +271,10 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     final line end."""
     import ganomaly.scoring as scoring
 
-    def no_careful_read(self, careful):
-        raise AssertionError("the fast read gave up")
+    def no_text_read(self, piece, done):
+        raise AssertionError("the typed parse gave up")
 
-    monkeypatch.setattr(scoring._Job, "_batches", no_careful_read)
+    monkeypatch.setattr(scoring._Job, "_parse_carefully", no_text_read)
 
     frame = make_transactions(2000, random_state=4).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
@@ -352,8 +352,8 @@ def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
 
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".zst"])
 def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
-    """A compressed CSV scores as the plain file does, fast read or careful read,
-    and an output named so is written compressed."""
+    """A compressed CSV scores as the plain file does, with or without a piece
+    read again as text, and an output named so is written compressed."""
     import pyarrow as pa
 
     import ganomaly.scoring as scoring
@@ -374,7 +374,7 @@ def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
     assert summary.n_scored == plain.n_scored == 1200
     with pa.input_stream(str(tmp_path / f"out.csv{suffix}"), compression=codec) as f:
         assert f.read() == (tmp_path / "plain.out.csv").read_bytes()
-    # A bad row sends the read to the careful path, which decompresses too.
+    # A bad row: its piece (decompressed) is read again as text.
     frame["amount"] = frame["amount"].astype(object)
     frame.loc[900, "amount"] = "n/a"
     with pa.output_stream(str(packed), compression=codec) as sink:
@@ -388,7 +388,7 @@ def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
 
 def test_a_damaged_compressed_file_is_named(fitted, tmp_path):
     """Not gzip at all, or cut short (an interrupted download): a clear error,
-    from the fast read and from the careful one, and no output."""
+    also after a piece read again as text, and no output."""
     import gzip
 
     import ganomaly.scoring as scoring
@@ -406,7 +406,7 @@ def test_a_damaged_compressed_file_is_named(fitted, tmp_path):
                 fitted, target, tmp_path / "out.csv", block_size=block_size
             )
     frame["amount"] = frame["amount"].astype(object)
-    frame.loc[5, "amount"] = "n/a"  # a bad row first: the careful read meets the end
+    frame.loc[5, "amount"] = "n/a"  # a bad row first, then the damaged end
     packed = gzip.compress(frame.to_csv(index=False).encode())
     target.write_bytes(packed[: len(packed) // 2])
     with pytest.raises(scoring.BadInputError, match="damaged or truncated gzip"):
