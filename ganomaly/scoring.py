@@ -18,10 +18,10 @@ all other rows are scored; input rows = scored rows + rejected rows, always.
 What counts as bad, for a model's column: text that is no number, ``NaN`` or an
 infinite value in a numeric column, and a row with the wrong number of fields.  Only
 the piece of the file (4 MiB) that holds such a row is read again, as text, to find
-and name it.  An
-empty field is a *missing* value, handled by the model's missing-value policy
-(rejected only if the model was trained with ``missing="error"``).  Unknown
-categories are fine (they encode as "none of the known ones").
+and name it.  An empty field is a *missing* value, handled by the model's
+missing-value policy (rejected only if the model was trained with
+``missing="error"``).  Unknown categories are fine (they encode as "none of the known
+ones").
 
 Line numbers count physical lines, the header being line 1; they are exact for files
 without line breaks inside quoted fields.  Parquet files have no lines: their
@@ -1043,6 +1043,8 @@ class _Job:
                 batches = self._pieces_in_parallel(parsers)
             with _one_blas_thread():  # once for all workers (a global setting)
                 for batch, rows, lines, invalid in batches:
+                    if invalid and batch is not None and self.on_bad_rows == "error":
+                        self._name_values_before(batch, rows, lines, invalid)
                     self._reject_invalid_rows(invalid)
                     if batch is None:
                         continue
@@ -1096,6 +1098,17 @@ class _Job:
                 ident = ids[index].as_py() if ids is not None else None
                 self.rejects.add(int(rows[index]), line, column, reason, ident)
         return good, values, ids
+
+    def _name_values_before(self, batch, rows, lines, invalid) -> None:
+        """Under ``on_bad_rows="error"``: a bad value on a line before the piece's
+        first row with a wrong number of fields is the first bad row, the one to
+        name (raises :class:`BadInputError`)."""
+        first = min((r.number for r in invalid if r.number is not None), default=None)
+        n = 0 if first is None else int(np.searchsorted(lines, first))
+        if n:
+            head = batch.slice(0, n)
+            if _validate_batch(head, self.numeric, self.missing_is_bad)[1]:
+                self._validate(head, rows[:n], lines[:n])  # names the first
 
     def _reject_invalid_rows(self, invalid: list) -> None:
         for row in invalid:

@@ -350,6 +350,28 @@ def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_the_first_bad_row_of_a_piece_is_named_whatever_its_kind(fitted, tmp_path):
+    """One piece, two bad rows: text in a number column and a line with one field
+    too many.  The piece is read as text; the error names whichever comes first."""
+    import ganomaly.scoring as scoring
+
+    frame = make_transactions(300, random_state=5).drop(columns="is_fraud")
+    frame["amount"] = frame["amount"].astype(object)
+    for value_row, long_line in ((100, 201), (250, 201)):
+        bad = frame.copy()
+        bad.loc[value_row, "amount"] = "n/a"
+        lines = bad.to_csv(index=False).splitlines(keepends=True)
+        lines[long_line] = lines[long_line].rstrip("\n") + ",1\n"
+        (tmp_path / "in.csv").write_text("".join(lines))
+        first = (
+            f"line {value_row + 2}, column 'amount'"
+            if value_row + 2 < long_line + 1
+            else f"line {long_line + 1}: expected"
+        )
+        with pytest.raises(scoring.BadInputError, match=first):
+            scoring.score_file(fitted, tmp_path / "in.csv", tmp_path / "out.csv")
+
+
 @pytest.mark.parametrize("suffix", [".gz", ".bz2", ".zst"])
 def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
     """A compressed CSV scores as the plain file does, with or without a piece
