@@ -194,13 +194,14 @@ def test_resume_needs_plain_csv_files(model, source, tmp_path, capsys):
 def test_a_row_that_does_not_parse_keeps_the_run_resumable(
     fitted, tmp_path, monkeypatch
 ):
-    """A row with one field too many is read again as text with its piece only:
-    the progress records go on, and a run interrupted after that piece resumes to
-    the output and rejects of an uninterrupted run."""
+    """A row that does not parse with typed columns (quoted text in a number
+    column) is read again as text with its piece only: the progress records go on,
+    and a run interrupted after that piece resumes to the output and rejects of an
+    uninterrupted run."""
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
     frame = make_transactions(3000, random_state=4).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
-    frame.loc[1000, "amount"] = "12,5"  # one field too many
+    frame.loc[1000, "amount"] = "12,5"  # written quoted: text in a number column
     frame.to_csv(tmp_path / "in.csv", index=False)
 
     def score(output, **options):
@@ -218,7 +219,7 @@ def test_a_row_that_does_not_parse_keeps_the_run_resumable(
     expected = score(tmp_path / "reference.csv")
     assert (expected.n_input, expected.n_rejected) == (3000, 1)
     with monkeypatch.context() as patched:
-        _interrupt_after(patched, 20)  # about 40 pieces, the bad row in the 14th
+        _interrupt_after(patched, 20)  # 31 pieces, the bad row in the 11th
         with pytest.raises(KeyboardInterrupt):
             score(tmp_path / "out.csv")
     state = json.loads(_progress(tmp_path / "out.csv").read_text())
@@ -286,7 +287,7 @@ def test_only_the_pieces_with_rows_that_do_not_parse_are_read_as_text(
     frame = make_transactions(5000, random_state=8).drop(columns="is_fraud")
     frame[["amount", "hour"]] = frame[["amount", "hour"]].astype(object)
     frame.loc[2000, "amount"] = "nan"  # a bad value: the fast read rejects it
-    frame.loc[3500, "amount"] = "12,5"  # quoted text: one field too many
+    frame.loc[3500, "amount"] = "12,5"  # written quoted: text in a number column
     frame.loc[4700, "hour"] = "x"
     text = frame.to_csv(index=False).splitlines(keepends=True)
     text[4001] = text[4001].rstrip("\n") + ",1\n"  # one field too many

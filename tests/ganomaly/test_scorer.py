@@ -337,7 +337,7 @@ def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
 
     frame = make_transactions(1500, random_state=5).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
-    frame.loc[1234, "amount"] = "12,5"  # one field too many: a parse error
+    frame.loc[1234, "amount"] = "12,5"  # written quoted: text in a number column
     frame.to_csv(tmp_path / "in.csv", index=False)
     with pytest.raises(scoring.BadInputError, match="line 1236"):
         scoring.score_file(
