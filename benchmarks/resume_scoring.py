@@ -7,6 +7,8 @@ fits the same small model, then measures, each a fresh ``ganomaly score`` proces
 * ``killed``: the same run, killed (SIGKILL) once its recorded progress passes
   ``--kill-at`` of the rows, then ``--resume``: the resumed run's seconds, and
   whether its output equals the reference byte for byte;
+* the same two with the file gzip-compressed (``--gzip``): a resumed run
+  decompresses up to its recorded offset, then parses and scores;
 * ``bad line``: a copy of the file with one line given an extra field at
   ``--bad-at`` of the rows (near the start and near the end by default), scored
   with ``--on-bad-rows skip``: the piece (4 MiB) that holds the line is parsed
@@ -16,6 +18,7 @@ Usage::
 
     python benchmarks/resume_scoring.py                 # 4M rows
     python benchmarks/resume_scoring.py --rows 500000 --record-every 0.5
+    python benchmarks/resume_scoring.py --gzip          # also a .csv.gz input
 
 Files go to ``--work-dir`` (default: a temporary folder, removed at the end).
 """
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         "10 in ganomaly score; less here, so that a run of a few seconds has "
         "records to resume from)",
     )
+    parser.add_argument("--gzip", action="store_true", help="also a .csv.gz input")
     parser.add_argument("--work-dir", type=Path)
     args = parser.parse_args(argv)
     global RECORD_EVERY
@@ -135,6 +139,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         resumed = timed(score(model, source, output, "--resume"))
         same = output.read_bytes() == reference.read_bytes()
+        packed_runs = None
+        if args.gzip:
+            import pyarrow as pa
+
+            packed = work / "card.csv.gz"
+            with pa.output_stream(str(packed), compression="gzip") as sink:
+                with open(source, "rb") as plain:
+                    while chunk := plain.read(1 << 24):
+                        sink.write(chunk)
+            packed_full = timed(score(model, packed, output))
+            packed_same = output.read_bytes() == reference.read_bytes()
+            packed_killed = kill_when(
+                score(model, packed, output), progress, int(args.kill_at * args.rows)
+            )
+            packed_resumed = timed(score(model, packed, output, "--resume"))
+            packed_same &= output.read_bytes() == reference.read_bytes()
+            packed_runs = (packed_full, *packed_killed, packed_resumed, packed_same)
+            packed.unlink()
 
         bad_lines = []  # (data row, seconds, output = reference without the row)
         for share in args.bad_at:
@@ -159,12 +181,21 @@ def main(argv: list[str] | None = None) -> int:
             f"| killed after {killed_after:.1f} s (last record: row {recorded:,}), "
             f"then `--resume` | {resumed:.1f} |"
         )
+        if packed_runs:
+            full_gz, killed_gz, recorded_gz, resumed_gz, _ = packed_runs
+            print(f"| full run, .csv.gz input | {full_gz:.1f} |")
+            print(
+                f"| .csv.gz input killed after {killed_gz:.1f} s (last record: row "
+                f"{recorded_gz:,}), then `--resume` | {resumed_gz:.1f} |"
+            )
         for bad_row, seconds, _ in bad_lines:
             print(
                 f"| one line with an extra field at row {bad_row:,}, "
                 f"`--on-bad-rows skip` | {seconds:.1f} |"
             )
         print(f"\nresumed output identical to the full run's: {same}")
+        if packed_runs:
+            print(f".csv.gz outputs identical to the full run's: {packed_runs[-1]}")
         for bad_row, _, whole in bad_lines:
             print(f"bad line at row {bad_row:,}: the full run's other rows: {whole}")
     finally:

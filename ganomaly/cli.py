@@ -641,7 +641,8 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue an interrupted run into the same OUTPUT (killed, Ctrl-C, "
-        "disk full) from its last recorded progress; CSV input and output only. "
+        "disk full) from its last recorded progress; a CSV input (plain or "
+        "compressed) and an uncompressed CSV output. "
         "Without it a new run starts over",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")

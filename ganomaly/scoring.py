@@ -425,15 +425,15 @@ def score_file(
     resume : bool, default=False
         Continue the interrupted run that scored this input to this output (killed,
         interrupted or out of disk space) from its last recorded progress, instead
-        of starting over; with no such run, start.  A run from a CSV file to a
-        CSV file (uncompressed) writes its rows to ``.NAME.partial`` next to the
-        output and records its progress every ``CHECKPOINT_SECONDS`` (10 s) in
-        ``.NAME.partial.json``; the output appears at its path only when
-        complete.  The input file, the model and the options must be those of
-        the interrupted run (checked; :class:`ResumeError` otherwise).  After a
-        row that does not parse, the run reads on as text (slower, to find and
-        name bad rows) from the first piece not yet written; that part records
-        no progress, so a resumed run redoes it from the last record.
+        of starting over; with no such run, start.  A run from a CSV file (plain
+        or compressed) to an uncompressed CSV file writes its rows to
+        ``.NAME.partial`` next to the output and records its progress every
+        ``CHECKPOINT_SECONDS`` (10 s) in ``.NAME.partial.json``; the output
+        appears at its path only when complete.  The input file, the model and
+        the options must be those of the interrupted run (checked;
+        :class:`ResumeError` otherwise).  A resumed run reads a plain input from
+        the recorded offset; a compressed one is decompressed up to it, and
+        parsed and scored only after it.
 
     Returns
     -------
@@ -461,12 +461,13 @@ def score_file(
     input_path, output_path = Path(input_path), Path(output_path)
     if rejects_path is None and on_bad_rows == "skip":
         rejects_path = output_path.with_name(_table_stem(output_path) + ".rejects.csv")
-    resumable = not any(
-        _is_parquet(p) or _compression(p) for p in (input_path, output_path)
+    resumable = not (
+        _is_parquet(input_path) or _is_parquet(output_path) or _compression(output_path)
     )
     if resume and not resumable:
         raise ResumeError(
-            "resume needs an uncompressed CSV input and output, got "
+            "resume needs a CSV input (plain or compressed) and an uncompressed CSV "
+            "output, got "
             f"{input_path.name} -> {output_path.name}"
         )
     job = _open_job(
@@ -1139,8 +1140,8 @@ class _Job:
 
 class ResumeError(BadInputError):
     """An interrupted scoring run cannot be resumed: its progress file belongs to
-    another input, model or options, or is damaged; or the files are not the
-    uncompressed CSV files that a resumable run reads and writes."""
+    another input, model or options, or is damaged; or the files are not what a
+    resumable run reads and writes (a CSV input, an uncompressed CSV output)."""
 
 
 class OutputBusyError(BadInputError):
@@ -1328,16 +1329,15 @@ def _convert_options(column_types: dict[str, pa.DataType]) -> pacsv.ConvertOptio
 def _csv_pieces(path: Path, size: int, start: int | None = None):
     """The data lines of a CSV file (line 1, the header, left out) as Arrow buffers
     of about ``size`` bytes, each ending at a line end: (piece, byte offset after
-    it in the file; None for a compressed file).
+    it in the file, decompressed if the file is compressed).
 
     Every byte of an uncompressed file is copied once, from the file into its
     piece; the part of a line cut by the end of a piece is read again at the start
-    of the next one.  ``start``: the offset of a line to start at (uncompressed
-    files only), instead of line 2.
+    of the next one.  ``start``: the offset of a line to start at, instead of line
+    2 (a compressed file is decompressed up to it).
     """
     if _compression(path) is not None:
-        for piece in _stream_pieces(path, size):
-            yield piece, None
+        yield from _stream_pieces(path, size, start)
         return
     if start is None:
         with open(path, "rb") as handle:
@@ -1372,25 +1372,36 @@ def _csv_pieces(path: Path, size: int, start: int | None = None):
             yield pa.py_buffer(piece).slice(0, cut), offset
 
 
-def _stream_pieces(path: Path, size: int):
-    """:func:`_csv_pieces` of a compressed file, which cannot seek back."""
+def _stream_pieces(path: Path, size: int, start: int | None = None):
+    """:func:`_csv_pieces` of a compressed file, which cannot seek: offsets count
+    decompressed bytes, and a ``start`` is reached by decompressing up to it."""
+
+    def read(handle, n: int) -> bytes:
+        try:
+            return handle.read(n)
+        except (OSError, pa.ArrowException, EOFError) as exc:
+            raise _unreadable(path, exc) from exc
+
     with _open_bytes(path) as handle:
-        handle.readline()
+        offset = len(handle.readline())
+        while start is not None and offset < start:
+            skipped = len(read(handle, min(size, start - offset)))
+            if not skipped:
+                raise _unreadable(path, EOFError(f"ends before byte {start}"))
+            offset += skipped
         rest = b""
         while True:
-            try:
-                data = handle.read(size)
-            except (OSError, pa.ArrowException, EOFError) as exc:
-                raise _unreadable(path, exc) from exc
+            data = read(handle, size)
             if not data:
                 if rest:
-                    yield pa.py_buffer(rest)
+                    yield pa.py_buffer(rest), offset + len(rest)
                 return
             data = rest + data if rest else data
             cut = data.rfind(b"\n") + 1
             rest = data[cut:]
             if cut:
-                yield pa.py_buffer(data[:cut])
+                offset += cut
+                yield pa.py_buffer(data[:cut]), offset
 
 
 def _parse_piece(

@@ -181,14 +181,67 @@ def test_bad_input_leaves_no_progress_behind(model, source, tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resume_needs_plain_csv_files(model, source, tmp_path, capsys):
-    with pytest.raises(scoring.ResumeError, match="uncompressed CSV"):
+def test_resume_needs_a_csv_input_and_a_plain_csv_output(
+    model, source, tmp_path, capsys
+):
+    with pytest.raises(scoring.ResumeError, match="uncompressed CSV output"):
         _score(model, source, tmp_path / "out.parquet", resume=True)
-    with pytest.raises(scoring.ResumeError, match="uncompressed CSV"):
+    with pytest.raises(scoring.ResumeError, match="uncompressed CSV output"):
         _score(model, source, tmp_path / "out.csv.gz", resume=True)
     args = ["score", str(model), str(source), "-o", str(tmp_path / "out.parquet")]
     assert main([*args, "--resume"]) == 2
-    assert "resume needs an uncompressed CSV" in capsys.readouterr().err
+    assert "uncompressed CSV output" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_compressed_input_resumes_after_its_recorded_offset(
+    model, source, reference, tmp_path, monkeypatch, codec
+):
+    """A .csv.gz / .csv.zst input: the resumed run decompresses up to the recorded
+    (decompressed) offset, parses and scores only what follows, and writes the
+    output and rejects of an uninterrupted run."""
+    import pyarrow as pa
+
+    summary, expected, expected_rejects = reference
+    packed = tmp_path / f"in.csv.{'gz' if codec == 'gzip' else 'zst'}"
+    with pa.output_stream(str(packed), compression=codec) as sink:
+        sink.write(source.read_bytes())
+    output = tmp_path / "out.csv"
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 30)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, packed, output, threads=2)
+    state = json.loads(_progress(output).read_text())
+    assert 0 < state["n_input"] < summary.n_input
+    # The recorded offset is that of the plain file's line after the last row.
+    lines = source.read_bytes().split(b"\n")[: 1 + state["n_input"]]
+    assert state["input_offset"] == sum(len(line) + 1 for line in lines)
+
+    parsed = []
+    original = scoring._parse_piece
+    monkeypatch.setattr(
+        scoring, "_parse_piece", lambda data, *a: parsed.append(1) or original(data, *a)
+    )
+    resumed = _score(model, packed, output, threads=2, resume=True)
+    assert output.read_bytes() == expected
+    assert output.with_name("out.rejects.csv").read_bytes() == expected_rejects
+    counts = (resumed.n_input, resumed.n_scored, resumed.n_rejected)
+    assert counts == (summary.n_input, summary.n_scored, summary.n_rejected)
+    assert resumed.n_resumed == state["n_input"]
+    n_pieces = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
+    assert 0 < len(parsed) < n_pieces - 20  # the scored part was not parsed again
+
+
+def test_a_compressed_input_cut_before_the_recorded_offset_is_named(tmp_path):
+    import gzip
+
+    packed = tmp_path / "in.csv.gz"
+    packed.write_bytes(gzip.compress(b"a,b\n1,2\n3,4\n"))
+    pieces = scoring._csv_pieces(packed, 4096, start=8)
+    assert [(p.to_pybytes(), end) for p, end in pieces] == [(b"3,4\n", 12)]
+    with pytest.raises(scoring.BadInputError, match="ends before byte 100"):
+        list(scoring._csv_pieces(packed, 4096, start=100))
 
 
 def test_a_row_that_does_not_parse_keeps_the_run_resumable(
