@@ -133,12 +133,17 @@ def main(argv: list[str] | None = None) -> int:
         reference = work / "reference.csv"
         full = timed(score(model, source, reference))
         output = work / "out.csv"
-        progress = work / ".out.csv.partial.json"
-        killed_after, recorded = kill_when(
-            score(model, source, output), progress, int(args.kill_at * args.rows)
-        )
-        resumed = timed(score(model, source, output, "--resume"))
-        same = output.read_bytes() == reference.read_bytes()
+
+        def killed_and_resumed(source: Path) -> tuple[float, int, float, bool]:
+            """(seconds to the kill, rows recorded, seconds to resume, output =
+            reference)."""
+            progress = work / ".out.csv.partial.json"
+            rows = int(args.kill_at * args.rows)
+            killed = kill_when(score(model, source, output), progress, rows)
+            resumed = timed(score(model, source, output, "--resume"))
+            return (*killed, resumed, output.read_bytes() == reference.read_bytes())
+
+        killed_after, recorded, resumed, same = killed_and_resumed(source)
         packed_runs = None
         if args.gzip:
             import pyarrow as pa
@@ -149,13 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                     while chunk := plain.read(1 << 24):
                         sink.write(chunk)
             packed_full = timed(score(model, packed, output))
-            packed_same = output.read_bytes() == reference.read_bytes()
-            packed_killed = kill_when(
-                score(model, packed, output), progress, int(args.kill_at * args.rows)
-            )
-            packed_resumed = timed(score(model, packed, output, "--resume"))
-            packed_same &= output.read_bytes() == reference.read_bytes()
-            packed_runs = (packed_full, *packed_killed, packed_resumed, packed_same)
+            full_same = output.read_bytes() == reference.read_bytes()
+            *packed_killed, packed_same = killed_and_resumed(packed)
+            packed_runs = (packed_full, *packed_killed, full_same and packed_same)
             packed.unlink()
 
         bad_lines = []  # (data row, seconds, output = reference without the row)
