@@ -388,36 +388,14 @@ class Scorer:
         digest.update(self.feature_error_scale_.tobytes())
         return digest.hexdigest()
 
-    def _mlp(self, x: np.ndarray, part: str, buffers: dict) -> np.ndarray:
-        """One of the three MLPs on the rows of ``x``, in ``buffers`` (see
-        :meth:`_buffers`): the same products and roundings as ``x @ W + b`` and
-        ``maximum(h, 0.2 h)``, without a new array per layer."""
+    def _mlp(self, x: np.ndarray, part: str) -> np.ndarray:
         layers = self._layers[part]
         for i, (weight, bias) in enumerate(layers):
-            h = buffers[part][i][: x.shape[0]]
-            np.matmul(x, weight, out=h)
-            h += bias
+            x = x @ weight
+            x += bias
             if i < len(layers) - 1:  # LeakyReLU between layers, none after the last
-                scaled = buffers["scratch"][: h.size].reshape(h.shape)
-                np.multiply(h, _NEGATIVE_SLOPE, out=scaled)
-                np.maximum(h, scaled, out=h)
-            x = h
+                np.maximum(x, _NEGATIVE_SLOPE * x, out=x)
         return x
-
-    def _buffers(self, rows: int, n_features: int) -> dict:
-        """Work arrays for blocks of up to ``rows`` rows: the input, every layer's
-        output, and scratch for the activations.  One set per call of
-        :meth:`errors`, so that scoring threads never share one."""
-        buffers: dict = {"input": np.empty((rows, n_features), dtype=self.dtype)}
-        widest = 0
-        for part in _PARTS:
-            buffers[part] = [
-                np.empty((rows, weight.shape[1]), dtype=self.dtype)
-                for weight, _ in self._layers[part]
-            ]
-            widest = max([widest] + [w.shape[1] for w, _ in self._layers[part]])
-        buffers["scratch"] = np.empty(rows * widest, dtype=self.dtype)
-        return buffers
 
     def errors(
         self, encoded: np.ndarray, need_latent: bool = True
@@ -435,19 +413,15 @@ class Scorer:
         n, n_features = encoded.shape
         errors = np.empty((n, n_features), dtype=np.float32, order="F")
         latent_errors = np.zeros(n, dtype=np.float64)
-        if n == 0:
-            return errors, latent_errors
-        buffers = self._buffers(min(_BLOCK, n + n % 2), n_features)
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
             rows = stop - start
-            x = buffers["input"][: rows + rows % 2]
+            x = np.zeros((rows + rows % 2, n_features), dtype=self.dtype)
             x[:rows] = encoded[start:stop]
-            x[rows:] = 0.0
-            latent = self._mlp(x, "encoder", buffers)
-            reconstruction = self._mlp(latent, "decoder", buffers)
+            latent = self._mlp(x, "encoder")
+            reconstruction = self._mlp(latent, "decoder")
             if need_latent:
-                difference = self._mlp(reconstruction, "second_encoder", buffers)
+                difference = self._mlp(reconstruction, "second_encoder")
                 np.subtract(latent, difference, out=difference)
                 np.square(difference, out=difference)
                 latent_errors[start:stop] = difference[:rows].mean(
