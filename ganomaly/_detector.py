@@ -497,6 +497,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         scorer = cls.from_model(arrays, config, dtype=dtype)
         if cls is _TorchScorer:
             scorer.generator = self.generator_
+            scorer.position_free = False  # float32 products in torch's blocks
         return scorer
 
     def _encode(self, X: Any) -> np.ndarray:

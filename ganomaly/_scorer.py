@@ -13,12 +13,15 @@ that function once, for every way of scoring:
   :func:`load_scorer` reads a model file without importing torch or scikit-learn
   (about 2.5 s of start-up saved per process).
 
-Precision: float64 by default, like the estimator, so that a row's score does not
-depend on the rows around it (block, partition, file): with OpenBLAS's float64
-kernels it is the same to the last bit (see :meth:`Scorer.errors`).  float32 is
-about twice as fast in the networks (a fifth of the end-to-end CPU time), but BLAS
-float32 products differ in the last bits with a row's position in its block, so the
-same row can get scores that differ by about 1e-6 relative.
+Precision: float64 by default, the estimator's arithmetic.  Either way a row's score
+does not depend on the rows around it (block, partition, file), to the last bit:
+BLAS kernels compute some places of a product (the last row of an odd block, the
+ends of a float32 block) with other instructions, and the scorer keeps rows out of
+those places (:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32
+is about twice as fast in the networks, an eighth of the end-to-end CPU time, and
+its scores differ from the estimator's by about 1e-7 relative.  The float32 layout
+was measured on OpenBLAS's Haswell/Zen kernels; each Scorer checks it on its own
+weights and says in ``position_free`` whether it holds.
 """
 
 from __future__ import annotations
@@ -45,6 +48,15 @@ RECONSTRUCTION_ERRORS = ("scaled_squared", "absolute")
 # Rows per matrix product: small enough to stay in cache (measured on one core,
 # float64: 2048 rows 1.35 s per million rows, 8192 rows 1.52 s, 32768 rows 2.63 s).
 _BLOCK = 2048
+# float32 products run feature-major, on blocks of exactly _COLUMNS rows (columns
+# there) whose first and last _MARGIN are zeros.  OpenBLAS's float32 kernels
+# (Haswell/Zen) compute the 8 columns at either end of such a product with other
+# instructions than those in between, whose last bits differ; in between, every
+# row gets the same bits wherever it is.  Scorer checks this on its own weights
+# (_same_bits_everywhere) and says so in `position_free`.
+_COLUMNS = 320
+_MARGIN = 8
+_STACK = 8  # blocks per matmul call
 _NEGATIVE_SLOPE = 0.2  # gancore's MLPGenerator with activation="leaky_relu"
 _PARTS = ("encoder", "decoder", "second_encoder")
 _CONTROLLER: Any = None
@@ -274,6 +286,14 @@ class Scorer:
         Per-feature units of the squared errors (ones if omitted).
     reconstruction_errors : {"scaled_squared", "absolute"}, default="absolute"
         See :func:`feature_errors`; the default is that of old model files.
+
+    Attributes
+    ----------
+    position_free : bool
+        Whether a row's scores are the same to the last bit wherever it falls in a
+        block.  Always for float64; for float32, where this BLAS computes every
+        place between the margins of a block alike (checked at construction);
+        never for other dtypes.
     """
 
     def __init__(
@@ -322,6 +342,20 @@ class Scorer:
             ]
             for part in _PARTS
         }
+        # float32: (weight, bias repeated over a block's columns), for products
+        # with rows as columns.  A bias column broadcast along a block's rows would
+        # make numpy copy it into a buffer for every add: a third slower.
+        self._by_feature = {}
+        self.position_free = self.dtype == np.float64
+        if self.dtype == np.float32:
+            self._by_feature = {
+                part: [
+                    (np.ascontiguousarray(w.T), np.repeat(b[:, None], _COLUMNS, 1))
+                    for w, b in layers
+                ]
+                for part, layers in self._layers.items()
+            }
+            self.position_free = _same_bits_everywhere(self._by_feature, self.dtype)
         columns = preprocessor.input_columns_
         self._n_columns = len(columns)
         self._sources = np.asarray(preprocessor.source_columns_, dtype=np.intp)
@@ -408,8 +442,11 @@ class Scorer:
 
         A row's float64 results do not depend on its block: blocks of an odd number
         of rows get a row of zeros, because OpenBLAS computes the last row of an odd
-        block with another kernel, whose products differ in the last bits.
+        block with another kernel, whose products differ in the last bits.  float32
+        products run feature-major, see :meth:`_errors_by_feature`.
         """
+        if self.dtype == np.float32:
+            return self._errors_by_feature(encoded, need_latent)
         n, n_features = encoded.shape
         errors = np.empty((n, n_features), dtype=np.float32, order="F")
         latent_errors = np.zeros(n, dtype=np.float64)
@@ -436,6 +473,61 @@ class Scorer:
             )
         return errors, latent_errors
 
+    def _errors_by_feature(
+        self, encoded: np.ndarray, need_latent: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`errors` with rows as columns, in products of ``_COLUMNS`` columns
+        whose first and last ``_MARGIN`` are zeros and the others rows.
+
+        With OpenBLAS's float32 kernels for Haswell/Zen, a row then gets the same
+        bits wherever it is (``position_free``).  ``_STACK`` such blocks go through
+        each layer together (one matmul call, one product each), so that Python
+        costs no more per row than with the float64 blocks.
+        """
+        n, n_features = encoded.shape
+        errors = np.empty((n, n_features), dtype=np.float32, order="F")
+        latent_errors = np.zeros(n, dtype=np.float64)
+        width = _COLUMNS - 2 * _MARGIN
+        step = width * _STACK
+        x = np.zeros((_STACK, n_features, _COLUMNS), dtype=self.dtype)
+        inside = x[:, :, _MARGIN : _MARGIN + width]
+        scale = np.repeat(
+            self.feature_error_scale_.astype(self.dtype)[:, None], width, 1
+        )
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            if stop - start < step:
+                inside[...] = 0
+            _put_rows(inside, encoded[start:stop])
+            latent = self._mlp_by_feature(x, "encoder")
+            reconstruction = self._mlp_by_feature(latent, "decoder")
+            if need_latent:
+                difference = self._mlp_by_feature(reconstruction, "second_encoder")
+                np.subtract(latent, difference, out=difference)
+                np.square(difference, out=difference)
+                means = difference[:, :, _MARGIN : _MARGIN + width].mean(
+                    axis=1, dtype=np.float64
+                )
+                latent_errors[start:stop] = means.reshape(-1)[: stop - start]
+            np.subtract(x, reconstruction, out=reconstruction)
+            difference = reconstruction[:, :, _MARGIN : _MARGIN + width]
+            if self.reconstruction_errors_ == "absolute":
+                np.abs(difference, out=difference)
+            else:
+                np.square(difference, out=difference)
+                difference /= scale
+            _take_rows(difference, errors[start:stop])
+        return errors, latent_errors
+
+    def _mlp_by_feature(self, x: np.ndarray, part: str) -> np.ndarray:
+        layers = self._by_feature[part]
+        for i, (weight, bias) in enumerate(layers):
+            x = weight @ x  # a product of _COLUMNS columns per stacked block
+            x += bias
+            if i < len(layers) - 1:
+                np.maximum(x, _NEGATIVE_SLOPE * x, out=x)
+        return x
+
     def score_and_explain(
         self, encoded: np.ndarray, top_k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -455,6 +547,55 @@ class Scorer:
                 encoded, need_latent=self.score_type != "reconstruction"
             )
         return combine_scores(errors, latent, self.score_type, self.score_scale_)
+
+
+def _put_rows(blocks: np.ndarray, rows: np.ndarray) -> None:
+    """Rows ``(n, features)`` into stacked blocks ``(stack, features, width)``:
+    row ``i`` to block ``i // width``, column ``i % width``."""
+    _, n_features, width = blocks.shape
+    full, rest = divmod(rows.shape[0], width)
+    cut = full * width
+    blocks[:full] = rows[:cut].reshape(full, width, n_features).transpose(0, 2, 1)
+    if rest:
+        blocks[full, :, :rest] = rows[cut:].T
+
+
+def _take_rows(blocks: np.ndarray, rows: np.ndarray) -> None:
+    """The inverse of :func:`_put_rows`, for the first ``len(rows)`` rows."""
+    _, n_features, width = blocks.shape
+    full, rest = divmod(rows.shape[0], width)
+    cut = full * width
+    by_feature = rows.T  # (features, n), contiguous for Fortran-ordered rows
+    by_feature[:, :cut].reshape(n_features, full, width)[...] = blocks[:full].transpose(
+        1, 0, 2
+    )
+    if rest:
+        by_feature[:, cut:] = blocks[full, :, :rest]
+
+
+def _same_bits_everywhere(
+    layers: dict[str, list[tuple[np.ndarray, np.ndarray]]], dtype: Any
+) -> bool:
+    """Whether every product of :meth:`Scorer._errors_by_feature` gives a row the
+    same bits at every place between the margins of a block.
+
+    Checked with the layers' own shapes: a random row repeated in every column
+    must come out the same in every column, under the one BLAS thread that
+    scoring uses.  True with OpenBLAS's Haswell/Zen kernels; other BLAS builds
+    may block their products otherwise.
+    """
+    rng = np.random.default_rng(0)
+    with _one_blas_thread():
+        for part_layers in layers.values():
+            for weight, _ in part_layers:
+                x = np.zeros((_STACK, weight.shape[1], _COLUMNS), dtype=dtype)
+                rows = slice(_MARGIN, _COLUMNS - _MARGIN)
+                for _ in range(2):
+                    x[:, :, rows] = rng.normal(size=(weight.shape[1], 1))
+                    inside = (weight @ x)[:, :, rows]
+                    if not (inside == inside[:1, :, :1]).all():
+                        return False
+    return True
 
 
 def load_scorer(path: str | Path, dtype: Any = np.float64) -> Scorer:

@@ -628,8 +628,9 @@ def _parser() -> argparse.ArgumentParser:
         "--precision",
         choices=["float64", "float32"],
         default="float64",
-        help="of the networks (float64: the estimator's scores, whatever the "
-        "blocks; float32: a fifth less CPU time, scores within ~1e-5 relative)",
+        help="of the networks (float64: the estimator's scores; float32: an eighth "
+        "less CPU time, scores within ~1e-7 relative of those; either way a row's "
+        "score does not depend on the rows around it)",
     )
     score.add_argument(
         "--score-threads",
