@@ -358,6 +358,8 @@ class TabularPreprocessor:
     def _check_numeric(self, name: str, values: np.ndarray) -> np.ndarray:
         """The missing-value mask of a numeric column; an error for an infinite
         value, and for a missing one under ``missing="error"``."""
+        if np.isfinite(values).all():  # the usual case, in one pass
+            return np.zeros(values.shape, dtype=bool)
         infinite = np.isinf(values)
         if infinite.any():
             row = _first_bad(infinite)
@@ -488,7 +490,8 @@ class TabularPreprocessor:
         if missing.any():
             values = np.where(missing, spec["fill"], values)
         if spec["scaling"] == "robust":
-            scaled = (values - spec["center"]) / spec["scale"]
+            scaled = values - spec["center"]
+            scaled /= spec["scale"]
         else:
             quantiles = np.asarray(spec["quantiles"])
             references = np.asarray(spec["references"])
@@ -500,10 +503,11 @@ class TabularPreprocessor:
             scaled[above] = (
                 references[-1] + (values[above] - quantiles[-1]) * spec["high_slope"]
             )
-        scaled = np.clip(scaled, -_SAFETY_CLIP, _SAFETY_CLIP)
+        np.clip(scaled, -_SAFETY_CLIP, _SAFETY_CLIP, out=scaled)
+        # float64: `transform` rounds to float32 as it writes the block.
         if spec["missing_indicator"]:
-            return np.column_stack([scaled, missing]).astype(np.float32)
-        return scaled.astype(np.float32)[:, None]
+            return np.column_stack([scaled, missing])
+        return scaled[:, None]
 
     def fit_transform(self, X: Any) -> np.ndarray:
         """Fit, then transform the same rows."""
