@@ -13,8 +13,10 @@ that function once, for every way of scoring:
   :func:`load_scorer` reads a model file without importing torch or scikit-learn
   (about 2.5 s of start-up saved per process).
 
-Precision: float64 by default, the estimator's arithmetic.  Either way a row's score
-does not depend on the rows around it (block, partition, file), to the last bit:
+Precision: a Scorer defaults to float64, the estimator's arithmetic; the streaming
+scorer takes float32 where it is position-free (``precision="auto"`` in
+:func:`ganomaly.scoring.as_scorer`).  Either way a row's score does not depend on the
+rows around it (block, partition, file), to the last bit:
 BLAS kernels compute some places of a product (the last row of an odd block, the
 ends of a float32 block) with other instructions, and the scorer keeps rows out of
 those places (:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32

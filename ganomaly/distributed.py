@@ -307,6 +307,7 @@ def score_files(
     top_k: int = 3,
     device: str = "cpu",
     threads: int | None = 1,
+    precision: str = "auto",
 ) -> list[ScoringSummary]:
     """Score many files, one Dask task per file, each streamed as ``score_file`` does.
 
@@ -329,6 +330,8 @@ def score_files(
     threads : int, optional, default=1
         Torch threads per task (1: the networks are small; the cluster gives the
         parallelism).
+    precision : {"auto", "float32", "float64"}, default="auto"
+        See :func:`ganomaly.scoring.as_scorer`.
 
     Returns
     -------
@@ -370,6 +373,7 @@ def score_files(
         "top_k": top_k,
         "device": device,
         "threads": threads,
+        "precision": precision,
     }
     if client is None:
         return [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,7 @@ def test_float32_errors_do_not_depend_on_the_rows_around(
     monkeypatch.setattr(_scorer, "_STACK", 2)  # stacks of 608 rows: 900 spans two
     scorer = as_scorer(fitted, "float32")
     assert scorer.position_free
+    assert as_scorer(fitted).dtype == np.float32  # what "auto" picks then
     errors, latent = scorer.errors(encoded)
     assert errors.dtype == np.float32 and errors.flags.f_contiguous
     for skip in (1, 2, 7, 8, 9, 303, 304, 305, 607, 608, 609, 899):
@@ -117,6 +119,9 @@ def test_float32_errors_do_not_depend_on_the_rows_around(
     monkeypatch.setattr(_scorer, "_MARGIN", 0)
     with pytest.warns(UserWarning, match="place in its block"):
         assert not as_scorer(fitted, "float32").position_free
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert as_scorer(fitted).dtype == np.float64  # "auto", quietly
 
 
 def test_float32_errors_are_close_to_float64(fitted, transactions):
