@@ -20,8 +20,8 @@ rows around it (block, partition, file), to the last bit:
 BLAS kernels compute some places of a product (the last row of an odd block, the
 ends of a float32 block) with other instructions, and the scorer keeps rows out of
 those places (:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32
-is about twice as fast in the networks, an eighth of the end-to-end CPU time, and
-its scores differ from the estimator's by about 1e-7 relative.  The float32 layout
+is about twice as fast in the networks (6-27 % of a CSV run's CPU time), and its
+scores differ from the estimator's by about 1e-7 relative.  The float32 layout
 was measured on OpenBLAS's Haswell/Zen kernels; each Scorer checks it on its own
 weights and says in ``position_free`` whether it holds.
 """
