@@ -206,8 +206,8 @@ def test_cli_score_imports_neither_torch_nor_sklearn(model_file, tmp_path):
     heavy = _heavy_modules_after_scoring(
         model_file, tmp_path / "new.csv", tmp_path / "out.csv"
     )
-    # pandas only for the categorical column (it imports pyarrow.compute itself)
-    assert heavy == ["pandas", "pyarrow.compute"]
+    # pandas only for the categorical column (pandas may import pyarrow.compute)
+    assert "pandas" in heavy and set(heavy) <= {"pandas", "pyarrow.compute"}
     assert len(pd.read_csv(tmp_path / "out.csv")) == 300
 
 
