@@ -88,9 +88,10 @@ def feature_errors(
     difference: np.ndarray,
     reconstruction_errors: str,
     feature_error_scale: np.ndarray,
-    out: np.ndarray,
+    out: np.ndarray | None = None,
 ) -> None:
-    """Per-feature errors of the score from ``x - G(x)``, written to ``out``.
+    """Per-feature errors of the score from ``x - G(x)``, in place, and copied to
+    ``out`` when given.
 
     ``"scaled_squared"``: ``(x_j - G(x)_j)^2 / feature_error_scale[j]``, the squared
     error in units of its mean on held-out normal rows (per input column).
@@ -99,10 +100,12 @@ def feature_errors(
     Parameters
     ----------
     difference : ndarray of shape (n_samples, n_features)
-        ``x - G(x)``; overwritten.
+        ``x - G(x)``; overwritten with the errors.  Rows may be columns (the
+        float32 scorer's blocks) if ``feature_error_scale`` is shaped to match.
     reconstruction_errors : {"scaled_squared", "absolute"}
     feature_error_scale : ndarray of shape (n_features,)
-    out : ndarray of shape (n_samples, n_features)
+        Or any shape that broadcasts against ``difference`` feature by feature.
+    out : ndarray of shape (n_samples, n_features), optional
         Usually float32.
 
     Examples
@@ -123,7 +126,8 @@ def feature_errors(
             f"reconstruction_errors must be one of {RECONSTRUCTION_ERRORS}, "
             f"got {reconstruction_errors!r}"
         )
-    np.copyto(out, difference, casting="same_kind")
+    if out is not None:
+        np.copyto(out, difference, casting="same_kind")
 
 
 def combine_scores(
@@ -493,6 +497,7 @@ class Scorer:
         step = width * _STACK
         x = np.zeros((_STACK, n_features, _COLUMNS), dtype=self.dtype)
         inside = x[:, :, _MARGIN : _MARGIN + width]
+        # (features, width): repeated along a block's rows, as the biases are.
         scale = np.repeat(
             self.feature_error_scale_.astype(self.dtype)[:, None], width, 1
         )
@@ -513,11 +518,7 @@ class Scorer:
                 latent_errors[start:stop] = means.reshape(-1)[: stop - start]
             np.subtract(x, reconstruction, out=reconstruction)
             difference = reconstruction[:, :, _MARGIN : _MARGIN + width]
-            if self.reconstruction_errors_ == "absolute":
-                np.abs(difference, out=difference)
-            else:
-                np.square(difference, out=difference)
-                difference /= scale
+            feature_errors(difference, self.reconstruction_errors_, scale)
             _take_rows(difference, errors[start:stop])
         return errors, latent_errors
 

@@ -60,6 +60,22 @@ def _openblas_kernels() -> str | None:
     return None
 
 
+def _assert_rows_keep_their_bits(scorer, encoded, skips, spans) -> np.ndarray:
+    """Errors of ``encoded``, checked equal to the last bit to those of the same
+    rows scored without the first ``skip`` rows, and of the rows in each span
+    alone; returns the per-feature errors."""
+    errors, latent = scorer.errors(encoded)
+    for skip in skips:
+        shifted_errors, shifted_latent = scorer.errors(encoded[skip:])
+        np.testing.assert_array_equal(shifted_errors, errors[skip:])
+        np.testing.assert_array_equal(shifted_latent, latent[skip:])
+    for start, stop in spans:
+        e, z = scorer.errors(encoded[start:stop])
+        np.testing.assert_array_equal(e, errors[start:stop])
+        np.testing.assert_array_equal(z, latent[start:stop])
+    return errors
+
+
 @pytest.mark.skipif(
     _openblas_kernels() not in ("Haswell", "Zen"),
     reason="position independence measured for OpenBLAS's Haswell/Zen float64 kernels",
@@ -75,16 +91,13 @@ def test_float64_errors_do_not_depend_on_the_rows_around(
     encoded = fitted.preprocessor_.transform(X.iloc[:700])
     scorer = as_scorer(fitted, "float64")
     monkeypatch.setattr(_scorer, "_BLOCK", 64)
-    errors, latent = scorer.errors(encoded)
+    errors = _assert_rows_keep_their_bits(
+        scorer,
+        encoded,
+        skips=(1, 2, 3, 63, 64, 65, 698, 699),
+        spans=((0, 1), (5, 6), (699, 700)),
+    )
     assert errors.flags.f_contiguous  # feature-major, for top_contributions
-    for skip in (1, 2, 3, 63, 64, 65, 698, 699):
-        shifted_errors, shifted_latent = scorer.errors(encoded[skip:])
-        np.testing.assert_array_equal(shifted_errors, errors[skip:])
-        np.testing.assert_array_equal(shifted_latent, latent[skip:])
-    single = [scorer.errors(encoded[i : i + 1]) for i in (0, 5, 699)]
-    for i, (e, z) in zip((0, 5, 699), single, strict=True):
-        np.testing.assert_array_equal(e, errors[i : i + 1])
-        np.testing.assert_array_equal(z, latent[i : i + 1])
 
 
 @pytest.mark.skipif(
@@ -104,16 +117,13 @@ def test_float32_errors_do_not_depend_on_the_rows_around(
     scorer = as_scorer(fitted, "float32")
     assert scorer.position_free
     assert as_scorer(fitted).dtype == np.float32  # what "auto" picks then
-    errors, latent = scorer.errors(encoded)
+    errors = _assert_rows_keep_their_bits(
+        scorer,
+        encoded,
+        skips=(1, 2, 7, 8, 9, 303, 304, 305, 607, 608, 609, 899),
+        spans=((0, 0), (0, 1), (5, 6), (899, 900), (10, 314), (0, 608)),
+    )
     assert errors.dtype == np.float32 and errors.flags.f_contiguous
-    for skip in (1, 2, 7, 8, 9, 303, 304, 305, 607, 608, 609, 899):
-        shifted_errors, shifted_latent = scorer.errors(encoded[skip:])
-        np.testing.assert_array_equal(shifted_errors, errors[skip:])
-        np.testing.assert_array_equal(shifted_latent, latent[skip:])
-    for start, stop in ((0, 0), (0, 1), (5, 6), (899, 900), (10, 314), (0, 608)):
-        e, z = scorer.errors(encoded[start:stop])
-        np.testing.assert_array_equal(e, errors[start:stop])
-        np.testing.assert_array_equal(z, latent[start:stop])
     # Without the zero margins, the end columns take other kernels: the check at
     # construction sees it.
     monkeypatch.setattr(_scorer, "_MARGIN", 0)
