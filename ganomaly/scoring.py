@@ -1455,12 +1455,7 @@ def _parse_piece(
         parse_options=pacsv.ParseOptions(invalid_row_handler=invalid_row_handler),
         convert_options=_convert_options(column_types),
     )
-    return _one_batch(table)
-
-
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
-    """A parsed table as one record batch (none of its rows copied twice)."""
-    batches = table.combine_chunks().to_batches()
+    batches = table.combine_chunks().to_batches()  # one batch, no row copied twice
     if batches:
         return batches[0]
     return pa.RecordBatch.from_arrays(  # no rows: only empty lines
