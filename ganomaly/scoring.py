@@ -89,6 +89,8 @@ GROUP_ROWS = 1 << 16
 # pyarrow's streaming reader parses on one thread (~1.6 s per million rows of 31
 # numbers), a ceiling for any number of scoring threads.
 PIECE_BLOCKS = 4
+# A CSV output is synced to disk every SYNC_BYTES as it is written (_CsvWriter).
+SYNC_BYTES = 16 << 20
 PRECISIONS = ("auto", "float32", "float64")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 # CSV files compressed as their last suffix says (pyarrow's codec names).
@@ -1622,6 +1624,9 @@ class _CsvWriter:
             self.handle = pa.OSFile(str(path), mode="ab")
             options = pacsv.WriteOptions(include_header=append_at == 0)
         self.writer = pacsv.CSVWriter(self.handle, schema, write_options=options)
+        self.path = path
+        self.synced = self.handle.tell()
+        self.sync_fd: int | None = None
 
     def position(self) -> int:
         """Bytes written to the file so far (flushed, not synced)."""
@@ -1630,10 +1635,32 @@ class _CsvWriter:
 
     def write_table(self, table: pa.Table) -> None:
         self.writer.write_table(table)
+        if self.handle.tell() - self.synced >= SYNC_BYTES:
+            self._sync()
+
+    def _sync(self) -> None:
+        """Have the rows written so far put on disk now, while scoring goes on.
+
+        The file is synced once more before it is renamed into place; that sync
+        then has only the last ``SYNC_BYTES`` to wait for, instead of the whole
+        output (0.07-0.1 s for 64 MB here, at the end of every run).
+        """
+        self.handle.flush()
+        self.synced = self.handle.tell()
+        try:
+            if self.sync_fd is None:
+                self.sync_fd = os.open(self.path, os.O_WRONLY)
+            getattr(os, "fdatasync", os.fsync)(self.sync_fd)
+        except OSError:  # no sync here (a pipe, a special file): the final one
+            self.synced = float("inf")  # reports any real error
 
     def close(self) -> None:
-        self.writer.close()
-        self.handle.close()
+        try:
+            self.writer.close()
+            self.handle.close()
+        finally:
+            if self.sync_fd is not None:
+                os.close(self.sync_fd)
 
 
 def _open_writer(path: Path, schema: pa.Schema, parquet: bool, compression=None):

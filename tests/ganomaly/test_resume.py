@@ -120,6 +120,42 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
     assert not partial.exists() and not _progress(output).exists()
 
 
+@pytest.mark.parametrize("resume", [False, True])
+def test_the_output_is_synced_while_it_is_written(
+    model, source, reference, tmp_path, monkeypatch, resume
+):
+    """Synced every SYNC_BYTES (the last sync, before the rename, then waits for
+    little), with the same bytes in the end; a file that cannot be synced midway
+    is still written whole."""
+    _, expected, _ = reference
+    monkeypatch.setattr(scoring, "SYNC_BYTES", 4096)
+    synced = []
+    original = os.fdatasync
+
+    def fdatasync(fd):
+        synced.append(os.fstat(fd).st_size)
+        original(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    output = tmp_path / "out.csv"
+    _score(model, source, output, resume=resume)
+    assert output.read_bytes() == expected
+    # ~9 KB tables: a sync after each, the last one near the end
+    assert len(synced) >= 30 and synced == sorted(synced)
+    assert len(expected) - 20_000 < synced[-1] <= len(expected)
+
+    def cannot(fd):
+        synced.append(None)
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "fdatasync", cannot)
+    synced.clear()
+    output.unlink()
+    _score(model, source, output, resume=resume)
+    assert output.read_bytes() == expected
+    assert synced == [None]  # tried once, then not again
+
+
 def test_resume_refuses_progress_of_another_model_or_input(
     model, source, tmp_path, monkeypatch
 ):
