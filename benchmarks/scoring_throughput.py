@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         iforest = work / "iforest.joblib"
         train.to_csv(work / "train.csv", index=False)
         # The children import ganomaly as installed from a wheel would: compiled
-        # (where PYTHONDONTWRITEBYTECODE is set, as on some CI machines, every
+        # (where PYTHONDONTWRITEBYTECODE is set, as on our benchmark machine, every
         # child would otherwise compile ganomaly's modules anew, ~0.06 s).
         import compileall
 

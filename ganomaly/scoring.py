@@ -1625,8 +1625,9 @@ class _CsvWriter:
             options = pacsv.WriteOptions(include_header=append_at == 0)
         self.writer = pacsv.CSVWriter(self.handle, schema, write_options=options)
         self.path = path
-        self.synced = self.handle.tell()
+        self.synced = self.handle.tell()  # bytes written when last synced
         self.sync_fd: int | None = None
+        self.can_sync = True
 
     def position(self) -> int:
         """Bytes written to the file so far (flushed, not synced)."""
@@ -1635,7 +1636,7 @@ class _CsvWriter:
 
     def write_table(self, table: pa.Table) -> None:
         self.writer.write_table(table)
-        if self.handle.tell() - self.synced >= SYNC_BYTES:
+        if self.can_sync and self.handle.tell() - self.synced >= SYNC_BYTES:
             self._sync()
 
     def _sync(self) -> None:
@@ -1643,7 +1644,7 @@ class _CsvWriter:
 
         The file is synced once more before it is renamed into place; that sync
         then has only the last ``SYNC_BYTES`` to wait for, instead of the whole
-        output (0.07-0.1 s for 64 MB here, at the end of every run).
+        output (0.05-0.07 s for 64 MB here, at the end of every run).
         """
         self.handle.flush()
         self.synced = self.handle.tell()
@@ -1651,8 +1652,8 @@ class _CsvWriter:
             if self.sync_fd is None:
                 self.sync_fd = os.open(self.path, os.O_WRONLY)
             getattr(os, "fdatasync", os.fsync)(self.sync_fd)
-        except OSError:  # no sync here (a pipe, a special file): the final one
-            self.synced = float("inf")  # reports any real error
+        except OSError:  # not here (a special file...): the final sync, before
+            self.can_sync = False  # the rename, reports any real error
 
     def close(self) -> None:
         try:
