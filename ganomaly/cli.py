@@ -299,6 +299,8 @@ def _score_many(args: argparse.Namespace) -> int:
                 device=args.device,
                 threads=args.threads,
                 precision=args.precision,
+                score_threads=args.score_threads,
+                progress=None if not args.quiet and not on_dask else False,
             )
     except (BadInputError, ImportError) as exc:
         raise CliError(str(exc)) from exc
@@ -638,7 +640,8 @@ def _parser() -> argparse.ArgumentParser:
         "--score-threads",
         type=int,
         help="threads scoring blocks side by side, and as many parsing the CSV "
-        "(default: the CPUs available, at most 4)",
+        "(default: the CPUs available, at most 4; also for each file of a folder "
+        "or glob scored without Dask)",
     )
     score.add_argument(
         "--resume",

@@ -296,6 +296,53 @@ def _score_file_task(
     return score_file(detector, input_path, output_path, progress=False, **options)
 
 
+def _score_here(
+    model: Any,
+    data: bytes,
+    paths: list[Path],
+    outputs: list[Path],
+    options: dict,
+    score_threads: int | None,
+    progress: bool | None,
+) -> list[ScoringSummary]:
+    """:func:`score_files` without a client: the files one after the other, each
+    streamed by ``score_file`` with ``score_threads`` threads (a Dask task gets
+    one), on the numpy scorer when the device is the CPU."""
+    device, precision = options.pop("device"), options.pop("precision")
+    options.pop("threads")
+    if device == "cpu":
+        if isinstance(model, (str, os.PathLike)):
+            scorer = as_scorer(Path(model), precision)
+        elif isinstance(model, (bytes, bytearray, memoryview)):
+            with tempfile.TemporaryDirectory(prefix="ganomaly-model-") as folder:
+                path = Path(folder) / "model.safetensors"
+                path.write_bytes(data)
+                scorer = as_scorer(path, precision)
+        else:  # a fitted detector (or a Scorer)
+            scorer = as_scorer(model, precision)
+    else:
+        scorer = load_detector(data, device)
+    summaries, failure = [], None
+    for src, dst in zip(paths, outputs, strict=True):
+        try:
+            summaries.append(
+                score_file(
+                    scorer,
+                    src,
+                    dst,
+                    progress=progress,
+                    precision=precision,
+                    threads=score_threads,
+                    **options,
+                )
+            )
+        except BadInputError as exc:  # the other files are still scored
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return summaries
+
+
 def score_files(
     model: Any,
     inputs: str | Sequence[str],
@@ -308,8 +355,14 @@ def score_files(
     device: str = "cpu",
     threads: int | None = 1,
     precision: str = "auto",
+    score_threads: int | None = None,
+    progress: bool | None = False,
 ) -> list[ScoringSummary]:
     """Score many files, one Dask task per file, each streamed as ``score_file`` does.
+
+    Without a client the files are scored one after the other in this process,
+    each with all of its cores (``score_threads``); on the CPU the model is read
+    once, without torch.
 
     Parameters
     ----------
@@ -328,10 +381,15 @@ def score_files(
     device : str, default="cpu"
         Where the workers score.
     threads : int, optional, default=1
-        Torch threads per task (1: the networks are small; the cluster gives the
-        parallelism).
+        With a client: torch threads and scoring threads per task (1: the networks
+        are small; the cluster gives the parallelism).
     precision : {"auto", "float32", "float64"}, default="auto"
         See :func:`ganomaly.scoring.as_scorer`.
+    score_threads : int, optional
+        Without a client: threads scoring each file, and as many parsing it, as
+        ``score_file``'s ``threads`` (default: the CPUs available, at most 4).
+    progress : bool or None, default=False
+        Without a client: a progress bar per file (None: on a terminal only).
 
     Returns
     -------
@@ -341,7 +399,7 @@ def score_files(
     Raises
     ------
     BadInputError
-        From the first file that failed (the other files are still scored; each
+        From the first file that failed, once the other files are scored (each
         output is written atomically, so a failed file leaves no output).
 
     Examples
@@ -366,7 +424,6 @@ def score_files(
     outputs = _output_paths(paths, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     data = model_bytes(model)
-    load_detector(data, device)  # refuse a bad model here, before any task runs
     options = {
         "id_col": id_col,
         "on_bad_rows": on_bad_rows,
@@ -376,10 +433,8 @@ def score_files(
         "precision": precision,
     }
     if client is None:
-        return [
-            _score_file_task(data, str(src), str(dst), dict(options))
-            for src, dst in zip(paths, outputs, strict=True)
-        ]
+        return _score_here(model, data, paths, outputs, options, score_threads, progress)
+    load_detector(data, device)  # refuse a bad model here, before any task runs
     run = uuid.uuid4().hex[:8]  # task names readable on the dashboard, and unique
     # One copy of the model per worker, not one per task.
     shared = client.scatter(data, broadcast=True, hash=False)

@@ -192,6 +192,7 @@ def test_cli_glob_in_one_process_and_bad_rows_on_workers(
     assert main([*args, "-o", str(tmp_path / "local")]) == 2
     assert "broken.csv: line 4" in capsys.readouterr().err
     assert not (tmp_path / "local" / "broken.csv").exists()  # nothing half-written
+    assert len(pd.read_csv(tmp_path / "local" / "fine.csv")) == 1500  # still scored
 
     on_cluster = ["--scheduler", cluster.scheduler.address, "--on-bad-rows", "skip"]
     assert main([*args, "-o", str(tmp_path / "out"), *on_cluster]) == 0
@@ -199,6 +200,34 @@ def test_cli_glob_in_one_process_and_bad_rows_on_workers(
     rejects = pd.read_csv(tmp_path / "out" / "broken.rejects.csv")
     assert rejects["line"].tolist() == [4]
     assert len(pd.read_csv(tmp_path / "out" / "broken.csv")) == 899
+
+
+@pytest.mark.parametrize("form", ["path", "bytes", "detector"])
+def test_score_files_in_this_process_use_every_core_and_no_torch(
+    scoring_case, fitted, tmp_path, monkeypatch, form
+):
+    """Without a client each file gets the numpy scorer, read once, and the
+    scoring threads asked for (a Dask task gets one), and the same rows as a
+    single-file run."""
+    import ganomaly.distributed as dist
+    from ganomaly._scorer import Scorer
+
+    _, model, inputs = scoring_case
+    calls = []
+    original = dist.score_file
+
+    def recorded(detector, source, target, **options):
+        calls.append((type(detector), options["threads"], options["progress"]))
+        return original(detector, source, target, **options)
+
+    monkeypatch.setattr(dist, "score_file", recorded)
+    given = {"path": model, "bytes": model.read_bytes(), "detector": fitted}[form]
+    out = tmp_path / "out"
+    summaries = score_files(given, inputs, out, id_col=ID, score_threads=3)
+    assert [s.n_scored for s in summaries] == [1500, 900, 700]
+    assert calls == [(Scorer, 3, False)] * 3
+    expected = _single(model, inputs / "day1.csv", tmp_path / "one.csv", id_col=ID)
+    pd.testing.assert_frame_equal(pd.read_csv(out / "day1.csv"), expected)
 
 
 def test_score_files_refuses_a_model_that_is_not_one(scoring_case, tmp_path):

@@ -221,6 +221,18 @@ def test_cli_score_imports_neither_torch_nor_sklearn(model_file, tmp_path):
     assert len(pd.read_csv(tmp_path / "out.csv")) == 300
 
 
+def test_cli_score_of_a_folder_imports_neither_torch_nor_sklearn(model_file, tmp_path):
+    """A folder scored in this process reads the model as a single file does."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for day in range(2):
+        frame = make_transactions(300, random_state=day).drop(columns="is_fraud")
+        frame.to_csv(folder / f"day{day}.csv", index=False)
+    heavy = _heavy_modules_after_scoring(model_file, folder, tmp_path / "out")
+    assert not {"torch", "sklearn"} & set(heavy)
+    assert len(pd.read_csv(tmp_path / "out" / "day1.csv")) == 300
+
+
 def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
     # Nor pyarrow.compute or pyarrow.parquet: 90 ms of start-up for a CSV file.
     frame = make_transactions(600, random_state=2).drop(columns="is_fraud")
