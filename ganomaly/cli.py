@@ -219,10 +219,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import BadInputError, score_file
 
     many = Path(args.input).is_dir() or any(c in args.input for c in "*?[")
-    if args.resume and (many or args.scheduler or args.workers > 1):
+    if args.resume and (args.scheduler or args.workers > 1):
         raise CliError(
-            "--resume continues the scoring of one file in this process; got a "
-            "folder, a glob, --scheduler or --workers"
+            "--resume continues a run in this process; got --scheduler or --workers"
         )
     if many or args.scheduler or args.workers > 1:
         return _score_many(args)
@@ -301,16 +300,20 @@ def _score_many(args: argparse.Namespace) -> int:
                 precision=args.precision,
                 score_threads=args.score_threads,
                 progress=None if not args.quiet and not on_dask else False,
+                resume=args.resume,
             )
     except (BadInputError, ImportError) as exc:
         raise CliError(str(exc)) from exc
     scored = sum(s.n_scored for s in summaries)
+    resumed = sum(s.n_resumed for s in summaries)
     message = (
         f"scored {scored} of {sum(s.n_input for s in summaries)} rows in {n_files} "
         f"file(s) in {time.perf_counter() - start:.1f} s "
         f"({sum(s.n_anomalies for s in summaries)} flagged as anomalies); "
         f"wrote {args.output}"
     )
+    if resumed:
+        message += f"; {resumed} of these rows scored by the interrupted run"
     rejected = sum(s.n_rejected for s in summaries)
     if args.on_bad_rows == "skip":
         message += f"; {rejected} rejected rows in {args.output}/*.rejects.csv"
@@ -648,7 +651,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run into the same OUTPUT (killed, Ctrl-C, "
         "disk full) from its last recorded progress; a CSV input (plain or "
-        "compressed) and an uncompressed CSV output. "
+        "compressed) and an uncompressed CSV output. A folder or glob (without "
+        "Dask): the files done are not scored again, the interrupted one resumes. "
         "Without it a new run starts over",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -49,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -62,10 +63,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from gancore.io import atomic_write
+
 from .scoring import (
     BadInputError,
+    ResumeError,
     ScoringSummary,
+    _compression,
     _is_parquet,
+    _run_identity,
     _table_stem,
     _validate_batch,
     as_scorer,
@@ -304,10 +310,18 @@ def _score_here(
     options: dict,
     score_threads: int | None,
     progress: bool | None,
+    resume: bool,
+    output_dir: Path,
 ) -> list[ScoringSummary]:
     """:func:`score_files` without a client: the files one after the other, each
     streamed by ``score_file`` with ``score_threads`` threads (a Dask task gets
-    one), on the numpy scorer when the device is the CPU."""
+    one), on the numpy scorer when the device is the CPU.
+
+    The files done are recorded in ``output_dir/.ganomaly-score.json`` (removed
+    when all are); ``resume`` skips those whose input, model, options and output
+    are still the recorded ones, and resumes an interrupted file from its own
+    progress record (see ``score_file``).
+    """
     device, precision = options.pop("device"), options.pop("precision")
     options.pop("threads")
     if device == "cpu":
@@ -322,25 +336,111 @@ def _score_here(
             scorer = as_scorer(model, precision)
     else:
         scorer = load_detector(data, device)
+    record = _FolderProgress(output_dir, as_scorer(scorer, precision), options)
+    if not resume:
+        record.discard()
     summaries, failure = [], None
     for src, dst in zip(paths, outputs, strict=True):
+        done = record.done(src, dst) if resume else None
+        if done is not None:
+            summaries.append(done)
+            continue
+        resumable = not (_is_parquet(src) or _is_parquet(dst) or _compression(dst))
         try:
-            summaries.append(
-                score_file(
-                    scorer,
-                    src,
-                    dst,
-                    progress=progress,
-                    precision=precision,
-                    threads=score_threads,
-                    **options,
-                )
+            summary = score_file(
+                scorer,
+                src,
+                dst,
+                progress=progress,
+                precision=precision,
+                threads=score_threads,
+                resume=resume and resumable,
+                **options,
             )
         except BadInputError as exc:  # the other files are still scored
             failure = failure or exc
+            continue
+        record.add(src, dst, summary)
+        summaries.append(summary)
     if failure is not None:
         raise failure
+    record.discard()
     return summaries
+
+
+class _FolderProgress:
+    """The files of a folder run already scored: ``.ganomaly-score.json`` in the
+    output folder, rewritten (atomically) after each file."""
+
+    NAME = ".ganomaly-score.json"
+    FORMAT = "ganomaly-folder-progress-1"
+
+    def __init__(self, output_dir: Path, scorer: Any, options: dict) -> None:
+        self.path = output_dir / self.NAME
+        self.scorer, self.options = scorer, options
+        self.entries: dict[str, Any] | None = None
+
+    def _identity(self, src: Path) -> dict[str, Any]:
+        identity = _run_identity(
+            self.scorer,
+            src,
+            self.options["id_col"],
+            self.options["on_bad_rows"],
+            self.options["top_k"],
+        )
+        return json.loads(json.dumps(identity))  # as it reads back
+
+    def _load(self) -> dict[str, Any]:
+        if self.entries is None:
+            try:
+                record = json.loads(self.path.read_text())
+                if record.get("format") != self.FORMAT:
+                    raise ValueError(f"format {record.get('format')!r}")
+                self.entries = dict(record["files"])
+            except FileNotFoundError:
+                self.entries = {}
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise ResumeError(
+                    f"{self.path}: damaged progress file ({exc}); delete it to "
+                    "start over"
+                ) from exc
+        return self.entries
+
+    def done(self, src: Path, dst: Path) -> ScoringSummary | None:
+        """The summary of ``src`` if it was scored to ``dst`` by a run of this
+        input, model and options, and ``dst`` (and its rejects) are as written."""
+        entry = self._load().get(str(dst.resolve()))
+        if entry is None or entry["identity"] != self._identity(src):
+            return None
+        counts = entry["summary"]
+        written = [(dst, entry["output_size"])]
+        if counts["rejects_path"]:
+            written.append((Path(counts["rejects_path"]), entry["rejects_size"]))
+        for path, size in written:
+            if not path.is_file() or path.stat().st_size != size:
+                return None
+        return ScoringSummary(**counts, seconds=0.0, n_resumed=counts["n_input"])
+
+    def add(self, src: Path, dst: Path, summary: ScoringSummary) -> None:
+        counts = {
+            k: getattr(summary, k)
+            for k in ("input_path", "output_path", "rejects_path")
+            + ("n_input", "n_scored", "n_rejected", "n_anomalies")
+        }
+        rejects = summary.rejects_path
+        self._load()[str(dst.resolve())] = {
+            "identity": self._identity(src),
+            "output_size": dst.stat().st_size,
+            "rejects_size": Path(rejects).stat().st_size if rejects else None,
+            "summary": counts,
+        }
+        record = {"format": self.FORMAT, "files": self.entries}
+        with atomic_write(self.path) as tmp:
+            Path(tmp).write_text(json.dumps(record))
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.entries = {}
 
 
 def score_files(
@@ -357,6 +457,7 @@ def score_files(
     precision: str = "auto",
     score_threads: int | None = None,
     progress: bool | None = False,
+    resume: bool = False,
 ) -> list[ScoringSummary]:
     """Score many files, one Dask task per file, each streamed as ``score_file`` does.
 
@@ -390,6 +491,13 @@ def score_files(
         ``score_file``'s ``threads`` (default: the CPUs available, at most 4).
     progress : bool or None, default=False
         Without a client: a progress bar per file (None: on a terminal only).
+    resume : bool, default=False
+        Without a client: continue an interrupted run into ``output_dir``.  The
+        files it finished are not scored again if their input, the model, the
+        options and their outputs are still those recorded in
+        ``output_dir/.ganomaly-score.json``; the file it was scoring resumes from
+        its own progress (see :func:`ganomaly.scoring.score_file`); the others are
+        scored.  Without it a run scores every file.
 
     Returns
     -------
@@ -422,6 +530,11 @@ def score_files(
     paths = expand_inputs(inputs)
     output_dir = Path(output_dir)
     outputs = _output_paths(paths, output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise BadInputError(
+            f"{output_dir}: is a file; with several inputs the output is a folder "
+            "(one file per input)"
+        )
     output_dir.mkdir(parents=True, exist_ok=True)
     data = model_bytes(model)
     options = {
@@ -433,7 +546,19 @@ def score_files(
         "precision": precision,
     }
     if client is None:
-        return _score_here(model, data, paths, outputs, options, score_threads, progress)
+        return _score_here(
+            model,
+            data,
+            paths,
+            outputs,
+            options,
+            score_threads,
+            progress,
+            resume,
+            output_dir,
+        )
+    if resume:
+        raise ValueError("resume=True scores in this process: no client")
     load_detector(data, device)  # refuse a bad model here, before any task runs
     run = uuid.uuid4().hex[:8]  # task names readable on the dashboard, and unique
     # One copy of the model per worker, not one per task.

@@ -346,9 +346,12 @@ def test_cli_resume_says_where_it_resumed(
     assert main([*args, "--resume"]) == 0
     assert f"resuming after row {rows} (" in capsys.readouterr().err
     assert output.read_bytes() == expected
-    # A folder or a glob has no single progress to resume.
+    # Dask workers keep no progress to resume.
+    assert main([*args, "--workers", "2", "--resume"]) == 2
+    assert "--resume continues a run in this process" in capsys.readouterr().err
+    # Several inputs go to a folder, not to a file.
     assert main([*args[:2], str(source.parent), *args[3:], "--resume"]) == 2
-    assert "--resume continues the scoring of one file" in capsys.readouterr().err
+    assert f"{output}: is a file; with several inputs" in capsys.readouterr().err
 
 
 def test_a_second_run_into_the_same_output_is_refused(
@@ -471,3 +474,103 @@ def test_an_interruption_before_any_record_leaves_nothing(model, source, tmp_pat
         with pytest.raises(KeyboardInterrupt):
             _score(model, source, output)
     assert list(tmp_path.iterdir()) == []
+
+
+def _folder_of_three(source, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.csv").write_bytes(source.read_bytes())
+    return folder
+
+
+def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypatch):
+    """Files done are not scored again, the interrupted one resumes from its own
+    progress, the rest are scored: the outputs of an uninterrupted run."""
+    import functools
+
+    import ganomaly.distributed as dist
+
+    folder = _folder_of_three(source, tmp_path)
+    options = {"id_col": "transaction_id", "on_bad_rows": "skip"}
+    small = functools.partial(scoring.score_file, block_size=BLOCK)  # ~60 tables
+    monkeypatch.setattr(dist, "score_file", small)
+    reference = dist.score_files(model, folder, tmp_path / "ref", **options)
+    out = tmp_path / "out"
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)  # after every piece
+    per_file = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, per_file + per_file // 2)  # half-way through b.csv
+        with pytest.raises(KeyboardInterrupt):
+            dist.score_files(model, folder, out, **options)
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".b.csv.partial",
+        ".b.csv.partial.json",
+        ".ganomaly-score.json",
+        "a.csv",
+        "a.rejects.csv",
+    ]
+    scored = []
+    monkeypatch.setattr(
+        dist,
+        "score_file",
+        lambda s, src, *a, **k: scored.append(src.name) or small(s, src, *a, **k),
+    )
+    resumed = dist.score_files(model, folder, out, resume=True, **options)
+    assert scored == ["b.csv", "c.csv"]
+    assert resumed[0].n_resumed == resumed[0].n_input  # a.csv: done before
+    assert 0 < resumed[1].n_resumed < resumed[1].n_input  # b.csv: from its progress
+    for before, after in zip(reference, resumed, strict=True):
+        assert (after.n_input, after.n_scored, after.n_rejected, after.n_anomalies) == (
+            before.n_input,
+            before.n_scored,
+            before.n_rejected,
+            before.n_anomalies,
+        )
+    for name in ("a.csv", "a.rejects.csv", "b.csv", "b.rejects.csv", "c.csv"):
+        assert (out / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    assert not (out / ".ganomaly-score.json").exists()  # all done: no record left
+
+
+def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path):
+    """A file done whose input, or whose output, changed since is scored again;
+    without resume every file is."""
+    import ganomaly.distributed as dist
+    from ganomaly.cli import main
+
+    folder = _folder_of_three(source, tmp_path)
+    out = tmp_path / "out"
+    args = ["score", str(model), str(folder), "-o", str(out), "--quiet"]
+    args += ["--id-col", "transaction_id", "--on-bad-rows", "skip"]
+    record = out / ".ganomaly-score.json"
+    # A run that stopped at c.csv (a file that is not CSV at all): a and b done.
+    good_c = (folder / "c.csv").read_bytes()
+    (folder / "c.csv").write_bytes(b"\x00\xff not a csv")
+    assert main(args) == 2
+    assert set(json.loads(record.read_text())["files"]) == {
+        str((out / name).resolve()) for name in ("a.csv", "b.csv")
+    }
+    expected = (out / "a.csv").read_bytes()
+    (folder / "c.csv").write_bytes(good_c)
+    with open(folder / "a.csv", "a") as handle:  # a.csv changed: one row more
+        handle.write(source.read_text().splitlines()[1] + "\n")
+    (out / "b.csv").write_bytes(b"edited")  # b.csv's output changed
+    scored = []
+    original = dist.score_file
+    dist_patch = pytest.MonkeyPatch()
+    dist_patch.setattr(
+        dist,
+        "score_file",
+        lambda s, src, *a, **k: scored.append(src.name) or original(s, src, *a, **k),
+    )
+    try:
+        assert main([*args, "--resume"]) == 0
+        assert scored == ["a.csv", "b.csv", "c.csv"]
+        assert len((out / "a.csv").read_bytes()) > len(expected)
+        assert (out / "b.csv").read_bytes() == expected
+        assert not record.exists()
+        scored.clear()
+        assert main([*args, "--resume"]) == 0  # nothing recorded: all again
+        assert scored == ["a.csv", "b.csv", "c.csv"]
+    finally:
+        dist_patch.undo()
