@@ -572,5 +572,10 @@ def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path):
         scored.clear()
         assert main([*args, "--resume"]) == 0  # nothing recorded: all again
         assert scored == ["a.csv", "b.csv", "c.csv"]
+        record.write_text("{not json")
+        with pytest.raises(scoring.ResumeError, match="damaged progress file"):
+            dist.score_files(model, folder, out, resume=True)
+        dist.score_files(model, folder, out, on_bad_rows="skip")  # starts over
+        assert not record.exists()
     finally:
         dist_patch.undo()
