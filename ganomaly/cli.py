@@ -277,6 +277,13 @@ def _score_many(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise CliError(f"--workers must be at least 1, got {args.workers}")
     _load_scorer(args.model, args.device, args.precision)  # a bad model fails here
+    record = Path(args.output) / ".ganomaly-score.json"
+    if record.exists() and not args.resume:
+        print(
+            f"note: {record} records an interrupted run into {args.output}; "
+            "starting over (--resume would skip the files it finished)",
+            file=sys.stderr,
+        )
     start = time.perf_counter()
     try:
         n_files = len(expand_inputs(args.input))

@@ -532,7 +532,7 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
     assert not (out / ".ganomaly-score.json").exists()  # all done: no record left
 
 
-def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path):
+def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path, capsys):
     """A file done whose input, or whose output, changed since is scored again;
     without resume every file is."""
     import ganomaly.distributed as dist
@@ -572,6 +572,13 @@ def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path):
         scored.clear()
         assert main([*args, "--resume"]) == 0  # nothing recorded: all again
         assert scored == ["a.csv", "b.csv", "c.csv"]
+        (folder / "c.csv").write_bytes(b"\x00\xff not a csv")
+        assert main(args) == 2  # a and b recorded again
+        (folder / "c.csv").write_bytes(good_c)
+        scored.clear()
+        assert main(args) == 0  # without --resume: every file, and a note
+        assert scored == ["a.csv", "b.csv", "c.csv"]
+        assert "starting over (--resume would skip" in capsys.readouterr().err
         record.write_text("{not json")
         with pytest.raises(scoring.ResumeError, match="damaged progress file"):
             dist.score_files(model, folder, out, resume=True)
