@@ -511,11 +511,12 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
         "a.rejects.csv",
     ]
     scored = []
-    monkeypatch.setattr(
-        dist,
-        "score_file",
-        lambda s, src, *a, **k: scored.append(src.name) or small(s, src, *a, **k),
-    )
+
+    def recorded(scorer, src, *args, **options):
+        scored.append(src.name)
+        return small(scorer, src, *args, **options)
+
+    monkeypatch.setattr(dist, "score_file", recorded)
     resumed = dist.score_files(model, folder, out, resume=True, **options)
     assert scored == ["b.csv", "c.csv"]
     assert resumed[0].n_resumed == resumed[0].n_input  # a.csv: done before
@@ -532,7 +533,9 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
     assert not (out / ".ganomaly-score.json").exists()  # all done: no record left
 
 
-def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path, capsys):
+def test_a_folder_resume_scores_again_what_changed(
+    model, source, tmp_path, monkeypatch, capsys
+):
     """A file done whose input, or whose output, changed since is scored again;
     without resume every file is."""
     import ganomaly.distributed as dist
@@ -550,39 +553,37 @@ def test_a_folder_resume_scores_again_what_changed(model, source, tmp_path, caps
     assert set(json.loads(record.read_text())["files"]) == {
         str((out / name).resolve()) for name in ("a.csv", "b.csv")
     }
-    expected = (out / "a.csv").read_bytes()
+    expected = (out / "b.csv").read_bytes()  # a, b and c have the same rows
     (folder / "c.csv").write_bytes(good_c)
     with open(folder / "a.csv", "a") as handle:  # a.csv changed: one row more
         handle.write(source.read_text().splitlines()[1] + "\n")
     (out / "b.csv").write_bytes(b"edited")  # b.csv's output changed
     scored = []
     original = dist.score_file
-    dist_patch = pytest.MonkeyPatch()
-    dist_patch.setattr(
-        dist,
-        "score_file",
-        lambda s, src, *a, **k: scored.append(src.name) or original(s, src, *a, **k),
-    )
-    try:
-        assert main([*args, "--resume"]) == 0
-        assert scored == ["a.csv", "b.csv", "c.csv"]
-        assert len((out / "a.csv").read_bytes()) > len(expected)
-        assert (out / "b.csv").read_bytes() == expected
-        assert not record.exists()
-        scored.clear()
-        assert main([*args, "--resume"]) == 0  # nothing recorded: all again
-        assert scored == ["a.csv", "b.csv", "c.csv"]
-        (folder / "c.csv").write_bytes(b"\x00\xff not a csv")
-        assert main(args) == 2  # a and b recorded again
-        (folder / "c.csv").write_bytes(good_c)
-        scored.clear()
-        assert main(args) == 0  # without --resume: every file, and a note
-        assert scored == ["a.csv", "b.csv", "c.csv"]
-        assert "starting over (--resume would skip" in capsys.readouterr().err
-        record.write_text("{not json")
-        with pytest.raises(scoring.ResumeError, match="damaged progress file"):
-            dist.score_files(model, folder, out, resume=True)
-        dist.score_files(model, folder, out, on_bad_rows="skip")  # starts over
-        assert not record.exists()
-    finally:
-        dist_patch.undo()
+
+    def recorded(scorer, src, *args, **options):
+        scored.append(src.name)
+        return original(scorer, src, *args, **options)
+
+    monkeypatch.setattr(dist, "score_file", recorded)
+    assert main([*args, "--resume"]) == 0
+    assert scored == ["a.csv", "b.csv", "c.csv"]
+    assert len((out / "a.csv").read_bytes()) > len(expected)
+    assert (out / "b.csv").read_bytes() == expected
+    assert (out / "c.csv").read_bytes() == expected
+    assert not record.exists()
+    scored.clear()
+    assert main([*args, "--resume"]) == 0  # nothing recorded: all again
+    assert scored == ["a.csv", "b.csv", "c.csv"]
+    (folder / "c.csv").write_bytes(b"\x00\xff not a csv")
+    assert main(args) == 2  # a and b recorded again
+    (folder / "c.csv").write_bytes(good_c)
+    scored.clear()
+    assert main(args) == 0  # without --resume: every file, and a note
+    assert scored == ["a.csv", "b.csv", "c.csv"]
+    assert "starting over (--resume would skip" in capsys.readouterr().err
+    record.write_text("{not json")
+    with pytest.raises(scoring.ResumeError, match="damaged progress file"):
+        dist.score_files(model, folder, out, resume=True)
+    dist.score_files(model, folder, out, on_bad_rows="skip")  # starts over
+    assert not record.exists()
