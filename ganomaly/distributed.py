@@ -117,6 +117,16 @@ def model_bytes(model: Any) -> bytes:
         return path.read_bytes()
 
 
+@contextlib.contextmanager
+def _model_file(data: bytes) -> Iterator[Path]:
+    """Model-file bytes as a temporary file, so that they get exactly the checks
+    of a model file on disk (format, kind, version, digest)."""
+    with tempfile.TemporaryDirectory(prefix="ganomaly-model-") as folder:
+        path = Path(folder) / "model.safetensors"
+        path.write_bytes(data)
+        yield path
+
+
 def load_detector(data: bytes, device: str = "cpu") -> Any:
     """A detector from model-file bytes, loaded once per process and then reused.
 
@@ -143,9 +153,7 @@ def load_detector(data: bytes, device: str = "cpu") -> Any:
     key = hashlib.sha256(data).hexdigest() + "|" + device
     detector = _LOADED.get(key)
     if detector is None:
-        with tempfile.TemporaryDirectory(prefix="ganomaly-model-") as folder:
-            path = Path(folder) / "model.safetensors"
-            path.write_bytes(data)
+        with _model_file(data) as path:
             detector = GANomalyDetector.load(path, device=device)
         if len(_LOADED) >= _MAX_LOADED:
             _LOADED.pop(next(iter(_LOADED)))
@@ -305,38 +313,36 @@ def _score_file_task(
 
 def _score_here(
     model: Any,
-    data: bytes,
     paths: list[Path],
     outputs: list[Path],
+    output_dir: Path,
     options: dict,
+    *,
+    device: str,
+    precision: str,
     score_threads: int | None,
     progress: bool | None,
     resume: bool,
-    output_dir: Path,
 ) -> list[ScoringSummary]:
     """:func:`score_files` without a client: the files one after the other, each
-    streamed by ``score_file`` with ``score_threads`` threads (a Dask task gets
-    one), on the numpy scorer when the device is the CPU.
+    streamed by ``score_file`` (``options``: its ``id_col``, ``on_bad_rows`` and
+    ``top_k``) with ``score_threads`` threads (a Dask task gets one), on the numpy
+    scorer when the device is the CPU.
 
     The files done are recorded in ``output_dir/.ganomaly-score.json`` (removed
     when all are); ``resume`` skips those whose input, model, options and output
     are still the recorded ones, and resumes an interrupted file from its own
     progress record (see ``score_file``).
     """
-    device, precision = options.pop("device"), options.pop("precision")
-    options.pop("threads")
-    if device == "cpu":
-        if isinstance(model, (str, os.PathLike)):
-            scorer = as_scorer(Path(model), precision)
-        elif isinstance(model, (bytes, bytearray, memoryview)):
-            with tempfile.TemporaryDirectory(prefix="ganomaly-model-") as folder:
-                path = Path(folder) / "model.safetensors"
-                path.write_bytes(data)
-                scorer = as_scorer(path, precision)
-        else:  # a fitted detector (or a Scorer)
-            scorer = as_scorer(model, precision)
-    else:
-        scorer = load_detector(data, device)
+    if device != "cpu":
+        scorer = load_detector(model_bytes(model), device)
+    elif isinstance(model, (bytes, bytearray, memoryview)):
+        with _model_file(bytes(model)) as path:
+            scorer = as_scorer(path, precision)
+    else:  # a model file, a fitted detector or a Scorer
+        scorer = as_scorer(
+            Path(model) if isinstance(model, os.PathLike) else model, precision
+        )
     record = _FolderProgress(output_dir, as_scorer(scorer, precision), options)
     if not resume:
         record.discard()
@@ -537,29 +543,24 @@ def score_files(
             "(one file per input)"
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    data = model_bytes(model)
-    options = {
-        "id_col": id_col,
-        "on_bad_rows": on_bad_rows,
-        "top_k": top_k,
-        "device": device,
-        "threads": threads,
-        "precision": precision,
-    }
+    options = {"id_col": id_col, "on_bad_rows": on_bad_rows, "top_k": top_k}
     if client is None:
         return _score_here(
             model,
-            data,
             paths,
             outputs,
-            options,
-            score_threads,
-            progress,
-            resume,
             output_dir,
+            options,
+            device=device,
+            precision=precision,
+            score_threads=score_threads,
+            progress=progress,
+            resume=resume,
         )
     if resume:
         raise ValueError("resume=True scores in this process: no client")
+    data = model_bytes(model)
+    options.update(device=device, threads=threads, precision=precision)
     load_detector(data, device)  # refuse a bad model here, before any task runs
     run = uuid.uuid4().hex[:8]  # task names readable on the dashboard, and unique
     # One copy of the model per worker, not one per task.
