@@ -461,18 +461,13 @@ class Scorer:
             rows = stop - start
             x = np.zeros((rows + rows % 2, n_features), dtype=self.dtype)
             x[:rows] = encoded[start:stop]
-            latent = self._mlp(x, "encoder")
-            reconstruction = self._mlp(latent, "decoder")
+            residual, latent_squares = self._residuals(x, self._mlp, need_latent)
             if need_latent:
-                difference = self._mlp(reconstruction, "second_encoder")
-                np.subtract(latent, difference, out=difference)
-                np.square(difference, out=difference)
-                latent_errors[start:stop] = difference[:rows].mean(
+                latent_errors[start:stop] = latent_squares[:rows].mean(
                     axis=1, dtype=np.float64
                 )
-            np.subtract(x, reconstruction, out=reconstruction)
             feature_errors(
-                reconstruction[:rows],
+                residual[:rows],
                 self.reconstruction_errors_,
                 self.feature_error_scale_,
                 errors[start:stop],
@@ -506,21 +501,36 @@ class Scorer:
             if stop - start < step:
                 inside[...] = 0
             _put_rows(inside, encoded[start:stop])
-            latent = self._mlp_by_feature(x, "encoder")
-            reconstruction = self._mlp_by_feature(latent, "decoder")
+            residual, latent_squares = self._residuals(
+                x, self._mlp_by_feature, need_latent
+            )
             if need_latent:
-                difference = self._mlp_by_feature(reconstruction, "second_encoder")
-                np.subtract(latent, difference, out=difference)
-                np.square(difference, out=difference)
-                means = difference[:, :, _MARGIN : _MARGIN + width].mean(
+                means = latent_squares[:, :, _MARGIN : _MARGIN + width].mean(
                     axis=1, dtype=np.float64
                 )
                 latent_errors[start:stop] = means.reshape(-1)[: stop - start]
-            np.subtract(x, reconstruction, out=reconstruction)
-            difference = reconstruction[:, :, _MARGIN : _MARGIN + width]
+            difference = residual[:, :, _MARGIN : _MARGIN + width]
             feature_errors(difference, self.reconstruction_errors_, scale)
             _take_rows(difference, errors[start:stop])
         return errors, latent_errors
+
+    @staticmethod
+    def _residuals(
+        x: np.ndarray, mlp: Any, need_latent: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The generator's pass over a block ``x`` (``mlp``: :meth:`_mlp` for rows,
+        :meth:`_mlp_by_feature` for feature-major blocks): the residual ``x -
+        G(x)`` and, if ``need_latent``, the squared latent differences
+        ``(G_E(x) - E(G(x)))**2``, both in ``x``'s layout."""
+        latent = mlp(x, "encoder")
+        reconstruction = mlp(latent, "decoder")
+        latent_squares = None
+        if need_latent:
+            latent_squares = mlp(reconstruction, "second_encoder")
+            np.subtract(latent, latent_squares, out=latent_squares)
+            np.square(latent_squares, out=latent_squares)
+        np.subtract(x, reconstruction, out=reconstruction)
+        return reconstruction, latent_squares
 
     def _mlp_by_feature(self, x: np.ndarray, part: str) -> np.ndarray:
         layers = self._by_feature[part]
