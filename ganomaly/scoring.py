@@ -39,6 +39,7 @@ import io
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -233,27 +234,52 @@ def _physical_lines(path: Path, logical: list[int]) -> dict[int, int]:
     """Physical line numbers of pyarrow's line numbers, which skip empty lines.
 
     pyarrow ignores empty lines and does not count them, so after a blank line its
-    line numbers (and ours, counted from its rows) fall behind the file's.  One pass
-    over the file, only when there is something to report.
+    line numbers (and ours, counted from its rows) fall behind the file's.  Only
+    when there is something to report: one pass over the file, with numpy, up to
+    the last line asked for.
     """
     wanted = sorted({n for n in logical if n is not None})
-    found: dict[int, int] = {}
     if not wanted or _is_parquet(path):
         return {n: n for n in wanted}
-    targets = iter(wanted)
-    target = next(targets)
-    count = 0
+    blanks = _blank_lines(path, until=wanted[-1])
+    # Lines that are not blank before the j-th blank line: blank - 1 - j.
+    before = blanks - 1 - np.arange(len(blanks))
+    shifts = np.searchsorted(before, wanted, side="left")
+    return {n: n + int(shift) for n, shift in zip(wanted, shifts, strict=True)}
+
+
+def _blank_lines(path: Path, until: int, chunk: int = 1 << 24) -> np.ndarray:
+    """Numbers of the empty lines ("\\n" or "\\r\\n" alone) of a file, up to its
+    ``until``-th line that is not empty."""
+    blanks: list[np.ndarray] = []
+    line_start = 0  # offset of the current line's first byte
+    offset = 0  # offset of the chunk's first byte
+    lines = 0  # lines ended before the chunk
+    full = 0  # of which not empty
+    last_byte = 0  # of the chunk before
     with _open_bytes(path) as handle:
-        for physical, text in enumerate(handle, start=1):
-            if text in (b"\n", b"\r\n"):
-                continue
-            count += 1
-            while target is not None and count == target:
-                found[target] = physical
-                target = next(targets, None)
-            if target is None:
+        while full < until:
+            data = handle.read(chunk)
+            if not data:
                 break
-    return {n: found.get(n, n) for n in wanted}
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + offset
+            starts = np.concatenate(([line_start], ends[:-1] + 1))
+            empty = ends == starts
+            if ends.size:
+                # "\r\n" alone; its "\r" may be the last byte of the chunk before.
+                crlf = (ends - starts == 1) & (ends - 1 >= offset)
+                before_end = ends[crlf] - 1 - offset
+                crlf[crlf] = np.frombuffer(data, np.uint8)[before_end] == 13
+                if ends[0] - line_start == 1 and ends[0] == offset:
+                    crlf[0] = last_byte == 13
+                empty |= crlf
+                blanks.append(lines + 1 + np.flatnonzero(empty))
+                line_start = int(ends[-1]) + 1
+            lines += ends.size
+            full += int(ends.size - empty.sum())
+            last_byte = data[-1]
+            offset += len(data)
+    return np.concatenate(blanks) if blanks else np.zeros(0, dtype=np.intp)
 
 
 def _describe(path: Path, line: int | None, row: int, column: str, reason: str) -> str:
@@ -283,21 +309,15 @@ def _validate_batch(
                 continue
         null = _null_mask(column)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            import pandas as pd
-
-            text = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
-            stripped = text.str.strip()
-            null = null | (stripped == "").to_numpy()
-            parsed = pd.to_numeric(stripped.where(~null, None), errors="coerce")
-            array = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+            array, blank, not_numbers = _text_numbers(column)
+            null |= blank
+            shown = _take(column, not_numbers).to_pylist()
+            for index, value in zip(not_numbers.tolist(), shown, strict=True):
+                bad.append((index, name, f"expected a number, got {value!r}"))
+            array[not_numbers] = 0.0
             for index in np.flatnonzero(np.isnan(array) & ~null):
-                shown = text.iloc[index]
-                if str(shown).strip().lower() in ("nan", "+nan", "-nan"):
-                    reason = "NaN is not a value; leave the field empty if missing"
-                else:
-                    reason = f"expected a number, got {shown!r}"
+                reason = "NaN is not a value; leave the field empty if missing"
                 bad.append((int(index), name, reason))
-            array = np.where(np.isnan(array) & ~null, 0.0, array)
         elif numbers:
             array = _float_values(column)  # any value under a null is masked below
             for index in np.flatnonzero(np.isnan(array) & ~null):
@@ -320,6 +340,82 @@ def _validate_batch(
         array = np.where(null, np.nan, array)
         values[name] = array
     return values, bad
+
+
+# What pyarrow's string-to-float conversion takes (checked against it in the tests);
+# a value it does not match is asked of pyarrow itself, alone.
+_NUMBER = re.compile(
+    r"^[+-]?(?:(?:[0-9]+[.]?[0-9]*|[.][0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)$",
+    re.IGNORECASE,
+)
+
+
+def _text_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The numbers in a text column, converted as the typed CSV read converts them.
+
+    A number column holding a value that is not a number is read as text (see
+    ``_Job._parse_carefully``); its other values must get the same floats, to the
+    last bit, as they would in a piece of the file without that value.  So they go
+    through pyarrow's own conversion (the one the typed read uses), after the
+    same trimming of spaces and tabs; only values it refuses are looked at one by
+    one.
+
+    Returns
+    -------
+    values : ndarray of float64
+        Anything under a blank or a non-number.
+    blank : ndarray of bool
+        Empty (or only spaces and tabs): a missing value.
+    not_numbers : ndarray of int
+        Indices of the values that are not numbers.
+    """
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim(column, characters=" \t")
+    blank = _true_mask(pc.equal(text, ""))
+    looks = pc.match_substring_regex(text, _NUMBER.pattern, ignore_case=True)
+    looks = _true_mask(looks)
+    present = ~_null_mask(column) & ~blank
+    # Values the pattern does not take are asked of pyarrow, one distinct value at
+    # a time (the same few texts, such as "N/A", tend to come back).
+    unlike = np.flatnonzero(present & ~looks)
+    not_numbers = unlike
+    if unlike.size:
+        candidates = _take(text, unlike)
+        distinct = pc.unique(candidates)
+        refused = [_as_float(value) is None for value in distinct]
+        refused_texts = distinct.filter(_arrow(np.array(refused), pa.bool_()))
+        refused_here = pc.is_in(candidates, value_set=refused_texts)
+        not_numbers = unlike[_true_mask(refused_here)]
+    take = present.copy()
+    take[not_numbers] = False
+    kept = pc.if_else(_arrow(take, pa.bool_()), text, pa.scalar(None, text.type))
+    try:
+        numbers = pc.cast(kept, pa.float64())
+    except pa.ArrowInvalid:  # pragma: no cover - a value _NUMBER took wrongly
+        numbers = pa.array([_as_float(v) for v in kept], pa.float64())
+    values = np.array(_float_values(numbers))  # a copy, to write into
+    return values, blank, not_numbers
+
+
+def _as_float(value: pa.Scalar) -> float | None:
+    """pyarrow's float of one text value, or None if it is not a number."""
+    import pyarrow.compute as pc
+
+    if not value.is_valid:
+        return None
+    try:
+        return pc.cast(value, pa.float64()).as_py()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _true_mask(column: pa.Array) -> np.ndarray:
+    """True where a boolean array is true (null: False), from its bitmaps."""
+    data = np.frombuffer(column.buffers()[1], np.uint8)
+    bits = np.unpackbits(data, bitorder="little")
+    true = bits[column.offset : column.offset + len(column)].astype(bool)
+    return true & ~_null_mask(column)
 
 
 def _null_mask(column: pa.Array) -> np.ndarray:
@@ -885,6 +981,7 @@ class _Job:
         self.piece_ends: deque = deque()
         self.emitted: tuple | None = None
         self.categorical = [c for c in needed if c not in numeric]
+        self.text_columns: set[str] = set()  # number columns found to hold text
         self.sink = None
 
     def _progress(self) -> dict[str, Any]:
@@ -914,11 +1011,13 @@ class _Job:
             yield batch, rows, None, []
         yield None, None, None, []
 
-    def _column_types(self, careful: bool) -> dict[str, pa.DataType]:
-        """Arrow types to read the needed columns as: numbers, or text to check."""
+    def _column_types(self, careful: bool = False) -> dict[str, pa.DataType]:
+        """Arrow types to read the needed columns as: numbers, or text to check
+        (every numeric column if ``careful``, else those in ``text_columns``)."""
         text_type = pa.string()
         column_types = {
-            c: (text_type if careful else pa.float64()) for c in self.numeric
+            c: (text_type if careful or c in self.text_columns else pa.float64())
+            for c in self.numeric
         }
         for c in self.categorical:
             column_types[c] = text_type
@@ -933,14 +1032,14 @@ class _Job:
         The file is cut at line ends into pieces (:func:`_csv_pieces`) that ``pool``
         parses side by side, with typed columns; pieces come back in file order.
         A piece with a row that does not parse (a wrong number of fields, text in a
-        number column) is parsed again, alone, as text (:meth:`_parse_carefully`):
-        its rows with a wrong number of fields come back as invalid rows, and its
-        text values go to validation, which names them.  Line numbers are
-        pyarrow's (empty lines not counted; see :func:`_physical_lines`).
+        number column) is parsed again, alone (:meth:`_parse_carefully`): its rows
+        with a wrong number of fields come back as invalid rows, and a number
+        column with text in it comes back as text, for validation to name the
+        values that are not numbers.  Line numbers are pyarrow's (empty lines not
+        counted; see :func:`_physical_lines`).
         """
         if self.header is None:
             self.header = read_table_header(self.path)
-        column_types = self._column_types(careful=False)
         pending: deque = deque()
         resumed = self.resume_state
         done = resumed["n_input"] if resumed else 0  # lines read so far, header aside
@@ -961,7 +1060,7 @@ class _Job:
         try:
             pieces = _csv_pieces(self.path, self.block_size * PIECE_BLOCKS, start)
             for piece, end in pieces:
-                args = (piece, self.header, column_types, self.block_size)
+                args = (piece, self.header, self._column_types(), self.block_size)
                 pending.append((pool.submit(_parse_piece, *args), piece, end))
                 if len(pending) > self.threads:  # parse at most `threads` ahead
                     yield parsed()
@@ -975,12 +1074,17 @@ class _Job:
     def _parse_carefully(
         self, piece: pa.Buffer, done: int
     ) -> tuple[pa.RecordBatch, np.ndarray, list[_InvalidRow]]:
-        """A piece that did not parse with typed columns, parsed as text: its
-        batch, the line numbers of its rows, and its rows with a wrong number of
-        fields.  ``done``: the lines before the piece, header aside.
+        """A piece that did not parse with typed columns, parsed again: its batch,
+        the line numbers of its rows, and its rows with a wrong number of fields.
+        ``done``: the lines before the piece, header aside.
 
-        Only this piece pays for the text read (about 10x slower than the typed
-        one); the pieces after it are read fast again.
+        A number column that holds something else is read as text, in this piece
+        and the pieces after it (``text_columns``: text in one piece often means
+        text in others), so that validation can name the values; the other columns
+        stay typed.  The text read of a column costs about twice its typed read;
+        each column that turns out to hold text costs one more read of the piece.
+        If pyarrow's error does not name a column, every number column is read as
+        text.
         """
         invalid: list[_InvalidRow] = []
 
@@ -991,13 +1095,23 @@ class _Job:
             invalid.append(_InvalidRow(expected, actual, number))
             return "skip"
 
-        text_types = self._column_types(careful=True)
-        try:
-            batch = _parse_piece(
-                piece, self.header, text_types, self.block_size, on_invalid_row
-            )
-        except pa.ArrowInvalid as exc:  # not a matter of rows: invalid UTF-8, ...
-            raise BadInputError(f"{self.path}: {exc}") from exc
+        careful = False
+        while True:
+            invalid.clear()
+            types = self._column_types(careful)
+            try:
+                batch = _parse_piece(
+                    piece, self.header, types, self.block_size, on_invalid_row
+                )
+                break
+            except pa.ArrowInvalid as exc:
+                column = _failed_column(exc, self.header)
+                if not careful and types.get(column) == pa.float64():
+                    self.text_columns.add(column)
+                elif not careful:
+                    careful = True
+                else:  # not a matter of values: invalid UTF-8, ...
+                    raise BadInputError(f"{self.path}: {exc}") from exc
         index = np.arange(batch.num_rows)
         # A row's line: the lines before the piece, then its place among the valid
         # rows, then the invalid rows before it (the j-th invalid line has
@@ -1120,18 +1234,29 @@ class _Job:
         ids = batch.column(self.id_col) if self.id_col else None
         self.n_input += batch.num_rows
         good = np.ones(batch.num_rows, dtype=bool)
-        for index, column, reason in sorted(bad):
+        if not bad:
+            return good, values, ids
+        bad.sort()
+        if self.on_bad_rows == "error":
+            index, column, reason = bad[0]
             line = int(lines[index]) if lines is not None else None
-            if self.on_bad_rows == "error":
-                line = _physical_lines(self.path, [line]).get(line, line)
-                raise BadInputError(
-                    _describe(self.path, line, int(rows[index]), column, reason)
-                    + "; use --on-bad-rows skip to score the other rows"
-                )
-            if good[index]:
-                good[index] = False
-                ident = ids[index].as_py() if ids is not None else None
-                self.rejects.add(int(rows[index]), line, column, reason, ident)
+            line = _physical_lines(self.path, [line]).get(line, line)
+            raise BadInputError(
+                _describe(self.path, line, int(rows[index]), column, reason)
+                + "; use --on-bad-rows skip to score the other rows"
+            )
+        first = {}  # a row's first bad cell
+        for index, column, reason in bad:
+            first.setdefault(index, (column, reason))
+        indices = np.fromiter(first, dtype=np.intp, count=len(first))
+        good[indices] = False
+        idents = _take(ids, indices).to_pylist() if ids is not None else None
+        row_numbers = rows[indices].tolist()
+        line_numbers = lines[indices].tolist() if lines is not None else None
+        for k, (column, reason) in enumerate(first.values()):
+            line = line_numbers[k] if line_numbers is not None else None
+            ident = idents[k] if idents is not None else None
+            self.rejects.add(row_numbers[k], line, column, reason, ident)
         return good, values, ids
 
     def _name_values_before(self, batch, rows, lines, invalid) -> None:
@@ -1463,6 +1588,15 @@ def _parse_piece(
     return pa.RecordBatch.from_arrays(  # no rows: only empty lines
         [column.combine_chunks() for column in table.columns], schema=table.schema
     )
+
+
+def _failed_column(exc: pa.ArrowInvalid, header: list[str]) -> str | None:
+    """The column named by pyarrow's conversion error ("In CSV column #3: ..."),
+    or None."""
+    found = re.match(r"In CSV column #(\d+)", str(exc))
+    if found and int(found.group(1)) < len(header):
+        return header[int(found.group(1))]
+    return None
 
 
 def _regroup(items, min_rows: int):

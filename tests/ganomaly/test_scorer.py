@@ -538,3 +538,89 @@ def test_progress_bar_when_asked_and_no_tqdm_import_when_not(fitted, tmp_path, c
     fitted.save(tmp_path / "model.st")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def _typed_read(texts: list[str]) -> list:
+    """pyarrow's typed CSV read of one number column: floats, or None for a value
+    it refuses or an empty one."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    out = []
+    for text in texts:
+        data = f"x\n{text}\n".encode() if text.strip() else b"x\n\n"
+        try:
+            table = pacsv.read_csv(
+                pa.BufferReader(data),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"x": pa.float64()}, null_values=[""]
+                ),
+            )
+            column = table.column("x")
+            out.append(column[0].as_py() if len(column) else None)
+        except pa.ArrowInvalid:
+            out.append(None)
+    return out
+
+
+def test_text_in_a_number_column_is_converted_as_the_typed_read_converts():
+    """A number column read as text (it holds a value that is not a number) gives
+    its numbers the typed read's floats, to the last bit, and names the others."""
+    import pyarrow as pa
+
+    from ganomaly.scoring import _NUMBER, _text_numbers
+
+    rng = np.random.default_rng(0)
+    values = rng.normal(0, 10, 400) * 10.0 ** rng.integers(-8, 8, 400)
+    texts = [repr(float(v)) for v in values[:100]]
+    texts += [f"{v:.6f}" for v in values[100:200]]
+    texts += [f"{v:.17g}" for v in values[200:300]] + [f"{v:e}" for v in values[300:]]
+    texts += ["1.", ".5", "+1", "-0", "1E+05", "00012", " 7.5", "8\t", "inf", "-INF"]
+    texts += ["Infinity", "nan", "NaN", "nan(1)", "1e400", "1e-400"]
+    refused = ["N/A", "1_0", "0x10", "1,5", "1d5", ".", "+", "e5", "1e", "infinit", "?"]
+    blank = ["", "  ", "\t"]
+    column = pa.array(texts + refused + blank + [None])
+    numbers, blanks, not_numbers = _text_numbers(column)
+
+    n = len(texts)
+    typed = _typed_read([t.strip(" \t") for t in texts])
+    got = numbers[:n]
+    assert np.array_equal(got, np.array(typed, dtype=np.float64), equal_nan=True)
+    assert np.array_equal(
+        got.view(np.int64)[~np.isnan(got)],
+        np.array(typed, dtype=np.float64).view(np.int64)[~np.isnan(got)],
+    )
+    assert not_numbers.tolist() == list(range(n, n + len(refused)))
+    assert _typed_read(refused) == [None] * len(refused)
+    assert blanks.tolist() == [False] * (n + len(refused)) + [True] * 3 + [False]
+
+    # The pattern takes nothing that pyarrow refuses (a value it does not take
+    # is asked of pyarrow alone, so it may take less).
+    alphabet = list("0123456789.eE+-infaINFAty ")
+    for _ in range(3000):
+        text = "".join(rng.choice(alphabet, size=rng.integers(1, 8)))
+        if _NUMBER.match(text):
+            assert _typed_read([text]) != [None], text
+
+
+def test_blank_lines_are_found_across_chunks(tmp_path):
+    """Empty lines ("\\n" or "\\r\\n" alone) are found wherever chunks cut the
+    file, and pyarrow's line numbers (which skip them) become the file's."""
+    from ganomaly.scoring import _blank_lines, _physical_lines
+
+    lines = ["h\n", "\n", "a\n", "\r\n", "\r\n", "b\r\n", "\r\r\n", " \n", "c\n"]
+    lines += ["\n", "d"]  # no line end at the end
+    path = tmp_path / "blank.csv"
+    path.write_bytes("".join(lines).encode())
+    for chunk in (1, 2, 3, 5, 1 << 20):
+        assert _blank_lines(path, until=99, chunk=chunk).tolist() == [2, 4, 5, 10]
+    # Not empty: h a b \r\r\n " " c d, at lines 1 3 6 7 8 9 11.
+    assert _physical_lines(path, [1, 2, 3, 4, 5, 6, 7, None]) == {
+        1: 1,
+        2: 3,
+        3: 6,
+        4: 7,
+        5: 8,
+        6: 9,
+        7: 11,
+    }
