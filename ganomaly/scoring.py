@@ -13,15 +13,19 @@ score --resume``).
 Bad input is never silently dropped.  By default the first bad row stops the run
 with an error naming the file, the line and the column (:class:`BadInputError`).
 With ``on_bad_rows="skip"`` every bad row goes to a rejects file with its reason and
-all other rows are scored; input rows = scored rows + rejected rows, always.
+all other rows are scored; input rows = scored rows + rejected rows, always.  The
+rejected rows are kept on disk as the run goes (``.NAME.rejects.partial`` next to
+the output, or an unnamed temporary file), so memory stays flat however many rows
+a file rejects.
 
 What counts as bad, for a model's column: text that is no number, ``NaN`` or an
 infinite value in a numeric column, and a row with the wrong number of fields.  Only
-the piece of the file (4 MiB) that holds such a row is read again, as text, to find
-and name it.  An empty field is a *missing* value, handled by the model's
-missing-value policy (rejected only if the model was trained with
-``missing="error"``).  Unknown categories are fine (they encode as "none of the known
-ones").
+the piece of the file (4 MiB) that holds such a row is read again, to find and name
+it; a number column with text in it is read as text from there on, and its numbers
+get the same floats as in the typed read.  An empty field is a *missing* value,
+handled by the model's missing-value policy (rejected only if the model was trained
+with ``missing="error"``).  Unknown categories are fine (they encode as "none of the
+known ones").
 
 Line numbers count physical lines, the header being line 1; they are exact for files
 without line breaks inside quoted fields.  Parquet files have no lines: their
@@ -36,11 +40,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import queue
 import re
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -221,13 +227,109 @@ def _check_columns(
 
 
 class _Rejects:
-    """Collects rejected rows: (row, line, column, reason, id)."""
+    """Rejected rows, ``(row, line, column, reason, id)``, kept in a file as they
+    come, so that memory stays flat however many rows a file rejects.
 
-    def __init__(self) -> None:
-        self.rows: list[tuple[int, int | None, str, str, Any]] = []
+    The rows of a piece are added (:meth:`add`), then written to the spill file in
+    row order (:meth:`flush`), as CSV lines with pyarrow's line numbers;
+    :meth:`write` turns them into the rejects file, with the file's line numbers.
+
+    Parameters
+    ----------
+    spill : Path, optional
+        The file to keep them in, created at the first reject (readable by its owner
+        only).  An unnamed temporary file in ``directory`` if None.
+    at : tuple of (int, int, int), optional
+        ``(bytes, count, last line)`` of a resumed run's spill file: what comes
+        after is cut off.
+    directory : Path, optional
+    """
+
+    def __init__(
+        self,
+        spill: Path | None = None,
+        at: tuple[int, int, int] | None = None,
+        directory: Path | None = None,
+    ) -> None:
+        self.spill, self.directory = spill, directory
+        self.size, self.count, self.last_line = at or (0, 0, 0)
+        self.pending: list[tuple[int, int | None, str, str, Any]] = []
+        self.fd: int | None = None
+        if at is not None or (spill is not None and spill.exists()):
+            self._open()
+
+    def _open(self) -> None:
+        if self.spill is None:
+            handle = tempfile.TemporaryFile(dir=self.directory)
+            self.fd = os.dup(handle.fileno())
+            handle.close()
+        else:
+            self.fd = os.open(self.spill, os.O_RDWR | os.O_CREAT, 0o600)
+            if os.fstat(self.fd).st_size < self.size:
+                raise ResumeError(
+                    f"{self.spill}: the rejected rows of the interrupted run are "
+                    "missing or shorter than recorded; run without --resume to "
+                    "start over"
+                )
+        os.ftruncate(self.fd, self.size)
+        os.lseek(self.fd, self.size, os.SEEK_SET)
 
     def add(self, row: int, line: int | None, column: str, reason: str, ident=None):
-        self.rows.append((row, line, column, reason, ident))
+        self.pending.append((row, line, column, reason, ident))
+
+    def flush(self) -> None:
+        """The rows added since the last flush, to the spill file in row order."""
+        if not self.pending:
+            return
+        if self.fd is None:
+            self._open()
+        self.pending.sort(key=lambda r: r[0])
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(self.pending)
+        data = text.getvalue().encode("utf-8")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.size += len(data)
+        self.count += len(self.pending)
+        lines = [r[1] for r in self.pending if r[1] is not None]
+        self.last_line = max([self.last_line, *lines])
+        self.pending.clear()
+
+    def sync(self) -> None:
+        if self.fd is not None:
+            os.fsync(self.fd)
+
+    def write(self, path: Path, id_col: str | None, source: Path) -> None:
+        """The rejects file: the rows in row order, with the line numbers of
+        ``source`` (pyarrow's skip empty lines), read back in slices."""
+        self.flush()
+        blanks = np.zeros(0, dtype=np.intp)
+        if self.count and not _is_parquet(source):
+            blanks = _blank_lines(source, until=self.last_line)
+        before = blanks - 1 - np.arange(len(blanks))  # see _physical_lines
+        with open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            header = ["row", "line", "column", "reason"]
+            writer.writerow(header + [id_col] if id_col else header)
+            if self.fd is None:
+                return
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            with open(os.dup(self.fd), newline="", encoding="utf-8") as spilled:
+                reader = csv.reader(spilled)
+                while rows := list(itertools.islice(reader, 1 << 16)):
+                    lines = np.array([int(r[1] or 0) for r in rows], dtype=np.int64)
+                    lines += np.searchsorted(before, lines, side="left")
+                    for r, line in zip(rows, lines.tolist(), strict=True):
+                        r[1] = line if r[1] else ""
+                    writer.writerows(rows if id_col else [r[:4] for r in rows])
+
+    def close(self, remove: bool = False) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if remove and self.spill is not None:
+            self.spill.unlink(missing_ok=True)
 
 
 def _physical_lines(path: Path, logical: list[int]) -> dict[int, int]:
@@ -372,7 +474,12 @@ def _text_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     import pyarrow.compute as pc
 
     text = pc.utf8_trim(column, characters=" \t")
-    blank = _true_mask(pc.equal(text, ""))
+    # Empty after trimming: from the offsets (``pc.equal(text, "")`` would make a
+    # scalar of "", which imports pandas).
+    start = text.offset
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    bounds = np.frombuffer(text.buffers()[1], width)[start : start + len(text) + 1]
+    blank = (np.diff(bounds) == 0) & ~_null_mask(text)
     looks = pc.match_substring_regex(text, _NUMBER.pattern, ignore_case=True)
     looks = _true_mask(looks)
     present = ~_null_mask(column) & ~blank
@@ -389,7 +496,14 @@ def _text_numbers(column: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]
         not_numbers = unlike[_true_mask(refused_here)]
     take = present.copy()
     take[not_numbers] = False
-    kept = pc.if_else(_arrow(take, pa.bool_()), text, pa.scalar(None, text.type))
+    # The text with nulls where there is no number (``pc.if_else`` with a null
+    # scalar would import pandas, 0.4 s): a new validity bitmap.
+    bits = np.concatenate([np.zeros(start, dtype=bool), take])
+    validity = pa.py_buffer(np.packbits(bits, bitorder="little"))
+    _, offsets, data = text.buffers()
+    kept = pa.Array.from_buffers(
+        text.type, len(text), [validity, offsets, data], offset=start
+    )
     try:
         numbers = pc.cast(kept, pa.float64())
     except pa.ArrowInvalid:  # pragma: no cover - a value _NUMBER took wrongly
@@ -608,6 +722,13 @@ def score_file(
         compress_out=_compression(output_path),
     )
 
+    if rejects_path is not None:
+        rejects_path = Path(rejects_path)
+        job.rejects_dir = rejects_path.parent
+        if resumable:  # kept with the partial output (and its lock), for resume
+            name = f".{output_path.name}.rejects.partial"
+            job.rejects_spill = output_path.with_name(name)
+
     def run(output: Path) -> None:
         job.run(output)
         if job.n_input == 0:
@@ -617,7 +738,7 @@ def score_file(
             )
         if rejects_path is not None:
             with atomic_write(rejects_path) as tmp_rejects:
-                _write_rejects(tmp_rejects, job.rejects, id_col)
+                job.rejects.write(Path(tmp_rejects), id_col, input_path)
 
     if resumable:
         identity = _run_identity(detector, input_path, id_col, on_bad_rows, top_k)
@@ -630,19 +751,26 @@ def score_file(
                 run(checkpoint.partial)
             except ValueError:  # bad input: a rerun would meet it again
                 checkpoint.discard()
+                job.rejects.close(remove=True)
                 raise
             except BaseException:
                 # Interrupted (KeyboardInterrupt, a full disk...): the partial
-                # output and its progress stay for resume=True, if there is any
-                # progress (SIGKILL leaves them too).
-                if not checkpoint.state_path.exists():
+                # output, the rejected rows so far and the progress stay for
+                # resume=True, if there is any progress (SIGKILL leaves them too).
+                kept = checkpoint.state_path.exists()
+                if not kept:
                     checkpoint.discard()
+                job.rejects.close(remove=not kept)
                 raise
             checkpoint.finish()
+            job.rejects.close(remove=True)
     else:
-        with atomic_write(output_path) as tmp_output:
-            run(tmp_output)
-    if job.n_scored + len(job.rejects.rows) != job.n_input:  # pragma: no cover
+        try:
+            with atomic_write(output_path) as tmp_output:
+                run(tmp_output)
+        finally:
+            job.rejects.close(remove=True)
+    if job.n_scored + job.rejects.count != job.n_input:  # pragma: no cover
         raise RuntimeError("internal error: scored + rejected rows != input rows")
     return ScoringSummary(
         input_path=str(input_path),
@@ -650,7 +778,7 @@ def score_file(
         rejects_path=str(rejects_path) if rejects_path is not None else None,
         n_input=job.n_input,
         n_scored=job.n_scored,
-        n_rejected=len(job.rejects.rows),
+        n_rejected=job.rejects.count,
         n_anomalies=job.n_anomalies,
         seconds=time.perf_counter() - start,
         n_resumed=job.resume_state["n_input"] if job.resume_state else 0,
@@ -980,6 +1108,10 @@ class _Job:
         self.checkpoint, self.resume_state = checkpoint, resume_state
         self.piece_ends: deque = deque()
         self.emitted: tuple | None = None
+        # Where rejected rows are kept during a run (see _Rejects).
+        self.rejects_spill: Path | None = None
+        self.rejects_dir: Path | None = None
+        self.rejects = _Rejects()
         self.categorical = [c for c in needed if c not in numeric]
         self.text_columns: set[str] = set()  # number columns found to hold text
         self.sink = None
@@ -987,13 +1119,16 @@ class _Job:
     def _progress(self) -> dict[str, Any]:
         """Where a read can go on after the last piece written to the output: the
         input offset after it, the counts and the rejects up to it."""
-        offset, n_input, n_scored, n_anomalies = self.emitted
+        offset, n_input, n_scored, n_anomalies, rejected = self.emitted
+        rejects_bytes, n_rejected, last_line = rejected
         return {
             "input_offset": offset,
             "n_input": n_input,
             "n_scored": n_scored,
             "n_anomalies": n_anomalies,
-            "rejects": [r for r in self.rejects.rows if r[0] <= n_input],
+            "rejects_bytes": rejects_bytes,
+            "n_rejected": n_rejected,
+            "rejects_last_line": last_line,
         }
 
     def _parquet_batches(self):
@@ -1126,14 +1261,20 @@ class _Job:
         """Read the file into ``output``: from line 2, or after the rows already
         in ``output`` when resuming (``resume_state``)."""
         self.n_input = self.n_scored = self.n_anomalies = 0
-        self.rejects = _Rejects()
         self.piece_ends = deque()  # (byte offset, rows) after each piece, in order
-        self.emitted = None  # (offset, rows, scored, anomalies) after the last piece
+        # (offset, rows, scored, anomalies, rejects position) after the last piece
+        self.emitted = None
+        at = None
         if self.resume_state:
             state = self.resume_state
             self.n_input, self.n_scored = state["n_input"], state["n_scored"]
             self.n_anomalies = state["n_anomalies"]
-            self.rejects.rows = [tuple(r) for r in state["rejects"]]
+            at = (
+                state["rejects_bytes"],
+                state["n_rejected"],
+                state["rejects_last_line"],
+            )
+        self.rejects = _Rejects(self.rejects_spill, at, self.rejects_dir)
         self.sink = self.sink_factory() if self.sink_factory else None
         writer = None
         if self.progress:
@@ -1155,7 +1296,7 @@ class _Job:
         parsers = None
         pending: deque = deque()
 
-        def emit(table: pa.Table | None, n_flagged: int, n_rows: int) -> None:
+        def emit(table: pa.Table | None, n_flagged: int, n_rows: int, rejected) -> None:
             nonlocal writer
             if table is not None:
                 self.n_scored += table.num_rows
@@ -1168,18 +1309,21 @@ class _Job:
             bar.update(n_rows)
             if self.piece_ends:  # the fast read of a CSV file: one entry a piece
                 offset, n_input = self.piece_ends.popleft()
-                self.emitted = (offset, n_input, self.n_scored, self.n_anomalies)
+                counts = (self.n_scored, self.n_anomalies, rejected)
+                self.emitted = (offset, n_input, *counts)
                 if self.checkpoint is not None and self.checkpoint.due():
                     state = self._progress()
                     if writer is None:  # nothing written yet
+                        self.rejects.sync()
                         self.checkpoint.save(state, output_bytes=0)
                     else:
-                        writer.after_writes(self.checkpoint.saver(state))
+                        saver = self.checkpoint.saver(state, self.rejects.sync)
+                        writer.after_writes(saver)
 
         def drain(keep: int) -> None:
             while len(pending) > keep:
-                future, n_rows = pending.popleft()
-                emit(*future.result(), n_rows)
+                future, n_rows, rejected = pending.popleft()
+                emit(*future.result(), n_rows, rejected)
 
         try:
             if _is_parquet(self.path):
@@ -1197,23 +1341,24 @@ class _Job:
                     if batch is None:
                         continue
                     good, values, ids = self._validate(batch, rows, lines)
+                    self.rejects.flush()  # this piece's, before it is recorded
+                    rejected = (
+                        self.rejects.size,
+                        self.rejects.count,
+                        self.rejects.last_line,
+                    )
                     work = (self.scorer, batch, values, good, rows, ids)
                     work += (self.id_col, self.top_k)
                     if pool is None:
-                        emit(*score_batch(*work), batch.num_rows)
+                        emit(*score_batch(*work), batch.num_rows, rejected)
                     else:
                         future = pool.submit(score_batch, *work)
-                        pending.append((future, batch.num_rows))
+                        pending.append((future, batch.num_rows, rejected))
                         drain(keep=2 * self.threads)
                 drain(keep=0)
             if writer is None:
                 writer = self.sink or self._open_output(output, self._empty_schema())
-            if self.rejects.rows:
-                physical = _physical_lines(self.path, [r[1] for r in self.rejects.rows])
-                self.rejects.rows = [
-                    (row, physical.get(line, line), *rest)
-                    for row, line, *rest in self.rejects.rows
-                ]
+            self.rejects.flush()  # invalid rows of the last piece
         finally:
             for executor in (pool, parsers):
                 if executor is not None:
@@ -1307,7 +1452,7 @@ class OutputBusyError(BadInputError):
     """Another process is writing the same output file."""
 
 
-_PROGRESS_FORMAT = "ganomaly-score-progress-1"
+_PROGRESS_FORMAT = "ganomaly-score-progress-2"  # 2: rejected rows in a file
 # Seconds between two records of a run's progress (the output so far synced to disk,
 # then a small JSON file): a resumed run redoes about this much work at most.  Runs
 # shorter than this record nothing.
@@ -1343,9 +1488,10 @@ class _ScoreCheckpoint:
     The run writes its rows to ``.NAME.partial`` next to the output ``NAME``;
     :meth:`save` records in ``.NAME.partial.json`` the byte offset in the input
     after the last line scored, the bytes of the partial output that hold those
-    lines' rows, the counts and rejected rows up to there, and the run's identity
-    (input, model, options).  :meth:`finish` renames the partial output to
-    ``NAME``.
+    lines' rows, the counts up to there and the bytes of the rejected rows kept so
+    far (:class:`_Rejects`, in ``.NAME.rejects.partial``), and
+    the run's identity (input, model, options).  :meth:`finish` renames the partial
+    output to ``NAME``.
     """
 
     def __init__(self, output: Path, identity: dict[str, Any]):
@@ -1359,14 +1505,17 @@ class _ScoreCheckpoint:
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.wait
 
-    def saver(self, state: dict[str, Any]):
+    def saver(self, state: dict[str, Any], sync_rejects: Any = None):
         """:meth:`save` as a writer action, once the writer has written the rows:
-        they are synced to disk before the record that counts them."""
+        they (and the rejected rows, with ``sync_rejects``) are synced to disk
+        before the record that counts them."""
         self.last = time.monotonic()
 
         def save(writer) -> None:
             output_bytes = writer.position()
             os.fsync(self.fd)
+            if sync_rejects is not None:
+                sync_rejects()
             self.save(state, output_bytes)
 
         return save
@@ -1376,8 +1525,8 @@ class _ScoreCheckpoint:
         record = {"format": _PROGRESS_FORMAT, **self.identity, **state}
         record["output_bytes"] = output_bytes
         text = json.dumps(record)
-        # The rejected rows are in every record: with very many of them, records
-        # get rarer, so that writing them never takes more than ~5 % of the run.
+        # Should records be slow to write (a slow disk), they get rarer, so that
+        # writing them never takes more than ~5 % of the run.
         if self.every > 0:  # (0: a record after every piece, for tests)
             self.wait = max(self.every, 20 * (time.monotonic() - started))
         with atomic_write(self.state_path) as tmp:
@@ -1802,16 +1951,3 @@ def _open_writer(path: Path, schema: pa.Schema, parquet: bool, compression=None)
     if parquet:
         return _ParquetWriter(path, schema)
     return _CsvWriter(path, schema, compression)
-
-
-def _write_rejects(path: Path, rejects: _Rejects, id_col: str | None) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame(
-        sorted(rejects.rows, key=lambda r: r[0]),
-        columns=["row", "line", "column", "reason", id_col or "id"],
-    )
-    if id_col is None:
-        frame = frame.drop(columns=["id"])
-    frame["line"] = frame["line"].astype("Int64")
-    frame.to_csv(path, index=False)

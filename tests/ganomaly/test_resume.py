@@ -100,7 +100,7 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
     assert not output.exists()  # never a half output at the target
     state = json.loads(_progress(output).read_text())
     assert 0 < state["n_input"] < summary.n_input
-    assert len(state["rejects"]) == 1  # the row before the interruption
+    assert state["n_rejected"] == 1  # the row before the interruption
     partial = output.with_name(".out.csv.partial")
     assert partial.stat().st_size >= state["output_bytes"] > 0
 
@@ -118,6 +118,42 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
     n_pieces = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
     assert 0 < len(parsed) < n_pieces - 20  # the scored part was not read again
     assert not partial.exists() and not _progress(output).exists()
+
+
+def test_rejected_rows_after_the_record_are_dropped_on_resume(
+    model, source, reference, tmp_path, monkeypatch
+):
+    """Rejected rows are kept in a file next to the rejects file as the run goes
+    (not in memory, not in the progress record): what was written after the last
+    record (pieces validated, not yet written out) is cut off on resume, and a
+    missing file is named."""
+    _, expected, expected_rejects = reference
+    output = tmp_path / "out.csv"
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 30)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, source, output, threads=1)
+    state = json.loads(_progress(output).read_text())
+    assert "rejects" not in state and state["n_rejected"] == 1
+    spill = tmp_path / ".out.csv.rejects.partial"
+    assert spill.stat().st_size == state["rejects_bytes"] > 0
+    with open(spill, "a") as handle:  # as if later pieces had been validated
+        handle.write("5000,5001,amount,infinite value inf,tx-later\n")
+    _score(model, source, output, resume=True)
+    assert output.read_bytes() == expected
+    assert output.with_name("out.rejects.csv").read_bytes() == expected_rejects
+    assert not spill.exists()
+
+    with monkeypatch.context() as patched:
+        _interrupt_after(patched, 30)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, source, output, threads=1)
+    spill.unlink()
+    with pytest.raises(scoring.ResumeError, match="rejected rows of the interrupted"):
+        _score(model, source, output, resume=True)
+    _score(model, source, output)  # starting over needs no spill
+    assert output.with_name("out.rejects.csv").read_bytes() == expected_rejects
 
 
 @pytest.mark.parametrize("resume", [False, True])
@@ -316,7 +352,7 @@ def test_a_row_that_does_not_parse_keeps_the_run_resumable(
         with pytest.raises(KeyboardInterrupt):
             score(tmp_path / "out.csv")
     state = json.loads(_progress(tmp_path / "out.csv").read_text())
-    assert state["n_input"] > 1001 and len(state["rejects"]) == 1
+    assert state["n_input"] > 1001 and state["n_rejected"] == 1
     careful = _careful_parses(monkeypatch)
     resumed = score(tmp_path / "out.csv", resume=True)
     assert careful == []  # the bad piece was behind the progress
@@ -506,6 +542,7 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
     assert sorted(p.name for p in out.iterdir()) == [
         ".b.csv.partial",
         ".b.csv.partial.json",
+        ".b.csv.rejects.partial",  # the rejected rows so far
         ".ganomaly-score.json",
         "a.csv",
         "a.rejects.csv",

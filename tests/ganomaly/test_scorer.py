@@ -194,9 +194,9 @@ def test_scorer_refuses_layers_it_does_not_know(fitted):
         )
 
 
-def _heavy_modules_after_scoring(model, source, output) -> list[str]:
+def _heavy_modules_after_scoring(model, source, output, *extra) -> list[str]:
     argv = ["score", str(model), str(source), "-o", str(output)]
-    argv += ["--id-col", "transaction_id", "--quiet"]
+    argv += ["--id-col", "transaction_id", "--quiet", *extra]
     code = (
         "import json, sys\n"
         "from ganomaly.cli import main\n"
@@ -252,6 +252,23 @@ def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
         rtol=2e-5,
         atol=1e-6,
     )
+    # Text in a number column: pyarrow.compute reads it, pandas still not needed.
+    numbers["amount"] = numbers["amount"].astype(object)
+    numbers.loc[100, "amount"] = "N/A"
+    numbers.to_csv(tmp_path / "dirty.csv", index=False)
+    heavy = _heavy_modules_after_scoring(
+        tmp_path / "model.safetensors",
+        tmp_path / "dirty.csv",
+        tmp_path / "dirty_out.csv",
+        "--on-bad-rows",
+        "skip",
+    )
+    assert heavy == ["pyarrow.compute"]
+    rejects = pd.read_csv(tmp_path / "dirty_out.rejects.csv")
+    assert rejects[["row", "line", "column"]].values.tolist() == [[101, 102, "amount"]]
+    assert rejects["reason"].tolist() == ["expected a number, got 'N/A'"]
+    dirty_out = pd.read_csv(tmp_path / "dirty_out.csv")
+    pd.testing.assert_frame_equal(dirty_out, out.drop(index=100).reset_index(drop=True))
 
 
 def test_torch_scorer_matches_the_numpy_scorer(fitted, transactions):
