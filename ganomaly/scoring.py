@@ -317,7 +317,7 @@ class _Rejects:
             os.lseek(self.fd, 0, os.SEEK_SET)
             with open(os.dup(self.fd), newline="", encoding="utf-8") as spilled:
                 reader = csv.reader(spilled)
-                while rows := list(itertools.islice(reader, 1 << 16)):
+                while rows := list(itertools.islice(reader, 1 << 13)):
                     lines = np.array([int(r[1] or 0) for r in rows], dtype=np.int64)
                     lines += np.searchsorted(before, lines, side="left")
                     for r, line in zip(rows, lines.tolist(), strict=True):
@@ -350,7 +350,7 @@ def _physical_lines(path: Path, logical: list[int]) -> dict[int, int]:
     return {n: n + int(shift) for n, shift in zip(wanted, shifts, strict=True)}
 
 
-def _blank_lines(path: Path, until: int, chunk: int = 1 << 24) -> np.ndarray:
+def _blank_lines(path: Path, until: int, chunk: int = 1 << 22) -> np.ndarray:
     """Numbers of the empty lines ("\\n" or "\\r\\n" alone) of a file, up to its
     ``until``-th line that is not empty."""
     blanks: list[np.ndarray] = []
