@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -269,6 +270,35 @@ def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
     assert rejects["reason"].tolist() == ["expected a number, got 'N/A'"]
     dirty_out = pd.read_csv(tmp_path / "dirty_out.csv")
     pd.testing.assert_frame_equal(dirty_out, out.drop(index=100).reset_index(drop=True))
+
+
+@pytest.mark.parametrize("command", ["score", "fit"])
+def test_the_score_command_starts_no_openblas_threads(tmp_path, command):
+    """``ganomaly score`` runs BLAS on one thread: OpenBLAS starts none of its own
+    (they would spin beside the parse and scoring threads); other commands, and
+    ``import ganomaly``, leave the environment alone."""
+    code = (
+        "import json, os, sys\n"
+        "import ganomaly\n"
+        "before = os.environ.get('OPENBLAS_NUM_THREADS')\n"
+        "from ganomaly._launch import main\n"
+        f"main([{command!r}, '--help'])\n"
+        "from threadpoolctl import threadpool_info\n"
+        "blas = [i['num_threads'] for i in threadpool_info()"
+        " if i['internal_api'] == 'openblas']\n"
+        "print(json.dumps([before, os.environ.get('OPENBLAS_NUM_THREADS'), blas]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, blas = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before is None
+    if command == "score":
+        assert after == "1" and set(blas) <= {1}
+    else:
+        assert after is None
 
 
 def test_torch_scorer_matches_the_numpy_scorer(fitted, transactions):
