@@ -161,12 +161,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"t = c.read_csv({str(path)!r}); assert t.num_rows == {n_rows}"
                 ),
                 "ganomaly score": (
-                    "from ganomaly.cli import main\n"
+                    "from ganomaly._launch import main\n"
                     f"assert main(['score', {str(model)!r}, {str(path)!r}, "
                     f"'-o', {scores_path!r}, '--id-col', 'id', '--quiet']) == 0"
                 ),
                 "ganomaly score --precision float64": (
-                    "from ganomaly.cli import main\n"
+                    "from ganomaly._launch import main\n"
                     f"assert main(['score', {str(model)!r}, {str(path)!r}, "
                     f"'-o', {scores_path!r}, '--id-col', 'id', '--quiet', "
                     "'--precision', 'float64']) == 0"
