@@ -1547,9 +1547,18 @@ class _ScoreCheckpoint:
         start_over = f"; delete {self.state_path} and {self.partial} to start over"
         try:
             record = json.loads(text)
-            if record.get("format") != _PROGRESS_FORMAT:
-                raise ValueError(f"format {record.get('format')!r}")
+            found = record.get("format")
+            if found != _PROGRESS_FORMAT:
+                if str(found).startswith(_PROGRESS_FORMAT.rsplit("-", 1)[0]):
+                    raise ResumeError(
+                        f"{self.state_path}: progress recorded by another version of "
+                        f"ganomaly ({found}; this one reads {_PROGRESS_FORMAT}); run "
+                        "without --resume to start over"
+                    )
+                raise ValueError(f"format {found!r}")
             int(record["input_offset"]), int(record["output_bytes"])
+        except ResumeError:
+            raise
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ResumeError(
                 f"{self.state_path}: damaged progress file ({exc})" + start_over

@@ -224,6 +224,11 @@ def test_resume_refuses_progress_of_another_model_or_input(
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert _progress(output).read_bytes() == recorded  # refusing keeps the progress
 
+    older = json.loads(recorded)
+    older["format"] = "ganomaly-score-progress-1"  # stop 13's, rejects inside
+    _progress(output).write_text(json.dumps(older))
+    with pytest.raises(scoring.ResumeError, match="another version of ganomaly"):
+        _score(model, source, output, resume=True)
     _progress(output).write_text("{not json")
     with pytest.raises(scoring.ResumeError, match="damaged progress file"):
         _score(model, source, output, resume=True)
