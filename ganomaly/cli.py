@@ -629,7 +629,14 @@ def _parser() -> argparse.ArgumentParser:
         help="without --scheduler: start a local Dask cluster of N worker processes",
     )
     score.add_argument("--id-col", help="column copied to the output (default: row)")
-    score.add_argument("--on-bad-rows", choices=["error", "skip"], default="error")
+    score.add_argument(
+        "--on-bad-rows",
+        choices=["error", "skip"],
+        default="error",
+        help="error (default): stop at the first bad row, naming its line and "
+        "column; skip: score the other rows and list the bad ones, with their "
+        "reasons, in the rejects file (kept on disk as the run goes)",
+    )
     score.add_argument("--rejects", help="rejects file (default OUTPUT.rejects.csv)")
     score.add_argument("--top-k", type=int, default=3, help="explanation columns")
     score.add_argument(
