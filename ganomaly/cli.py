@@ -219,10 +219,6 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from .scoring import BadInputError, score_file
 
     many = Path(args.input).is_dir() or any(c in args.input for c in "*?[")
-    if args.resume and (args.scheduler or args.workers > 1):
-        raise CliError(
-            "--resume continues a run in this process; got --scheduler or --workers"
-        )
     if many or args.scheduler or args.workers > 1:
         return _score_many(args)
     detector = _load_scorer(args.model, args.device, args.precision)
@@ -665,8 +661,8 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue an interrupted run into the same OUTPUT (killed, Ctrl-C, "
         "disk full) from its last recorded progress; a CSV input (plain or "
-        "compressed) and an uncompressed CSV output. A folder or glob (without "
-        "Dask): the files done are not scored again, the interrupted one resumes. "
+        "compressed) and an uncompressed CSV output. A folder or glob (on Dask "
+        "too): the files done are not scored again, the interrupted ones resume. "
         "Without it a new run starts over",
     )
     score.add_argument("--quiet", action="store_true", help="no progress bar")

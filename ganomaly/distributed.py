@@ -499,12 +499,13 @@ def score_files(
     progress : bool or None, default=False
         Without a client: a progress bar per file (None: on a terminal only).
     resume : bool, default=False
-        Without a client: continue an interrupted run into ``output_dir``.  The
-        files it finished are not scored again if their input, the model, the
-        options and their outputs are still those recorded in
-        ``output_dir/.ganomaly-score.json``; the file it was scoring resumes from
-        its own progress (see :func:`ganomaly.scoring.score_file`); the others are
-        scored.  Without it a run scores every file.
+        Continue an interrupted run into ``output_dir``.  The files it finished are
+        not scored again if their input, the model, the options and their outputs
+        are still those recorded in ``output_dir/.ganomaly-score.json`` (with a
+        client, by this process, as each task finishes); the files it was scoring
+        resume from their own progress (see :func:`ganomaly.scoring.score_file`;
+        with a client, on whichever worker gets them); the others are scored.
+        Without it a run scores every file.
 
     Returns
     -------
@@ -557,33 +558,51 @@ def score_files(
             progress=progress,
             resume=resume,
         )
-    if resume:
-        raise ValueError("resume=True scores in this process: no client")
     data = model_bytes(model)
-    options.update(device=device, threads=threads, precision=precision)
     load_detector(data, device)  # refuse a bad model here, before any task runs
+    with _model_file(data) as path:  # the record's model digest, as _score_here's
+        record = _FolderProgress(output_dir, as_scorer(path, precision), options)
+    if not resume:
+        record.discard()
+    options.update(device=device, threads=threads, precision=precision)
     run = uuid.uuid4().hex[:8]  # task names readable on the dashboard, and unique
     # One copy of the model per worker, not one per task.
     shared = client.scatter(data, broadcast=True, hash=False)
-    futures = [
-        client.submit(
+    summaries: list[ScoringSummary | None] = [None] * len(paths)
+    futures = {}
+    for index, (src, dst) in enumerate(zip(paths, outputs, strict=True)):
+        done = record.done(src, dst) if resume else None
+        if done is not None:
+            summaries[index] = done
+            continue
+        resumable = not (_is_parquet(src) or _is_parquet(dst) or _compression(dst))
+        future = client.submit(
             _score_file_task,
             shared,
             str(src),
             str(dst),
-            dict(options),
+            {**options, "resume": resume and resumable},
             key=f"ganomaly-score-{run}-{index}-{src.name}",
             pure=False,
         )
-        for index, (src, dst) in enumerate(zip(paths, outputs, strict=True))
-    ]
-    from distributed import wait
+        futures[future] = index
+    from distributed import as_completed
 
-    wait(futures)
-    failed = [f for f in futures if f.status == "error"]
+    # Each file is recorded as it finishes, so that a run stopped half-way (the
+    # client killed, the cluster lost) can resume without scoring it again.
+    failed = []
+    for future in as_completed(list(futures)):
+        index = futures[future]
+        if future.status == "error":
+            failed.append(index)
+            continue
+        summaries[index] = future.result()
+        record.add(paths[index], outputs[index], summaries[index])
     if failed:
-        failed[0].result()  # re-raises the worker's exception here
-    return client.gather(futures)
+        first = next(f for f, i in futures.items() if i == min(failed))
+        first.result()  # re-raises the worker's exception here
+    record.discard()
+    return summaries
 
 
 # -------------------------------------------------------------- dataframes

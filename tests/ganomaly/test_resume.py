@@ -387,9 +387,6 @@ def test_cli_resume_says_where_it_resumed(
     assert main([*args, "--resume"]) == 0
     assert f"resuming after row {rows} (" in capsys.readouterr().err
     assert output.read_bytes() == expected
-    # Dask workers keep no progress to resume.
-    assert main([*args, "--workers", "2", "--resume"]) == 2
-    assert "--resume continues a run in this process" in capsys.readouterr().err
     # Several inputs go to a folder, not to a file.
     assert main([*args[:2], str(source.parent), *args[3:], "--resume"]) == 2
     assert f"{output}: is a file; with several inputs" in capsys.readouterr().err

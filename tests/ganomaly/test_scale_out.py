@@ -202,6 +202,59 @@ def test_cli_glob_in_one_process_and_bad_rows_on_workers(
     assert len(pd.read_csv(tmp_path / "out" / "broken.csv")) == 899
 
 
+def test_a_folder_run_on_dask_resumes(cluster, scoring_case, tmp_path, monkeypatch):
+    """On Dask too, each file is recorded as its task finishes: once a bad file is
+    fixed, --resume scores that file only; and a file interrupted half-way resumes
+    from its own progress on a worker, to the output of an uninterrupted run."""
+    import ganomaly.scoring as scoring
+
+    _, model, inputs = scoring_case
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b"):
+        (folder / f"{name}.csv").write_text((inputs / "day0.csv").read_text())
+    good = (inputs / "day1.csv").read_text()
+    (folder / "c.csv").write_text(good.replace("\n", "\n12,", 1))  # bad line 2
+    options = {"id_col": ID, "client": cluster}
+    reference = tmp_path / "reference"
+    with pytest.raises(BadInputError, match="c.csv: line 2"):
+        score_files(model, folder, tmp_path / "out", **options)
+    assert (tmp_path / "out" / ".ganomaly-score.json").exists()  # a.csv and b.csv
+    (folder / "c.csv").write_text(good)
+    resumed = score_files(model, folder, tmp_path / "out", resume=True, **options)
+    assert [s.n_resumed == s.n_input for s in resumed] == [True, True, False]
+    assert not (tmp_path / "out" / ".ganomaly-score.json").exists()  # all done
+    expected = score_files(model, folder, reference, **options)
+    for summary, name in zip(expected, "abc", strict=True):
+        assert summary.n_resumed == 0
+        written = (tmp_path / "out" / f"{name}.csv").read_bytes()
+        assert written == (reference / f"{name}.csv").read_bytes()
+
+    # a.csv interrupted half-way here, then resumed on a worker.
+    out = tmp_path / "out2"
+    out.mkdir()
+    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    calls = {"n": 0}
+    original = scoring._CsvWriter.write_table
+
+    def write_table(self, table):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        original(self, table)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(scoring._CsvWriter, "write_table", write_table)
+        with pytest.raises(KeyboardInterrupt):
+            score_file(
+                model, folder / "a.csv", out / "a.csv", id_col=ID, block_size=4096
+            )
+    assert (out / ".a.csv.partial.json").exists()
+    resumed = score_files(model, folder / "a.csv", out, resume=True, **options)
+    assert 0 < resumed[0].n_resumed < resumed[0].n_input
+    assert (out / "a.csv").read_bytes() == (reference / "a.csv").read_bytes()
+
+
 @pytest.mark.parametrize("form", ["path", "bytes", "detector"])
 def test_score_files_in_this_process_use_every_core_and_no_torch(
     scoring_case, fitted, tmp_path, monkeypatch, form
