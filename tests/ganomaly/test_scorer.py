@@ -628,6 +628,17 @@ def test_text_in_a_number_column_is_converted_as_the_typed_read_converts():
     blank = ["", "  ", "\t"]
     column = pa.array(texts + refused + blank + [None])
     numbers, blanks, not_numbers = _text_numbers(column)
+    # A column whose last piece was not clean skips the first cast: same result.
+    again = _text_numbers(column, likely_dirty=True)
+    assert np.array_equal(again[0], numbers, equal_nan=True)
+    assert again[1].tolist() == blanks.tolist()
+    assert again[2].tolist() == not_numbers.tolist()
+    # A clean column: one cast, the same floats as with the pattern.
+    clean = pa.array(texts)
+    fast, _, none = _text_numbers(clean)
+    slow, _, _ = _text_numbers(clean, likely_dirty=True)
+    assert none.size == 0
+    assert np.array_equal(fast.view(np.int64), slow.view(np.int64))
 
     n = len(texts)
     typed = _typed_read([t.strip(" \t") for t in texts])
