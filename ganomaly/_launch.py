@@ -15,11 +15,16 @@ from __future__ import annotations
 import os
 import sys
 
+_COMMANDS = ("fit", "score", "evaluate", "demo")
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``ganomaly`` command line (see :func:`ganomaly.cli.main`)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["score"] and "numpy" not in sys.modules:
+    args = sys.argv[1:] if argv is None else list(argv)
+    # The command is the first of its names (options such as --threads N may
+    # come before it).
+    command = next((a for a in args if a in _COMMANDS), None)
+    if command == "score" and "numpy" not in sys.modules:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .cli import main as cli_main
 

@@ -272,7 +272,9 @@ def test_cli_score_of_numbers_only_imports_no_pandas_either(tmp_path):
     pd.testing.assert_frame_equal(dirty_out, out.drop(index=100).reset_index(drop=True))
 
 
-@pytest.mark.parametrize("command", ["score", "fit"])
+@pytest.mark.parametrize(
+    "command", [["score"], ["fit"], ["--threads", "2", "score"]], ids=str
+)
 def test_the_score_command_starts_no_openblas_threads(tmp_path, command):
     """``ganomaly score`` runs BLAS on one thread: OpenBLAS starts none of its own
     (they would spin beside the parse and scoring threads); other commands, and
@@ -282,7 +284,7 @@ def test_the_score_command_starts_no_openblas_threads(tmp_path, command):
         "import ganomaly\n"
         "before = os.environ.get('OPENBLAS_NUM_THREADS')\n"
         "from ganomaly._launch import main\n"
-        f"main([{command!r}, '--help'])\n"
+        f"main({[*command, '--help']!r})\n"
         "from threadpoolctl import threadpool_info\n"
         "blas = [i['num_threads'] for i in threadpool_info()"
         " if i['internal_api'] == 'openblas']\n"
@@ -295,7 +297,7 @@ def test_the_score_command_starts_no_openblas_threads(tmp_path, command):
     assert done.returncode == 0, done.stderr
     before, after, blas = json.loads(done.stdout.strip().splitlines()[-1])
     assert before is None
-    if command == "score":
+    if command[-1] == "score":
         assert after == "1" and set(blas) <= {1}
     else:
         assert after is None
