@@ -61,8 +61,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from gancore.io import atomic_write
-
 from .scoring import (
     BadInputError,
     ResumeError,
@@ -377,10 +375,17 @@ def _score_here(
 
 class _FolderProgress:
     """The files of a folder run already scored: ``.ganomaly-score.json`` in the
-    output folder, rewritten (atomically) after each file."""
+    output folder.
+
+    JSON lines: a first line with the format, then one line per file done,
+    appended (and synced) as it finishes, so that recording the n-th file costs
+    one line, not a rewrite of all n (a folder of 10,000 files would otherwise
+    write about 24 GB of records).  A line that does not read back (the last one
+    of a killed run may be cut short) is ignored: its file is scored again.
+    """
 
     NAME = ".ganomaly-score.json"
-    FORMAT = "ganomaly-folder-progress-1"
+    FORMAT = "ganomaly-folder-progress-2"  # 2: JSON lines, appended
 
     def __init__(self, output_dir: Path, scorer: Any, options: dict) -> None:
         self.path = output_dir / self.NAME
@@ -400,17 +405,28 @@ class _FolderProgress:
     def _load(self) -> dict[str, Any]:
         if self.entries is None:
             try:
-                record = json.loads(self.path.read_text())
-                if record.get("format") != self.FORMAT:
-                    raise ValueError(f"format {record.get('format')!r}")
-                self.entries = dict(record["files"])
+                lines = self.path.read_text().split("\n")
             except FileNotFoundError:
                 self.entries = {}
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                return self.entries
+            start_over = "; delete it to start over"
+            try:
+                found = json.loads(lines[0]).get("format")
+            except (ValueError, AttributeError) as exc:
                 raise ResumeError(
-                    f"{self.path}: damaged progress file ({exc}); delete it to "
-                    "start over"
+                    f"{self.path}: damaged progress file ({exc})" + start_over
                 ) from exc
+            if found != self.FORMAT:
+                raise ResumeError(
+                    f"{self.path}: progress recorded by another version of ganomaly "
+                    f"({found}; this one reads {self.FORMAT})" + start_over
+                )
+            entries = {}
+            for line in lines[1:]:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(line)
+                    entries[str(entry["output"])] = entry
+            self.entries = entries
         return self.entries
 
     def done(self, src: Path, dst: Path) -> ScoringSummary | None:
@@ -435,15 +451,26 @@ class _FolderProgress:
             + ("n_input", "n_scored", "n_rejected", "n_anomalies")
         }
         rejects = summary.rejects_path
-        self._load()[str(dst.resolve())] = {
+        entry = {
+            "output": str(dst.resolve()),
             "identity": self._identity(src),
             "output_size": dst.stat().st_size,
             "rejects_size": Path(rejects).stat().st_size if rejects else None,
             "summary": counts,
         }
-        record = {"format": self.FORMAT, "files": self.entries}
-        with atomic_write(self.path) as tmp:
-            Path(tmp).write_text(json.dumps(record))
+        text = json.dumps(entry) + "\n"
+        self._load()
+        with open(self.path, "a+b") as handle:
+            if handle.seek(0, os.SEEK_END) == 0:
+                text = json.dumps({"format": self.FORMAT}) + "\n" + text
+            else:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":  # a line cut short: keep it apart
+                    text = "\n" + text
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.entries[entry["output"]] = entry
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -589,9 +589,11 @@ def test_a_folder_resume_scores_again_what_changed(
     good_c = (folder / "c.csv").read_bytes()
     (folder / "c.csv").write_bytes(b"\x00\xff not a csv")
     assert main(args) == 2
-    assert set(json.loads(record.read_text())["files"]) == {
+    header, *lines = record.read_text().splitlines()
+    assert json.loads(header) == {"format": "ganomaly-folder-progress-2"}
+    assert [json.loads(line)["output"] for line in lines] == [
         str((out / name).resolve()) for name in ("a.csv", "b.csv")
-    }
+    ]
     expected = (out / "b.csv").read_bytes()  # a, b and c have the same rows
     (folder / "c.csv").write_bytes(good_c)
     with open(folder / "a.csv", "a") as handle:  # a.csv changed: one row more
@@ -621,8 +623,28 @@ def test_a_folder_resume_scores_again_what_changed(
     assert main(args) == 0  # without --resume: every file, and a note
     assert scored == ["a.csv", "b.csv", "c.csv"]
     assert "starting over (--resume would skip" in capsys.readouterr().err
+    # A last line cut short by a killed run: its file is scored again, and the
+    # next line recorded stays apart from it.
+    (folder / "c.csv").write_bytes(b"\x00\xff not a csv")
+    assert main(args) == 2  # a and b recorded
+    text = record.read_text()
+    record.write_text(text[: text.rindex("{") + 20])  # b.csv's line cut short
+    options = {"id_col": "transaction_id", "on_bad_rows": "skip"}
+    scored.clear()
+    with pytest.raises(scoring.BadInputError):  # c.csv still fails, after b.csv
+        dist.score_files(model, folder, out, resume=True, **options)
+    assert scored == ["b.csv", "c.csv"]
+    assert len(record.read_text().splitlines()) == 4  # header, a, cut b, b
+    (folder / "c.csv").write_bytes(good_c)
+    scored.clear()
+    dist.score_files(model, folder, out, resume=True, **options)
+    assert scored == ["c.csv"] and not record.exists()
+
     record.write_text("{not json")
     with pytest.raises(scoring.ResumeError, match="damaged progress file"):
+        dist.score_files(model, folder, out, resume=True)
+    record.write_text('{"format": "ganomaly-folder-progress-1", "files": {}}')
+    with pytest.raises(scoring.ResumeError, match="another version of ganomaly"):
         dist.score_files(model, folder, out, resume=True)
     dist.score_files(model, folder, out, on_bad_rows="skip")  # starts over
     assert not record.exists()
