@@ -123,8 +123,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
 def test_rejected_rows_after_the_record_are_dropped_on_resume(
     model, source, reference, tmp_path, monkeypatch
 ):
-    """Rejected rows are kept in a file next to the rejects file as the run goes
-    (not in memory, not in the progress record): what was written after the last
+    """Rejected rows are kept in a file next to the output as the run goes (not
+    in memory, not in the progress record): what was written after the last
     record (pieces validated, not yet written out) is cut off on resume, and a
     missing file is named."""
     _, expected, expected_rejects = reference
