@@ -405,7 +405,7 @@ class _FolderProgress:
     def _load(self) -> dict[str, Any]:
         if self.entries is None:
             try:
-                lines = self.path.read_text().split("\n")
+                lines = self.path.read_bytes().decode(errors="replace").split("\n")
             except FileNotFoundError:
                 self.entries = {}
                 return self.entries
