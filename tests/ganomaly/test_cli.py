@@ -140,6 +140,41 @@ def test_parquet_in_and_out(files):
     assert code == 0
     out = pq.read_table(files / "out.parquet").to_pandas()
     assert len(out) == 500 and out["row"].iloc[-1] == 500
+    # The same rows as from the CSV file.
+    assert (
+        main(
+            [
+                "score",
+                str(files / "model.safetensors"),
+                str(files / "new.csv"),
+                "-o",
+                str(files / "from_csv.csv"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    pd.testing.assert_frame_equal(out, pd.read_csv(files / "from_csv.csv"))
+
+
+def test_parquet_output_row_groups_gather_the_blocks(files, monkeypatch):
+    """Scored blocks (a CSV piece each) are gathered into row groups of
+    OUTPUT_ROW_GROUP_ROWS rows, not one small row group per block."""
+    import ganomaly.scoring as scoring
+
+    monkeypatch.setattr(scoring, "OUTPUT_ROW_GROUP_ROWS", 200)
+    scoring.score_file(
+        files / "model.safetensors",
+        files / "new.csv",
+        files / "groups.parquet",
+        block_size=1024,  # blocks of a few rows
+        progress=False,
+    )
+    metadata = pq.ParquetFile(files / "groups.parquet").metadata
+    sizes = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert sizes == [200, 200, 100]
+    out = pq.read_table(files / "groups.parquet").to_pandas()
+    assert out["row"].tolist() == list(range(1, 501))
 
 
 def _bad_copy(files, name, edit):
