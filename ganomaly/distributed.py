@@ -451,13 +451,16 @@ class _FolderProgress:
             + ("n_input", "n_scored", "n_rejected", "n_anomalies")
         }
         rejects = summary.rejects_path
-        entry = {
-            "output": str(dst.resolve()),
-            "identity": self._identity(src),
-            "output_size": dst.stat().st_size,
-            "rejects_size": Path(rejects).stat().st_size if rejects else None,
-            "summary": counts,
-        }
+        try:
+            entry = {
+                "output": str(dst.resolve()),
+                "identity": self._identity(src),
+                "output_size": dst.stat().st_size,
+                "rejects_size": Path(rejects).stat().st_size if rejects else None,
+                "summary": counts,
+            }
+        except OSError:  # written where this process cannot see it (a worker's disk)
+            return  # not recorded: a resumed run scores it again
         text = json.dumps(entry) + "\n"
         self._load()
         with open(self.path, "a+b") as handle:

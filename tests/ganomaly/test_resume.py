@@ -572,6 +572,29 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
     assert not (out / ".ganomaly-score.json").exists()  # all done: no record left
 
 
+def test_a_folder_record_skips_an_output_it_cannot_see(model, source, tmp_path):
+    """A file scored where this process cannot see its output (a Dask worker's own
+    disk) is not recorded, and the run goes on: a resumed run scores it again."""
+    from ganomaly.distributed import _FolderProgress
+    from ganomaly.scoring import as_scorer
+
+    options = {"id_col": None, "on_bad_rows": "error", "top_k": 3}
+    record = _FolderProgress(tmp_path, as_scorer(model), options)
+    summary = scoring.ScoringSummary(
+        input_path=str(source),
+        output_path=str(tmp_path / "elsewhere.csv"),
+        rejects_path=None,
+        n_input=1,
+        n_scored=1,
+        n_rejected=0,
+        n_anomalies=0,
+        seconds=0.0,
+    )
+    record.add(source, tmp_path / "elsewhere.csv", summary)
+    assert not record.path.exists()
+    assert record.done(source, tmp_path / "elsewhere.csv") is None
+
+
 def test_a_folder_resume_scores_again_what_changed(
     model, source, tmp_path, monkeypatch, capsys
 ):
