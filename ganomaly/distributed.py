@@ -67,6 +67,7 @@ from .scoring import (
     ScoringSummary,
     _compression,
     _is_parquet,
+    _refuse_other_version,
     _run_identity,
     _table_stem,
     _validate_batch,
@@ -416,10 +417,11 @@ class _FolderProgress:
                 raise ResumeError(
                     f"{self.path}: damaged progress file ({exc})" + start_over
                 ) from exc
+            _refuse_other_version(self.path, found, self.FORMAT, start_over)
             if found != self.FORMAT:
                 raise ResumeError(
-                    f"{self.path}: progress recorded by another version of ganomaly "
-                    f"({found}; this one reads {self.FORMAT})" + start_over
+                    f"{self.path}: damaged progress file (format {found!r})"
+                    + start_over
                 )
             entries = {}
             for line in lines[1:]:
@@ -589,9 +591,8 @@ def score_files(
             resume=resume,
         )
     data = model_bytes(model)
-    load_detector(data, device)  # refuse a bad model here, before any task runs
-    with _model_file(data) as path:  # the record's model digest, as _score_here's
-        record = _FolderProgress(output_dir, as_scorer(path, precision), options)
+    detector = load_detector(data, device)  # a bad model fails here, before any task
+    record = _FolderProgress(output_dir, as_scorer(detector, precision), options)
     if not resume:
         record.discard()
     options.update(device=device, threads=threads, precision=precision)

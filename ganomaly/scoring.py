@@ -302,6 +302,10 @@ class _Rejects:
         self.last_line = max([self.last_line, *lines])
         self.pending.clear()
 
+    def position(self) -> tuple[int, int, int]:
+        """``(bytes, count, last line)`` so far: the ``at`` of a resumed run."""
+        return self.size, self.count, self.last_line
+
     def sync(self) -> None:
         if self.fd is not None:
             os.fsync(self.fd)
@@ -431,20 +435,18 @@ def _validate_batch(
             for index, value in zip(not_numbers.tolist(), shown, strict=True):
                 bad.append((index, name, f"expected a number, got {value!r}"))
             array[not_numbers] = 0.0
-            for index in np.flatnonzero(np.isnan(array) & ~null):
-                reason = "NaN is not a value; leave the field empty if missing"
-                bad.append((int(index), name, reason))
         elif numbers:
             array = _float_values(column)  # any value under a null is masked below
-            for index in np.flatnonzero(np.isnan(array) & ~null):
-                reason = "NaN is not a value; leave the field empty if missing"
-                bad.append((int(index), name, reason))
         elif pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
             array = _bool_values(column)
         else:
             raise BadInputError(
                 f"column {name!r} has type {column.type}; expected numbers"
             )
+        # (Booleans are NaN only where null.)
+        for index in np.flatnonzero(np.isnan(array) & ~null):
+            reason = "NaN is not a value; leave the field empty if missing"
+            bad.append((int(index), name, reason))
         infinite = np.isinf(array)
         for index in np.flatnonzero(infinite):
             bad.append((int(index), name, f"infinite value {array[index]}"))
@@ -499,8 +501,9 @@ def _text_numbers(
     start = text.offset
     width = np.int64 if pa.types.is_large_string(text.type) else np.int32
     bounds = np.frombuffer(text.buffers()[1], width)[start : start + len(text) + 1]
-    blank = (np.diff(bounds) == 0) & ~_null_mask(text)
-    present = ~_null_mask(column) & ~blank
+    null = _null_mask(column)  # the trimmed text has the same nulls
+    blank = (np.diff(bounds) == 0) & ~null
+    present = ~null & ~blank
     not_numbers = np.zeros(0, dtype=np.intp)
     numbers = None
     if not likely_dirty:  # the usual piece: every value present is a number
@@ -1377,11 +1380,7 @@ class _Job:
                         continue
                     good, values, ids = self._validate(batch, rows, lines)
                     self.rejects.flush()  # this piece's, before it is recorded
-                    rejected = (
-                        self.rejects.size,
-                        self.rejects.count,
-                        self.rejects.last_line,
-                    )
+                    rejected = self.rejects.position()
                     work = (self.scorer, batch, values, good, rows, ids)
                     work += (self.id_col, self.top_k)
                     if pool is None:
@@ -1519,6 +1518,17 @@ _IDENTITY_NAMES = {
 }
 
 
+def _refuse_other_version(path: Path, found: Any, expected: str, start_over: str):
+    """Raise :class:`ResumeError` for a progress file that another ganomaly version
+    wrote: the ``expected`` format's name with another number."""
+    family = expected.rsplit("-", 1)[0] + "-"
+    if found != expected and isinstance(found, str) and found.startswith(family):
+        raise ResumeError(
+            f"{path}: progress recorded by another version of ganomaly ({found}; "
+            f"this one reads {expected})" + start_over
+        )
+
+
 class _ScoreCheckpoint:
     """The progress of a run from a CSV file to a CSV file, for resuming it.
 
@@ -1585,13 +1595,9 @@ class _ScoreCheckpoint:
         try:
             record = json.loads(text)
             found = record.get("format")
+            again = "; run without --resume to start over"
+            _refuse_other_version(self.state_path, found, _PROGRESS_FORMAT, again)
             if found != _PROGRESS_FORMAT:
-                if str(found).startswith(_PROGRESS_FORMAT.rsplit("-", 1)[0]):
-                    raise ResumeError(
-                        f"{self.state_path}: progress recorded by another version of "
-                        f"ganomaly ({found}; this one reads {_PROGRESS_FORMAT}); run "
-                        "without --resume to start over"
-                    )
                 raise ValueError(f"format {found!r}")
             int(record["input_offset"]), int(record["output_bytes"])
         except ResumeError:
