@@ -69,6 +69,16 @@ def _interrupt_after(monkeypatch, n_tables: int) -> None:
     monkeypatch.setattr(scoring._CsvWriter, "write_table", write_table)
 
 
+def _interrupted(model, source, output, n_tables: int = 30, **options) -> dict:
+    """``_score`` interrupted at the writer's ``n_tables``-th table: the progress
+    it recorded."""
+    with pytest.MonkeyPatch.context() as patched:
+        _interrupt_after(patched, n_tables)
+        with pytest.raises(KeyboardInterrupt):
+            _score(model, source, output, **options)
+    return json.loads(_progress(output).read_text())
+
+
 def _careful_parses(monkeypatch) -> list:
     """For every piece parsed again as text: the lines before it (header aside)."""
     starts = []
@@ -93,12 +103,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
     summary, expected, expected_rejects = reference
     output = tmp_path / "out.csv"
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)  # after every piece
-    with monkeypatch.context() as patched:
-        _interrupt_after(patched, 30)
-        with pytest.raises(KeyboardInterrupt):
-            _score(model, source, output, threads=threads)
+    state = _interrupted(model, source, output, threads=threads)
     assert not output.exists()  # never a half output at the target
-    state = json.loads(_progress(output).read_text())
     assert 0 < state["n_input"] < summary.n_input
     assert state["n_rejected"] == 1  # the row before the interruption
     partial = output.with_name(".out.csv.partial")
@@ -130,11 +136,7 @@ def test_rejected_rows_after_the_record_are_dropped_on_resume(
     _, expected, expected_rejects = reference
     output = tmp_path / "out.csv"
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
-    with monkeypatch.context() as patched:
-        _interrupt_after(patched, 30)
-        with pytest.raises(KeyboardInterrupt):
-            _score(model, source, output, threads=1)
-    state = json.loads(_progress(output).read_text())
+    state = _interrupted(model, source, output, threads=1)
     assert "rejects" not in state and state["n_rejected"] == 1
     spill = tmp_path / ".out.csv.rejects.partial"
     assert spill.stat().st_size == state["rejects_bytes"] > 0
@@ -145,10 +147,7 @@ def test_rejected_rows_after_the_record_are_dropped_on_resume(
     assert output.with_name("out.rejects.csv").read_bytes() == expected_rejects
     assert not spill.exists()
 
-    with monkeypatch.context() as patched:
-        _interrupt_after(patched, 30)
-        with pytest.raises(KeyboardInterrupt):
-            _score(model, source, output, threads=1)
+    _interrupted(model, source, output, threads=1)
     spill.unlink()
     with pytest.raises(scoring.ResumeError, match="rejected rows of the interrupted"):
         _score(model, source, output, resume=True)
@@ -199,10 +198,7 @@ def test_resume_refuses_progress_of_another_model_or_input(
 ):
     output = tmp_path / "out.csv"
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
-    with monkeypatch.context() as patched:
-        _interrupt_after(patched, 10)
-        with pytest.raises(KeyboardInterrupt):
-            _score(model, source, output)
+    _interrupted(model, source, output, n_tables=10)
     recorded = _progress(output).read_bytes()
 
     other = GANomalyDetector(n_epochs=1, random_state=1)
@@ -289,11 +285,7 @@ def test_a_compressed_input_resumes_after_its_recorded_offset(
         sink.write(source.read_bytes())
     output = tmp_path / "out.csv"
     monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
-    with monkeypatch.context() as patched:
-        _interrupt_after(patched, 30)
-        with pytest.raises(KeyboardInterrupt):
-            _score(model, packed, output, threads=2)
-    state = json.loads(_progress(output).read_text())
+    state = _interrupted(model, packed, output, threads=2)
     assert 0 < state["n_input"] < summary.n_input
     # The recorded offset is that of the plain file's line after the last row.
     lines = source.read_bytes().split(b"\n")[: 1 + state["n_input"]]
