@@ -771,6 +771,7 @@ class _TorchScorer(Scorer):
     """A Scorer whose networks run in torch, on the detector's (CUDA) device."""
 
     generator: torch.nn.Module
+    input_order = "C"  # torch copies the rows to the device as they come
 
     def errors(
         self, encoded: np.ndarray, need_latent: bool = True

@@ -135,6 +135,25 @@ def test_float32_errors_do_not_depend_on_the_rows_around(
         assert as_scorer(fitted).dtype == np.float64  # "auto", quietly
 
 
+def test_feature_major_rows_give_the_same_errors(fitted, transactions, monkeypatch):
+    # transform(order="F") is the layout that the float32 scorer reads fastest:
+    # the same values, and the same errors to the last bit as rows in C order.
+    from ganomaly import _scorer
+
+    X, _ = transactions
+    rows = fitted.preprocessor_.transform(X.iloc[:900])
+    by_feature = fitted.preprocessor_.transform(X.iloc[:900], order="F")
+    assert by_feature.flags.f_contiguous and np.array_equal(by_feature, rows)
+    monkeypatch.setattr(_scorer, "_STACK", 2)  # a full stack, then a part of one
+    scorer = as_scorer(fitted, "float32")
+    assert scorer.input_order == "F" and as_scorer(fitted, "float64").input_order == "C"
+    got, expected = scorer.errors(by_feature), scorer.errors(rows)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="order must be 'C' or 'F'"):
+        fitted.preprocessor_.transform(X.iloc[:5], order="A")
+
+
 def test_float32_errors_are_close_to_float64(fitted, transactions):
     X, _ = transactions
     encoded = fitted.preprocessor_.transform(X)
@@ -461,6 +480,18 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     middle = ends[len(ends) // 2]
     rest = [p for p, _ in scoring._csv_pieces(tmp_path / "in.csv", 4000, middle)]
     assert b"".join(p.to_pybytes() for p in rest) == data[middle:]
+
+
+@pytest.mark.parametrize("last_end", [None, 0, 5, 70_000, 199_999])
+def test_the_last_line_end_is_found_in_any_window(last_end):
+    import ganomaly.scoring as scoring
+
+    data = np.full(200_000, ord("x"), dtype=np.uint8)  # windows of 64 KiB, 512 KiB
+    if last_end is not None:
+        data[[0, last_end]] = ord("\n")
+    expected = 0 if last_end is None else last_end + 1
+    assert scoring._after_last_line_end(data) == expected
+    assert scoring._after_last_line_end(data[:0]) == 0
 
 
 def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
