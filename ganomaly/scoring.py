@@ -1734,9 +1734,9 @@ def _csv_pieces(path: Path, size: int, start: int | None = None):
 
 def _after_last_line_end(data: np.ndarray) -> int:
     """The offset after the last ``\n`` in ``data`` (bytes as uint8), 0 if none.
-    Searched from the end, in growing windows: a line is seldom longer than 64 KiB.
+    Searched from the end, in growing windows: most lines are shorter than 4 KiB.
     """
-    window = 1 << 16
+    window = 1 << 12
     while True:
         start = max(0, data.size - window)
         found = np.flatnonzero(data[start:] == ord("\n"))
