@@ -102,6 +102,9 @@ OUTPUT_ROW_GROUP_ROWS = 1 << 17
 # pyarrow's streaming reader parses on one thread (~1.6 s per million rows of 31
 # numbers), a ceiling for any number of scoring threads.
 PIECE_BLOCKS = 4
+# Rows that pyarrow's CSV writer formats at a time: its default, 1,024, costs 10 %
+# more (1M output rows: 0.395 s against 0.354 s, the same bytes).
+WRITE_BATCH_ROWS = 1 << 14
 # A CSV output is synced to disk every SYNC_BYTES as it is written (_CsvWriter).
 SYNC_BYTES = 16 << 20
 PRECISIONS = ("auto", "float32", "float64")
@@ -1990,11 +1993,13 @@ class _CsvWriter:
         rows written by an interrupted run) and write after them."""
         if append_at is None:
             self.handle = pa.output_stream(str(path), compression=compression)
-            options = None
         else:
             os.truncate(path, append_at)
             self.handle = pa.OSFile(str(path), mode="ab")
-            options = pacsv.WriteOptions(include_header=append_at == 0)
+        options = pacsv.WriteOptions(
+            include_header=append_at is None or append_at == 0,
+            batch_size=WRITE_BATCH_ROWS,
+        )
         self.writer = pacsv.CSVWriter(self.handle, schema, write_options=options)
         self.path = path
         self.synced = self.handle.tell()  # bytes written when last synced
