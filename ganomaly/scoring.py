@@ -105,6 +105,8 @@ PIECE_BLOCKS = 4
 # Rows that pyarrow's CSV writer formats at a time: its default, 1,024, costs 10 %
 # more (1M output rows: 0.395 s against 0.354 s, the same bytes).
 WRITE_BATCH_ROWS = 1 << 14
+# zlib level of a .csv.gz output (gzip's default; see _CsvWriter).
+GZIP_LEVEL = 6
 # A CSV output is synced to disk every SYNC_BYTES as it is written (_CsvWriter).
 SYNC_BYTES = 16 << 20
 PRECISIONS = ("auto", "float32", "float64")
@@ -1991,7 +1993,24 @@ class _CsvWriter:
     ):
         """``append_at``: keep the file's first ``append_at`` bytes (its header and
         rows written by an interrupted run) and write after them."""
-        if append_at is None:
+        self.raw = None  # under a gzip stream of Python's own
+        if append_at is None and compression == "gzip":
+            # pyarrow's gzip streams compress at zlib's level 9, with no way to ask
+            # for another: 16 s for a 1M-row output (64 MB), twelve times the
+            # scoring.  gzip's own default, 6: 3.6 s, for 3 % more bytes.  (No file
+            # name and no time in the header, as pyarrow's: the same rows give the
+            # same bytes.)
+            import gzip
+
+            self.raw = open(path, "wb")
+            self.handle = gzip.GzipFile(
+                filename="",
+                mode="wb",
+                fileobj=self.raw,
+                compresslevel=GZIP_LEVEL,
+                mtime=0,
+            )
+        elif append_at is None:
             self.handle = pa.output_stream(str(path), compression=compression)
         else:
             os.truncate(path, append_at)
@@ -2036,6 +2055,8 @@ class _CsvWriter:
         try:
             self.writer.close()
             self.handle.close()
+            if self.raw is not None:
+                self.raw.close()
         finally:
             if self.sync_fd is not None:
                 os.close(self.sync_fd)

@@ -558,6 +558,16 @@ def test_compressed_csv_in_and_out(fitted, tmp_path, suffix):
     assert summary.n_scored == plain.n_scored == 1200
     with pa.input_stream(str(tmp_path / f"out.csv{suffix}"), compression=codec) as f:
         assert f.read() == (tmp_path / "plain.out.csv").read_bytes()
+    if suffix == ".gz":  # written by Python's gzip at level 6, not pyarrow's at 9
+        import gzip
+
+        packed_out = (tmp_path / "out.csv.gz").read_bytes()
+        # One stream, no file name (flags 0) and no time: the same rows, the same
+        # bytes.
+        assert packed_out[:8] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00"
+        assert gzip.decompress(packed_out) == (tmp_path / "plain.out.csv").read_bytes()
+        scoring.score_file(fitted, packed, tmp_path / "again.csv.gz", **kwargs)
+        assert (tmp_path / "again.csv.gz").read_bytes() == packed_out
     # A bad row: its piece (decompressed) is read again as text.
     frame["amount"] = frame["amount"].astype(object)
     frame.loc[900, "amount"] = "n/a"
