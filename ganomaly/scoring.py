@@ -1738,9 +1738,9 @@ def _csv_pieces(path: Path, size: int, start: int | None = None):
 
 
 def _after_last_line_end(data: np.ndarray) -> int:
-    """The offset after the last ``\n`` in ``data`` (bytes as uint8), 0 if none.
-    Searched from the end, in growing windows: most lines are shorter than 4 KiB.
-    """
+    """The offset just after the last newline byte in ``data`` (bytes as uint8), 0
+    if there is none.  Searched from the end, in growing windows: most lines are
+    shorter than 4 KiB."""
     window = 1 << 12
     while True:
         start = max(0, data.size - window)
