@@ -494,6 +494,36 @@ def test_the_last_line_end_is_found_in_any_window(last_end):
     assert scoring._after_last_line_end(data[:0]) == 0
 
 
+def test_a_line_longer_than_two_blocks_is_read(fitted, tmp_path):
+    # pyarrow refuses a line that straddles two block boundaries ("try to increase
+    # block size"); a piece holds whole lines, and is then read as one block.
+    import ganomaly.scoring as scoring
+
+    frame = make_transactions(600, random_state=7).drop(columns="is_fraud")
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    frame["note"] = "ok"
+    frame.loc[300, "note"] = "x" * 50_000  # a dozen 4 KiB blocks
+    frame.to_csv(tmp_path / "long.csv", index=False)
+    kwargs = dict(block_size=4096, threads=2)
+    scoring.score_file(fitted, tmp_path / "plain.csv", tmp_path / "plain.out.csv")
+    summary = scoring.score_file(
+        fitted, tmp_path / "long.csv", tmp_path / "long.out.csv", **kwargs
+    )
+    assert summary.n_scored == 600
+    expected = (tmp_path / "plain.out.csv").read_bytes()
+    assert (tmp_path / "long.out.csv").read_bytes() == expected
+    # In a piece with a bad row too (read again, carefully).
+    frame["amount"] = frame["amount"].astype(object)
+    frame.loc[301, "amount"] = "n/a"
+    frame.to_csv(tmp_path / "long_bad.csv", index=False)
+    out = tmp_path / "long_bad.out.csv"
+    summary = scoring.score_file(
+        fitted, tmp_path / "long_bad.csv", out, on_bad_rows="skip", **kwargs
+    )
+    assert (summary.n_scored, summary.n_rejected) == (599, 1)
+    assert pd.read_csv(tmp_path / "long_bad.out.rejects.csv")["line"].tolist() == [303]
+
+
 def test_a_bad_row_in_a_later_piece_is_named_by_its_line(fitted, tmp_path):
     import ganomaly.scoring as scoring
 
