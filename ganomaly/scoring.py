@@ -86,8 +86,9 @@ __all__ = [
 # Empty fields are missing values; "NaN", "nan", "inf" are *not* treated as missing:
 # they parse as floats and are rejected, so a typo never becomes a silent imputation.
 NULL_VALUES = [""]
-# Bytes of CSV per parsed block: 1 MiB stays in cache (measured: a 1M-row file streams
-# in 1.9 s with 1 MiB blocks, 3.0 s with 8 MiB).  Parquet batches are regrouped into
+# Bytes of CSV per block (a piece is PIECE_BLOCKS blocks; measured when a block was
+# also what pyarrow parsed at a time: a 1M-row file streamed in 1.9 s with 1 MiB
+# blocks, 3.0 s with 8 MiB).  Parquet batches are regrouped into
 # GROUP_ROWS-row groups so that per-group Python overhead stays small; about as many
 # rows as a CSV piece, since up to 2 x threads groups are in flight (1M rows from
 # Parquet: 65,536-row groups peaked at 510 MiB, 16,384-row groups at 315 MiB, in the
@@ -102,6 +103,11 @@ OUTPUT_ROW_GROUP_ROWS = 1 << 17
 # pyarrow's streaming reader parses on one thread (~1.6 s per million rows of 31
 # numbers), a ceiling for any number of scoring threads.
 PIECE_BLOCKS = 4
+# pyarrow parses a piece in parts of at most PARSE_BYTES: they stay in a core's
+# cache beside the other threads' work (1M rows, 22 interleaved rounds: 256 KiB 1.5-2 %
+# faster than 1 MiB, the same bytes out).  A line longer than that is read whole
+# (_parse_piece).
+PARSE_BYTES = 1 << 18
 # Rows that pyarrow's CSV writer formats at a time: its default, 1,024, costs 10 %
 # more (1M output rows: 0.395 s against 0.354 s, the same bytes).
 WRITE_BATCH_ROWS = 1 << 14
@@ -690,7 +696,9 @@ def score_file(
     top_k : int, default=3
         Explanation columns ``feature_i``, ``contribution_i`` per row.
     block_size : int, default=1 MiB
-        Bytes of CSV parsed per block (Parquet: about as many rows).
+        Bytes of CSV per block: a CSV file is read in pieces of ``PIECE_BLOCKS``
+        blocks, parsed in parts of at most ``PARSE_BYTES`` (Parquet: batches of
+        about ``block_size / 8`` values).
     progress : bool, optional
         Progress bar; default when stderr is a terminal.
     precision : {"auto", "float32", "float64"}, default="auto"
@@ -1139,6 +1147,7 @@ class _Job:
         self.numeric, self.missing_is_bad = numeric, list(missing_is_bad)
         self.id_col, self.on_bad_rows = id_col, on_bad_rows
         self.top_k, self.block_size, self.progress = top_k, block_size, progress
+        self._parse_bytes = min(block_size, PARSE_BYTES)
         self.threads = max(1, int(threads))
         self.header = header
         self.parquet_out, self.compress_out = parquet_out, compress_out
@@ -1238,7 +1247,7 @@ class _Job:
         try:
             pieces = _csv_pieces(self.path, self.block_size * PIECE_BLOCKS, start)
             for piece, end in pieces:
-                args = (piece, self.header, self._column_types(), self.block_size)
+                args = (piece, self.header, self._column_types(), self._parse_bytes)
                 pending.append((pool.submit(_parse_piece, *args), piece, end))
                 if len(pending) > self.threads:  # parse at most `threads` ahead
                     yield parsed()
@@ -1279,7 +1288,7 @@ class _Job:
             types = self._column_types(careful)
             try:
                 batch = _parse_piece(
-                    piece, self.header, types, self.block_size, on_invalid_row
+                    piece, self.header, types, self._parse_bytes, on_invalid_row
                 )
                 break
             except pa.ArrowInvalid as exc:
@@ -1791,15 +1800,15 @@ def _parse_piece(
     block_size: int,
     invalid_row_handler: Any = None,
 ) -> pa.RecordBatch:
-    """One piece of a CSV file as one batch, parsed on this thread (1 MiB blocks
-    stay in cache, see DEFAULT_BLOCK_SIZE; ``read_csv`` beats ``open_csv`` here by
+    """One piece of a CSV file as one batch, parsed on this thread, in blocks of
+    ``block_size`` bytes (see PARSE_BYTES; ``read_csv`` beats ``open_csv`` here by
     ~10%).  Without ``invalid_row_handler`` a row with the wrong number of fields
     raises ``ArrowInvalid``.
 
     Parsed as one block, a piece's columns would need no joining copy; alone that
     is 0.03 s faster per million rows of 31 numbers, but in a scoring run, beside
-    the other threads, 1 MiB blocks are faster (1.66 s against 1.68 s, 3.00
-    against 3.04 CPU s, 16 rounds) and peak 17 MiB lower.
+    the other threads, 1 MiB blocks were faster (1.66 s against 1.68 s, 3.00
+    against 3.04 CPU s, 16 rounds) and peaked 17 MiB lower.
     """
 
     def read(size: int) -> pa.Table:
