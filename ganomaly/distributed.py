@@ -65,9 +65,9 @@ from .scoring import (
     BadInputError,
     ResumeError,
     ScoringSummary,
-    _compression,
     _is_parquet,
     _refuse_other_version,
+    _resumable,
     _run_identity,
     _table_stem,
     _validate_batch,
@@ -351,7 +351,7 @@ def _score_here(
         if done is not None:
             summaries.append(done)
             continue
-        resumable = not (_is_parquet(src) or _is_parquet(dst) or _compression(dst))
+        resumable = _resumable(src, dst)
         try:
             summary = score_file(
                 scorer,
@@ -606,7 +606,7 @@ def score_files(
         if done is not None:
             summaries[index] = done
             continue
-        resumable = not (_is_parquet(src) or _is_parquet(dst) or _compression(dst))
+        resumable = _resumable(src, dst)
         future = client.submit(
             _score_file_task,
             shared,

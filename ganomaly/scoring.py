@@ -158,6 +158,14 @@ def _compression(path: Path) -> str | None:
     return _COMPRESSIONS.get(Path(path).suffix.lower())
 
 
+def _resumable(input_path: Path, output_path: Path) -> bool:
+    """Whether a run from ``input_path`` to ``output_path`` can record its progress
+    and resume: a CSV input (plain or compressed), an uncompressed CSV output."""
+    return not (
+        _is_parquet(input_path) or _is_parquet(output_path) or _compression(output_path)
+    )
+
+
 def _table_stem(path: Path) -> str:
     """A table file's name without its suffixes: ``day1`` for ``day1.csv.gz``."""
     path = Path(path)
@@ -328,7 +336,7 @@ class _Rejects:
         blanks = np.zeros(0, dtype=np.intp)
         if self.count and not _is_parquet(source):
             blanks = _blank_lines(source, until=self.last_line)
-        before = blanks - 1 - np.arange(len(blanks))  # see _physical_lines
+        before = _full_lines_before(blanks)
         with open(path, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out, lineterminator="\n")
             header = ["row", "line", "column", "reason"]
@@ -340,7 +348,7 @@ class _Rejects:
                 reader = csv.reader(spilled)
                 while rows := list(itertools.islice(reader, 1 << 13)):
                     lines = np.array([int(r[1] or 0) for r in rows], dtype=np.int64)
-                    lines += np.searchsorted(before, lines, side="left")
+                    lines = _past_blank_lines(lines, before)
                     for r, line in zip(rows, lines.tolist(), strict=True):
                         r[1] = line if r[1] else ""
                     writer.writerows(rows if id_col else [r[:4] for r in rows])
@@ -364,11 +372,22 @@ def _physical_lines(path: Path, logical: list[int]) -> dict[int, int]:
     wanted = sorted({n for n in logical if n is not None})
     if not wanted or _is_parquet(path):
         return {n: n for n in wanted}
-    blanks = _blank_lines(path, until=wanted[-1])
-    # Lines that are not blank before the j-th blank line: blank - 1 - j.
-    before = blanks - 1 - np.arange(len(blanks))
-    shifts = np.searchsorted(before, wanted, side="left")
-    return {n: n + int(shift) for n, shift in zip(wanted, shifts, strict=True)}
+    before = _full_lines_before(_blank_lines(path, until=wanted[-1]))
+    physical = _past_blank_lines(np.array(wanted, dtype=np.int64), before)
+    return dict(zip(wanted, physical.tolist(), strict=True))
+
+
+def _full_lines_before(blanks: np.ndarray) -> np.ndarray:
+    """For each of a file's blank lines (:func:`_blank_lines`), the lines before it
+    that are not blank: ``blank - 1 - j`` for the j-th."""
+    return blanks - 1 - np.arange(len(blanks))
+
+
+def _past_blank_lines(lines: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """pyarrow's line numbers (blank lines not counted) as the file's, with
+    ``before`` from :func:`_full_lines_before`: each blank line at or before a
+    line's place moves it one on."""
+    return lines + np.searchsorted(before, lines, side="left")
 
 
 def _blank_lines(path: Path, until: int, chunk: int = 1 << 22) -> np.ndarray:
@@ -746,9 +765,7 @@ def score_file(
     input_path, output_path = Path(input_path), Path(output_path)
     if rejects_path is None and on_bad_rows == "skip":
         rejects_path = output_path.with_name(_table_stem(output_path) + ".rejects.csv")
-    resumable = not (
-        _is_parquet(input_path) or _is_parquet(output_path) or _compression(output_path)
-    )
+    resumable = _resumable(input_path, output_path)
     if resume and not resumable:
         raise ResumeError(
             "resume needs a CSV input (plain or compressed) and an uncompressed CSV "
