@@ -2,7 +2,8 @@
 
 Networks (:mod:`gancore.nets`), adversarial losses (:mod:`gancore.losses`),
 DiffAugment, EMA, one training loop (:mod:`gancore.train`), device and RNG handling
-(:mod:`gancore.device`) and safe model files (:mod:`gancore.io`). Imports torch and
+(:mod:`gancore.device`), safe model files (:mod:`gancore.io`) and the rules for
+writing any file (:mod:`gancore.files`). Imports torch and
 numpy only.
 
 Names are imported on first use (PEP 562), so that a program which only reads model
@@ -28,10 +29,10 @@ _EXPORTS = {
     ],
     "diffaugment": ["DiffAugment"],
     "ema": ["EMA"],
+    "files": ["UnsafeOutputError", "atomic_write", "check_outputs", "same_file"],
     "io": [
         "FORMAT_VERSION",
         "ModelFileError",
-        "atomic_write",
         "load_arrays",
         "load_model",
         "module_state",
@@ -72,10 +73,15 @@ if TYPE_CHECKING:  # static analysers see the eager imports
     )
     from .diffaugment import DiffAugment  # noqa: F401
     from .ema import EMA  # noqa: F401
+    from .files import (  # noqa: F401
+        UnsafeOutputError,
+        atomic_write,
+        check_outputs,
+        same_file,
+    )
     from .io import (  # noqa: F401
         FORMAT_VERSION,
         ModelFileError,
-        atomic_write,
         load_arrays,
         load_model,
         module_state,

@@ -22,11 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .files import atomic_write
 
 if TYPE_CHECKING:  # torch is imported where tensors are made: load_arrays needs none
     import torch
@@ -34,7 +35,6 @@ if TYPE_CHECKING:  # torch is imported where tensors are made: load_arrays needs
 __all__ = [
     "FORMAT_VERSION",
     "ModelFileError",
-    "atomic_write",
     "load_arrays",
     "load_model",
     "save_model",
@@ -104,89 +104,6 @@ def _torch():
     import torch
 
     return torch
-
-
-class atomic_write:  # noqa: N801 - used like open()
-    """Context manager giving a temporary path next to ``path``, renamed on success.
-
-    A crash or an exception inside the block removes the temporary file, so the
-    target path holds either its previous content or the complete new file, never a
-    truncated one.  A process killed outright (SIGKILL, power loss) cannot remove
-    its temporary file; it is named ``.NAME.HOST.PID.RANDOM.tmp`` so that the next
-    write to the same target on the same host removes those of dead processes.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
-    >>> with atomic_write(target) as tmp:
-    ...     _ = pathlib.Path(tmp).write_text("complete")
-    >>> target.read_text()
-    'complete'
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        host = _host()
-        _remove_stale_temporaries(self.path, host)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.{host}.{os.getpid()}.",
-            suffix=".tmp",
-            dir=self.path.parent,
-        )
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            with open(self.tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def _host() -> str:
-    """This machine's name, as it may appear in a file name."""
-    import socket
-
-    name = socket.gethostname() or "host"
-    return "".join(c if c.isalnum() or c == "-" else "_" for c in name)
-
-
-def _remove_stale_temporaries(path: Path, host: str) -> None:
-    """Remove ``path``'s temporary files left by dead processes of this host.
-
-    Only this host's: on a shared file system another machine's process may be
-    alive and writing.  A live process (or a reused process id) keeps its file.
-    """
-    prefix = f".{path.name}.{host}."
-    try:
-        candidates = [p for p in path.parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return
-    for candidate in candidates:
-        pid_text = candidate.name[len(prefix) :].split(".", 1)[0]
-        if not candidate.name.endswith(".tmp") or not pid_text.isdigit():
-            continue
-        if not _process_alive(int(pid_text)):
-            candidate.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists, owned by someone else (or unknowable): keep its file
-    return True
 
 
 def save_model(
@@ -400,14 +317,3 @@ def module_state(prefix: str, tensors: dict[str, torch.Tensor]) -> dict:
     """The sub-dict of ``tensors`` under ``prefix + '.'``, with the prefix removed."""
     start = len(prefix) + 1
     return {k[start:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-
-def numpy_tensors(
-    prefix: str, arrays: dict[str, np.ndarray]
-) -> dict[str, torch.Tensor]:
-    """Numeric numpy arrays as tensors under ``prefix + '.'``, to save."""
-    torch = _torch()
-    return {
-        f"{prefix}.{k}": torch.from_numpy(np.ascontiguousarray(v))
-        for k, v in arrays.items()
-    }

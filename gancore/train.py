@@ -32,7 +32,7 @@ from .device import (
 )
 from .diffaugment import DiffAugment
 from .ema import EMA
-from .io import atomic_write
+from .files import atomic_write
 from .losses import GANLoss, gradient_penalty
 
 __all__ = ["TrainingDivergedError", "adversarial_steps", "train_gan"]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gancore.io as gio
-from gancore import ModelFileError, atomic_write, load_arrays, load_model, save_model
+from gancore import ModelFileError, load_arrays, load_model, save_model
 from gancore.io import module_state, module_tensors
 
 # Every refusal holds for both readers: torch tensors, and numpy without torch.
@@ -183,40 +183,3 @@ def test_config_must_be_json(tmp_path):
         save_model(tmp_path / "m", {}, {"x": object()}, kind="test")
     with pytest.raises(TypeError, match="JSON"):
         save_model(tmp_path / "m", {}, {"x": float("nan")}, kind="test")
-
-
-def test_atomic_write_keeps_the_previous_file_on_error(tmp_path):
-    target = tmp_path / "out.csv"
-    target.write_text("previous complete output")
-    with pytest.raises(RuntimeError), atomic_write(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("killed")
-    assert target.read_text() == "previous complete output"
-    assert list(tmp_path.iterdir()) == [target]
-
-
-def test_atomic_write_removes_temporaries_of_dead_processes_only(tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    host = gio._host()
-    target = tmp_path / "scores.csv"
-    finished = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    dead = int(finished.stdout)  # a process that has exited: its file is stale
-    stale = tmp_path / f".scores.csv.{host}.{dead}.abc123.tmp"
-    alive = tmp_path / f".scores.csv.{host}.{os.getppid()}.def456.tmp"
-    elsewhere = tmp_path / f".scores.csv.otherhost.{dead}.ghi789.tmp"
-    unrelated = tmp_path / f".other.csv.{host}.{dead}.jkl012.tmp"
-    for path in (stale, alive, elsewhere, unrelated):
-        path.write_text("half")
-    with atomic_write(target) as tmp:
-        tmp.write_text("complete")
-    assert target.read_text() == "complete"
-    assert not stale.exists()
-    assert alive.exists() and elsewhere.exists() and unrelated.exists()
