@@ -312,7 +312,7 @@ def test_a_compressed_input_cut_before_the_recorded_offset_is_named(tmp_path):
     packed = tmp_path / "in.csv.gz"
     packed.write_bytes(gzip.compress(b"a,b\n1,2\n3,4\n"))
     pieces = scoring._csv_pieces(packed, 4096, start=8)
-    assert [(p.to_pybytes(), end) for p, end in pieces] == [(b"3,4\n", 12)]
+    assert [(p.data.to_pybytes(), p.end) for p in pieces] == [(b"3,4\n", 12)]
     with pytest.raises(scoring.BadInputError, match="ends before byte 100"):
         list(scoring._csv_pieces(packed, 4096, start=100))
 
@@ -458,7 +458,7 @@ def test_a_resumed_run_that_meets_a_bad_row_at_once(fitted, tmp_path, monkeypatc
     frame = make_transactions(4000, random_state=9).drop(columns="is_fraud")
     source = tmp_path / "in.csv"
     frame.to_csv(source, index=False)
-    ends = [end for _, end in scoring._csv_pieces(source, BLOCK * 4)]
+    ends = [piece.end for piece in scoring._csv_pieces(source, BLOCK * 4)]
     data = source.read_bytes()
     # Piece 19 gets a line with one field too many, and table 19 fails to be
     # written: the progress is that after piece 18, and the resumed run's first

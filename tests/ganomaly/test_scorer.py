@@ -464,7 +464,8 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     scored = pd.read_csv(tmp_path / "out_1000_2.csv")
     expected_ids = frame["transaction_id"].drop(index=[10, 1500])
     assert scored["transaction_id"].tolist() == expected_ids.tolist()
-    pieces, ends = zip(*scoring._csv_pieces(tmp_path / "in.csv", 4000), strict=True)
+    pieces = list(scoring._csv_pieces(tmp_path / "in.csv", 4000))
+    pieces, ends = [p.data for p in pieces], [p.end for p in pieces]
     assert len(pieces) > 20
     assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
     # Each piece ends where the next starts, at a line end; the last at the end.
@@ -473,12 +474,12 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     assert ends[-1] == len(data)
     assert all(data[end - 1 : end] == b"\n" for end in ends[:-1])
     # A line longer than a piece is read whole, into a larger piece.
-    pieces = [p for p, _ in scoring._csv_pieces(tmp_path / "in.csv", 16)]
+    pieces = [p.data for p in scoring._csv_pieces(tmp_path / "in.csv", 16)]
     assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
     assert all(p.to_pybytes().endswith(b"\n") for p in pieces[:-1])
     # Started at a line's offset, the pieces hold the rest of the file.
     middle = ends[len(ends) // 2]
-    rest = [p for p, _ in scoring._csv_pieces(tmp_path / "in.csv", 4000, middle)]
+    rest = [p.data for p in scoring._csv_pieces(tmp_path / "in.csv", 4000, middle)]
     assert b"".join(p.to_pybytes() for p in rest) == data[middle:]
 
 
@@ -737,14 +738,14 @@ def test_text_in_a_number_column_is_converted_as_the_typed_read_converts():
 def test_blank_lines_are_found_across_chunks(tmp_path):
     """Empty lines ("\\n" or "\\r\\n" alone) are found wherever chunks cut the
     file, and pyarrow's line numbers (which skip them) become the file's."""
-    from ganomaly.scoring import _blank_lines, _physical_lines
+    from ganomaly.scoring import _physical_lines, _skipped_lines
 
     lines = ["h\n", "\n", "a\n", "\r\n", "\r\n", "b\r\n", "\r\r\n", " \n", "c\n"]
     lines += ["\n", "d"]  # no line end at the end
     path = tmp_path / "blank.csv"
     path.write_bytes("".join(lines).encode())
     for chunk in (1, 2, 3, 5, 1 << 20):
-        assert _blank_lines(path, until=99, chunk=chunk).tolist() == [2, 4, 5, 10]
+        assert _skipped_lines(path, until=99, chunk=chunk).tolist() == [2, 4, 5, 10]
     # Not empty: h a b \r\r\n " " c d, at lines 1 3 6 7 8 9 11.
     assert _physical_lines(path, [1, 2, 3, 4, 5, 6, 7, None]) == {
         1: 1,
@@ -755,3 +756,18 @@ def test_blank_lines_are_found_across_chunks(tmp_path):
         6: 9,
         7: 11,
     }
+
+
+def test_lines_inside_quoted_fields_are_not_records(tmp_path):
+    """A quoted field's line ends (and the empty lines inside it) start no record:
+    record numbers become the file's line numbers past them, wherever chunks cut."""
+    from ganomaly.scoring import _physical_lines, _skipped_lines
+
+    text = 'h,n\n1,"x\n\ny"\n\n2,"""\n"\n3,z"\n4,"a""b"\n'
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(text.encode())
+    # Lines: 1 h,n | 2 1,"x | 3 (in quotes) | 4 y" | 5 blank | 6 2,""" | 7 " |
+    # 8 3,z" | 9 4,"a""b"
+    for chunk in (1, 2, 3, 7, 1 << 20):
+        assert _skipped_lines(path, until=99, chunk=chunk).tolist() == [3, 4, 5, 7]
+    assert _physical_lines(path, [1, 2, 3, 4, 5]) == {1: 1, 2: 2, 3: 6, 4: 8, 5: 9}
