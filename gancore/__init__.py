@@ -29,7 +29,13 @@ _EXPORTS = {
     ],
     "diffaugment": ["DiffAugment"],
     "ema": ["EMA"],
-    "files": ["UnsafeOutputError", "atomic_write", "check_outputs", "same_file"],
+    "files": [
+        "UnsafeOutputError",
+        "atomic_write",
+        "check_outputs",
+        "same_file",
+        "special_file",
+    ],
     "io": [
         "FORMAT_VERSION",
         "ModelFileError",
@@ -78,6 +84,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         atomic_write,
         check_outputs,
         same_file,
+        special_file,
     )
     from .io import (  # noqa: F401
         FORMAT_VERSION,

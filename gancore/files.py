@@ -21,7 +21,13 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["UnsafeOutputError", "atomic_write", "check_outputs", "same_file"]
+__all__ = [
+    "UnsafeOutputError",
+    "atomic_write",
+    "check_outputs",
+    "same_file",
+    "special_file",
+]
 
 
 class UnsafeOutputError(ValueError):
@@ -41,6 +47,16 @@ def _file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "not a regular file"
+
+
+def special_file(path: str | os.PathLike) -> str | None:
+    """What ``path`` is if it exists and is not a regular file (``"a directory"``,
+    ``"a named pipe (FIFO)"``, ...), else None.  For messages."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    return None if stat.S_ISREG(mode) else _file_kind(mode)
 
 
 def _identity(path: Path) -> tuple:
@@ -93,8 +109,8 @@ def check_outputs(
     >>> check_outputs([("output (-o)", f"{data.parent}/./day1.csv")], [("input", data)])
     Traceback (most recent call last):
     ...
-    gancore.files.UnsafeOutputError: ...day1.csv: the output (-o) is the input \
-(...day1.csv); choose another path
+    gancore.files.UnsafeOutputError: ...day1.csv: the output (-o) would overwrite \
+the input; choose another path
     """
     folder_roles = set(directories)
     seen: dict[tuple, tuple[str, str]] = {}
@@ -108,8 +124,10 @@ def check_outputs(
         key = _identity(path)
         if key in seen:
             other_role, other = seen[key]
+            spelt = f" ({other})" if other != str(path) else ""
             raise UnsafeOutputError(
-                f"{path}: the {role} is the {other_role} ({other}); choose another path"
+                f"{path}: the {role} would overwrite the {other_role}{spelt}; "
+                "choose another path"
             )
         seen[key] = (role, str(path))
         try:
@@ -195,16 +213,15 @@ class atomic_write:  # noqa: N801 - used like open()
             suffix=".tmp",
             dir=self.path.parent,
         )
-        try:
-            os.fchmod(fd, mode)
-        finally:
-            os.close(fd)
-        self.tmp = Path(tmp)
+        os.close(fd)
+        self.tmp, self.mode = Path(tmp), mode
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
+                # Set last: a writer may have made the file anew (safetensors does).
+                os.chmod(self.tmp, self.mode)
                 with open(self.tmp, "rb+") as handle:
                     os.fsync(handle.fileno())
                 os.replace(self.tmp, self.path)

@@ -47,6 +47,15 @@ _MAGIC = "gankit"
 class ModelFileError(ValueError):
     """A model file is missing, damaged, foreign, or of another format version."""
 
+    @classmethod
+    def damaged(cls, path: str | os.PathLike, what: str, exc: Exception):
+        """A file whose ``what`` could not be rebuilt from its contents, with the
+        cause in one line (torch's shape errors span several)."""
+        cause = " ".join(str(exc).split())
+        if len(cause) > 300:
+            cause = cause[:300] + " ..."
+        return cls(f"{path}: damaged {what} model ({type(exc).__name__}: {cause})")
+
 
 def _gankit_version() -> str:
     try:
@@ -170,14 +179,21 @@ def _read_header(path: Path) -> dict:
         raw = handle.read(header_len)
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(
             f"{path}: not a gankit model file (unreadable header: {exc})"
         ) from exc
     if not isinstance(header, dict):
         raise ModelFileError(f"{path}: not a gankit model file (header is not a map)")
+    metadata = header.get("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise ModelFileError(
+            f"{path}: damaged model file (its metadata is not a map of texts)"
+        )
     end = max(
-        (int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"),
+        (_tensor_end(path, k, v) for k, v in header.items() if k != "__metadata__"),
         default=0,
     )
     if 8 + header_len + end > size:
@@ -186,6 +202,35 @@ def _read_header(path: Path) -> dict:
             f"{8 + header_len + end} expected); it was damaged or not fully copied"
         )
     return header
+
+
+# Bytes per element of the safetensors dtypes a gankit file may hold.
+_DTYPE_BYTES = {
+    "F64": 8, "F32": 4, "F16": 2, "BF16": 2,
+    "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
+}  # fmt: skip
+
+
+def _tensor_end(path: Path, name: str, entry: object) -> int:
+    """Where a tensor's bytes end, once its header entry is checked: a dtype, a
+    shape of sizes and offsets that hold exactly that shape (so that nothing is
+    allocated from sizes the data does not back)."""
+    ok = isinstance(entry, dict) and entry.get("dtype") in _DTYPE_BYTES
+    shape, offsets = (entry.get("shape"), entry.get("data_offsets")) if ok else (0, 0)
+    ok = ok and isinstance(shape, list) and isinstance(offsets, list)
+    ok = ok and all(type(n) is int and n >= 0 for n in [*shape, *offsets])
+    ok = ok and len(offsets) == 2 and offsets[0] <= offsets[1]
+    if ok:
+        count = 1
+        for n in shape:
+            count *= n
+        ok = offsets[1] - offsets[0] == count * _DTYPE_BYTES[entry["dtype"]]
+    if not ok:
+        raise ModelFileError(
+            f"{path}: damaged model file (the header entry of tensor {name!r} is not "
+            "a dtype, a shape and the offsets of its bytes)"
+        )
+    return offsets[1]
 
 
 def _check_metadata(path: Path, kind: str | None) -> dict:
@@ -224,9 +269,12 @@ def _verified_config(path: Path, metadata: dict, tensors: dict) -> dict:
             "the file is damaged"
         )
     try:
-        return json.loads(metadata["gankit.config"])
-    except (KeyError, json.JSONDecodeError) as exc:
+        config = json.loads(metadata["gankit.config"])
+    except (KeyError, json.JSONDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{path}: damaged model configuration ({exc})") from exc
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: damaged model configuration (not a map)")
+    return config
 
 
 def load_model(

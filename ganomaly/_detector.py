@@ -167,6 +167,11 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         Per-epoch mean losses from :func:`gancore.train_gan`.
     n_epochs_ : int
         Epochs actually trained.
+    metadata_ : dict
+        Free-form JSON metadata kept with the model file (empty after ``fit``).
+        ``ganomaly fit --label-col`` records there how the training file's labels
+        read (``{"labels": {"column": ..., "normal": [...], "anomalous": [...]}}``),
+        and ``ganomaly evaluate`` reads them back.
 
     Examples
     --------
@@ -417,6 +422,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             )
         self.offset_ = -float(threshold)
         self.threshold_ = float(threshold)
+        self.metadata_ = {}
         return self
 
     def _check_hidden_dims(self) -> tuple[int, ...] | None:
@@ -677,6 +683,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             "reconstruction_errors": self.reconstruction_errors_,
             "ema_decay": self.ema_decay_,
             "history": self.history_,
+            "metadata": getattr(self, "metadata_", {}),
         }
         tensors = {
             **module_tensors("generator", self.generator_),
@@ -730,6 +737,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                 k: float(v) for k, v in config["score_scale"].items()
             }
             detector.history_ = list(config["history"])
+            detector.metadata_ = dict(config.get("metadata") or {})
             # Files from before per-feature scaling score with absolute errors.
             detector.reconstruction_errors_ = str(
                 config.get("reconstruction_errors", "absolute")
@@ -740,12 +748,18 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                 )
             detector.ema_decay_ = float(config.get("ema_decay", 0.0))
             n_encoded = detector.preprocessor_.n_features_out_
-            generator = GANomalyNet(
-                n_encoded, detector.latent_dim_, detector.hidden_dims_
-            )
-            discriminator = make_discriminator(n_encoded, detector.hidden_dims_)
-            generator.load_state_dict(module_state("generator", tensors))
-            discriminator.load_state_dict(module_state("discriminator", tensors))
+            # Built without storage: the configuration's sizes are checked against
+            # the stored weights (load_state_dict) before anything is allocated,
+            # and the weights read from the file become the parameters.
+            with torch.device("meta"):
+                generator = GANomalyNet(
+                    n_encoded, detector.latent_dim_, detector.hidden_dims_
+                )
+                discriminator = make_discriminator(n_encoded, detector.hidden_dims_)
+            state = module_state("generator", tensors)
+            generator.load_state_dict(state, assign=True)
+            state = module_state("discriminator", tensors)
+            discriminator.load_state_dict(state, assign=True)
             detector.validation_anomaly_scores_ = tensors[
                 "calibration.validation_anomaly_scores"
             ].numpy()
@@ -757,9 +771,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                     detector.feature_error_scale_
                 )
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(
-                f"{path}: damaged GANomalyDetector model ({type(exc).__name__}: {exc})"
-            ) from exc
+            raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
         resolved = resolve_device(device)
         detector.generator_ = generator.to(resolved).eval()
         detector.discriminator_ = discriminator.to(resolved).eval()

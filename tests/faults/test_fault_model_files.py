@@ -209,3 +209,73 @@ def test_every_header_bit_flip_is_refused_or_harmless(tiny_model, new_csv, tmp_p
         elif code != 0:
             assert code == 2 and str(bad) in err, err
     assert not silent, f"{len(silent)} of {len(positions)} flips changed scores"
+
+
+def _raw_safetensors(path: Path, header: bytes, data: bytes = b"\0" * 4) -> None:
+    path.write_bytes(len(header).to_bytes(8, "little") + header + data)
+
+
+HOSTILE_HEADERS = {
+    "nested_lists": b"[" * 100_000 + b"]" * 100_000,
+    "nested_maps": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "list_metadata": json.dumps({"__metadata__": ["gankit"]}).encode(),
+    "number_entry": json.dumps({"w": 5}).encode(),
+    "no_offsets": json.dumps({"w": {"dtype": "F32", "shape": [1]}}).encode(),
+    "text_offsets": json.dumps(
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": "x"}}
+    ).encode(),
+    "huge_shape": json.dumps(
+        {"w": {"dtype": "F32", "shape": [10**9, 10**9], "data_offsets": [0, 4]}}
+    ).encode(),
+    "negative_offsets": json.dumps(
+        {"w": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_HEADERS))
+@pytest.mark.parametrize("command", ["score", "evaluate", "score_cuda_path"])
+def test_hostile_headers_are_one_line_refusals(new_csv, tmp_path, name, command):
+    bad = tmp_path / "model.safetensors"
+    _raw_safetensors(bad, HOSTILE_HEADERS[name])
+    args = {
+        "score": ["score", str(bad), str(new_csv), "-o", str(tmp_path / "o.csv")],
+        "evaluate": ["evaluate", str(bad), str(new_csv), "--label-col", "is_fraud"],
+        # The torch loader (GANomalyDetector.load, as --device cuda uses it).
+        "score_cuda_path": None,
+    }[command]
+    if args is None:
+        from gancore import ModelFileError
+        from ganomaly import GANomalyDetector
+
+        with pytest.raises(ModelFileError, match="model"):
+            GANomalyDetector.load(bad)
+        return
+    code, err = _run(ganomaly_main, args)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and str(bad) in err, err
+
+
+def test_configured_sizes_are_checked_against_the_weights_first(tiny_model, tmp_path):
+    """hidden_dims of 10**9 in the configuration would ask for terabytes if the
+    networks were built before the stored weights' shapes were compared."""
+    import resource
+
+    from gancore import ModelFileError, load_model, save_model
+    from ganomaly import GANomalyDetector
+
+    tensors, config = load_model(tiny_model)
+    config["hidden_dims"] = [10**9, 10**9]
+    config["latent_dim"] = 10**9
+    bad = tmp_path / "huge.safetensors"
+    save_model(bad, tensors, config, kind="ganomaly.GANomalyDetector")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ModelFileError, match="size mismatch"):
+        GANomalyDetector.load(bad)
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 200_000
+    message = str(pytest.raises(ModelFileError, GANomalyDetector.load, bad).value)
+    assert "\n" not in message
+    out = str(tmp_path / "o.csv")
+    code, err = _run(ganomaly_main, ["score", str(bad), str(tiny_model), "-o", out])
+    assert code == 2 and len(err.strip().splitlines()) == 1, err

@@ -107,13 +107,14 @@ def test_check_outputs_refuses_an_input_by_any_spelling(tmp_path, monkeypatch):
         "alias.csv",
         "hard.csv",
     ):
-        with pytest.raises(UnsafeOutputError, match="is the input"):
+        with pytest.raises(UnsafeOutputError, match="would overwrite the input"):
             check_outputs([("output (-o)", spelling)], [("input", data)])
     check_outputs([("output (-o)", "scores.csv")], [("input", data)])
 
 
 def test_check_outputs_refuses_two_outputs_on_one_path(tmp_path):
-    with pytest.raises(UnsafeOutputError, match="rejects file is the output"):
+    match = "rejects file would overwrite the output"
+    with pytest.raises(UnsafeOutputError, match=match):
         check_outputs(
             [("output (-o)", tmp_path / "x.csv"), ("rejects file", tmp_path / "x.csv")]
         )
