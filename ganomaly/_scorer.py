@@ -301,6 +301,8 @@ class Scorer:
         Per-feature units of the squared errors (ones if omitted).
     reconstruction_errors : {"scaled_squared", "absolute"}, default="absolute"
         See :func:`feature_errors`; the default is that of old model files.
+    metadata : dict, optional
+        The model's free-form metadata (``GANomalyDetector.metadata_``).
 
     Attributes
     ----------
@@ -309,7 +311,13 @@ class Scorer:
         block.  Always for float64; for float32, where this BLAS computes every
         place between the margins of a block alike (checked at construction);
         never for other dtypes.
+    source : Path or None
+        The model file it was read from (:func:`load_scorer`): a run never writes
+        over it.
+    metadata : dict
     """
+
+    source: Path | None = None
 
     def __init__(
         self,
@@ -322,6 +330,7 @@ class Scorer:
         dtype: Any = np.float64,
         feature_error_scale: np.ndarray | None = None,
         reconstruction_errors: str = "absolute",
+        metadata: dict | None = None,
     ):
         if score_type not in SCORES:
             raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
@@ -331,6 +340,7 @@ class Scorer:
                 f"got {reconstruction_errors!r}"
             )
         self.preprocessor_ = preprocessor
+        self.metadata = dict(metadata or {})
         self.score_type = score_type
         self.score_scale_ = dict(score_scale)
         self.threshold_ = float(threshold)
@@ -412,6 +422,7 @@ class Scorer:
             dtype=dtype,
             feature_error_scale=np.asarray(arrays["calibration.feature_error_scale"]),
             reconstruction_errors=config.get("reconstruction_errors", "absolute"),
+            metadata=config.get("metadata") or {},
         )
 
     def digest(self) -> str:
@@ -675,8 +686,8 @@ def load_scorer(path: str | Path, dtype: Any = np.float64) -> Scorer:
 
     arrays, config = load_arrays(path, kind=MODEL_KIND)
     try:
-        return Scorer.from_model(arrays, config, dtype=dtype)
+        scorer = Scorer.from_model(arrays, config, dtype=dtype)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(
-            f"{path}: damaged GANomalyDetector model ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
+    scorer.source = Path(path)
+    return scorer

@@ -38,10 +38,11 @@ def _read_table(path: Path) -> pd.DataFrame:
     """A whole CSV/Parquet file for fitting or evaluation, with clear errors."""
     import pandas as pd
 
-    from .scoring import BadInputError, read_table_header
+    from .scoring import BadInputError, check_unique_columns, read_table_header
 
     try:
-        read_table_header(path)
+        header = read_table_header(path)
+        check_unique_columns(path, header, header)
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
     try:
@@ -91,24 +92,20 @@ def _split_columns(
     return features, labels, ids
 
 
-def _is_anomaly_label(labels: pd.Series, normal_label: str, path: Path) -> np.ndarray:
-    import pandas as pd
+def _training_labels(labels: pd.Series, normal_label: str, path: Path):
+    """Which training rows are anomalies, and the label rule to keep in the model:
+    the normal label and the other labels the file holds."""
+    from .labels import LabelRule
 
-    text = labels.astype(str).str.strip()
     if labels.isna().any():
         row = int(np.flatnonzero(labels.isna().to_numpy())[0])
         raise CliError(f"{path}: line {row + 2}, column {labels.name!r}: missing label")
-    normal = text == str(normal_label)
-    if pd.api.types.is_numeric_dtype(labels):
-        normal = normal | (labels.astype(float) == _as_float(normal_label))
-    return ~normal.to_numpy()
-
-
-def _as_float(value: str) -> float:
-    try:
-        return float(value)
-    except ValueError:
-        return float("nan")
+    texts = labels.astype(str).to_numpy()
+    anomalous, _ = LabelRule(normal=(normal_label,)).classify(texts)
+    rule = LabelRule(
+        normal=(normal_label,), anomalous=LabelRule.others(texts, (normal_label,))
+    )
+    return anomalous, rule
 
 
 def _data_error(exc: Exception, path: Path) -> CliError:
@@ -126,12 +123,16 @@ def _data_error(exc: Exception, path: Path) -> CliError:
 # --------------------------------------------------------------------- commands
 def _cmd_fit(args: argparse.Namespace) -> int:
     from gancore import distributed_context, init_distributed
+    from gancore.files import check_outputs
 
     from ._detector import GANomalyDetector
     from .preprocessing import InputDataError
 
-    # Under torchrun (WORLD_SIZE > 1) this joins the process group: every process
-    # trains on its shard of the rows, and only rank 0 writes the model and reports.
+    path = Path(args.train)
+    check_outputs(
+        [("model file (-o)", args.output), ("checkpoint", args.checkpoint)],
+        [("training file", path)],
+    )
     if args.resume and not args.checkpoint:
         raise CliError("--resume needs --checkpoint PATH")
     if args.checkpoint and Path(args.checkpoint).exists() and not args.resume:
@@ -139,16 +140,18 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             f"{args.checkpoint}: a checkpoint exists; pass --resume to continue "
             "from it, or remove it to start afresh"
         )
+    # Under torchrun (WORLD_SIZE > 1) this joins the process group: every process
+    # trains on its shard of the rows, and only rank 0 writes the model and reports.
     device = init_distributed(args.device)
     rank, world = distributed_context()
-    path = Path(args.train)
     frame = _read_table(path)
     drop = [c.strip() for c in (args.drop_cols or "").split(",") if c.strip()]
     features, labels, _ = _split_columns(
         frame, path, label_col=args.label_col, id_col=args.id_col, drop_cols=drop
     )
+    label_rule = None
     if labels is not None:
-        anomalous = _is_anomaly_label(labels, args.normal_label, path)
+        anomalous, label_rule = _training_labels(labels, args.normal_label, path)
         features = features.loc[~anomalous]
         if rank == 0:
             print(
@@ -180,6 +183,11 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         raise _data_error(exc, path) from exc
     if rank != 0:  # the same weights as rank 0, which writes them
         return 0
+    if label_rule is not None:  # for evaluate, which reads the same labels
+        detector.metadata_["labels"] = {
+            "column": args.label_col,
+            **label_rule.to_dict(),
+        }
     detector.save(args.output)
     print(
         f"fitted GANomaly on {features.shape[0]} rows x {features.shape[1]} columns "
@@ -246,6 +254,11 @@ def _cmd_score(args: argparse.Namespace) -> int:
         )
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
+    except OSError as exc:  # a full disk, say: what was done is kept for --resume
+        message = _os_error(exc)
+        if progress_file.exists():
+            message += "; the rows scored so far are kept: run again with --resume"
+        raise CliError(message) from exc
     resumed = f", resuming after row {summary.n_resumed}" if summary.n_resumed else ""
     message = (
         f"scored {summary.n_scored} of {summary.n_input} rows in "
@@ -428,33 +441,90 @@ def _plot_evaluation(scores, anomalous, threshold, metrics, path: Path) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     """Streams the labelled file: memory does not grow with its width or length
     beyond 9 bytes per row (scores and labels)."""
-    from .scoring import (
-        BadInputError,
-        _table_stem,
-        read_table_header,
-        score_labelled,
-    )
+    from gancore.files import check_outputs
+
+    from .scoring import BadInputError, _table_stem, read_table_header, score_labelled
 
     scorer = _load_scorer(args.model, args.device, "float64")
     path = Path(args.labelled)
+    label_col, rule = _evaluation_labels(args, scorer.metadata.get("labels") or {})
+    plot_path = Path(args.plot or f"{_table_stem(path)}.evaluation.png")
+    rejects = args.rejects
+    if args.on_bad_rows == "skip" and not rejects:
+        rejects = plot_path.with_name(f"{_table_stem(path)}.rejects.csv")
+    check_outputs(
+        [
+            ("plot (--plot)", plot_path),
+            ("metrics file (--json)", args.json),
+            ("rejects file", rejects),
+        ],
+        [("labelled file", path), ("model file", args.model)],
+    )
     try:
         header = read_table_header(path)
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
-    _require_columns(path, header, [args.label_col])
+    _require_columns(path, header, [label_col])
     try:
-        scores, anomalous = score_labelled(
-            scorer, path, args.label_col, args.normal_label, progress=None
+        result = score_labelled(
+            scorer,
+            path,
+            label_col,
+            rule,
+            on_bad_rows=args.on_bad_rows,
+            rejects_path=rejects,
+            progress=None,
         )
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
-    plot_path = Path(args.plot or f"{_table_stem(path)}.evaluation.png")
-    metrics = evaluate_scores(scores, anomalous, scorer.threshold_, plot_path)
+    metrics = evaluate_scores(
+        result.scores, result.anomalous, scorer.threshold_, plot_path
+    )
+    metrics["n_rejected"] = result.n_rejected
     _print_metrics(metrics)
+    if result.rejects_path:
+        print(
+            f"{result.n_rejected} rejected rows in {result.rejects_path}",
+            file=sys.stderr,
+        )
     print(f"wrote {plot_path}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2) + "\n")
+        from gancore.files import atomic_write
+
+        with atomic_write(args.json) as tmp:
+            tmp.write_text(json.dumps(metrics, indent=2) + "\n")
     return 0
+
+
+def _evaluation_labels(args: argparse.Namespace, fitted: dict):
+    """The label column and rule of ``evaluate``: the options given, else those
+    ``fit`` recorded in the model, else ``0`` normal and ``1`` anomalous."""
+    from .labels import LabelRule
+
+    label_col = args.label_col or fitted.get("column")
+    if not label_col:
+        raise CliError(
+            "--label-col is needed: the model does not record a label column (it was "
+            "not fitted with --label-col)"
+        )
+    normal = args.normal_label or (fitted.get("normal") or ["0"])[0]
+    if args.anomaly_label:
+        anomalous = [v.strip() for v in args.anomaly_label.split(",") if v.strip()]
+    elif args.normal_label is None and fitted.get("anomalous"):
+        anomalous = list(fitted["anomalous"])
+    elif LabelRule(normal=(normal,)).classify(["1"])[0][0] and normal != "1":
+        anomalous = ["1"]  # 0/1, False/True labels
+    else:
+        print(
+            f"note: every label other than {normal!r} counts as an anomaly; name the "
+            "anomaly labels with --anomaly-label to have any other label refused",
+            file=sys.stderr,
+        )
+        anomalous = None
+    try:
+        return label_col, LabelRule(normal=(normal,), anomalous=anomalous)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _print_metrics(metrics: dict[str, float]) -> None:
@@ -672,11 +742,36 @@ def _parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="AUROC, AUPRC and plots on labelled rows")
     ev.add_argument("model")
     ev.add_argument("labelled", help="labelled CSV or Parquet file")
-    ev.add_argument("--label-col", required=True)
-    ev.add_argument("--normal-label", default="0")
-    ignored = "accepted for symmetry with fit; only the needed columns are read"
-    ev.add_argument("--id-col", help=ignored)
-    ev.add_argument("--drop-cols", help=ignored)
+    ev.add_argument(
+        "--label-col",
+        help="label column (default: the one the model was fitted with, fit "
+        "--label-col)",
+    )
+    ev.add_argument(
+        "--normal-label",
+        help="label of normal rows (default: the model's, else 0)",
+    )
+    ev.add_argument(
+        "--anomaly-label",
+        help="comma-separated labels of anomalies (default: the other labels of "
+        "the training file, else 1 where normal is 0); a row with any other label "
+        "is a bad row",
+    )
+    # Accepted for scripts written for fit's options; only the needed columns are
+    # read anyway.
+    ev.add_argument("--id-col", help=argparse.SUPPRESS)
+    ev.add_argument("--drop-cols", help=argparse.SUPPRESS)
+    ev.add_argument(
+        "--on-bad-rows",
+        choices=["error", "skip"],
+        default="error",
+        help="error (default): stop at the first bad row (a bad value, a missing or "
+        "unknown label), naming its line and column; skip: leave those rows out of "
+        "the metrics and list them, with their reasons, in the rejects file",
+    )
+    ev.add_argument(
+        "--rejects", help="rejects file (default LABELLED.rejects.csv beside the plot)"
+    )
     ev.add_argument("--plot", help="PNG to write (default LABELLED.evaluation.png)")
     ev.add_argument("--json", help="also write the metrics as JSON")
     ev.add_argument("--device", default="cpu")
@@ -701,6 +796,12 @@ def _contamination(text: str) -> float | str:
     if text == "auto":
         return text
     return float(text)
+
+
+def _os_error(exc: OSError) -> str:
+    """An operating-system error in one line: the file, then what went wrong."""
+    what = exc.strerror or str(exc)
+    return f"{exc.filename}: {what}" if exc.filename else what
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -745,6 +846,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except CliError as exc:
         print(f"ganomaly {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder, ...
+        print(f"ganomaly {args.command}: error: {_os_error(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if not isinstance(exc, _user_errors()):

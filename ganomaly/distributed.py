@@ -61,6 +61,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from gancore.files import check_outputs
+
 from .scoring import (
     BadInputError,
     ResumeError,
@@ -72,6 +74,7 @@ from .scoring import (
     _table_stem,
     _validate_batch,
     as_scorer,
+    default_rejects_path,
     score_batch,
     score_file,
 )
@@ -278,19 +281,28 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _output_paths(inputs: list[Path], output_dir: Path) -> list[Path]:
+def _output_paths(
+    inputs: list[Path], output_dir: Path, model: Any, on_bad_rows: str
+) -> list[Path]:
+    """The output file of each input, once no output of the run (outputs, rejects
+    files, the progress record) would overwrite an input, the model file, another
+    output or a special file (:func:`gancore.files.check_outputs`)."""
     outputs = [
         output_dir / (_table_stem(p) + (".parquet" if _is_parquet(p) else ".csv"))
         for p in inputs
     ]
-    seen: dict[Path, Path] = {}
+    planned = [("output folder", output_dir)]
     for source, target in zip(inputs, outputs, strict=True):
-        if target in seen:
-            raise BadInputError(
-                f"{source} and {seen[target]} would both be scored to {target}; "
-                "give the input files distinct names"
-            )
-        seen[target] = source
+        planned.append((f"output of {source}", target))
+        if on_bad_rows == "skip":
+            planned.append((f"rejects file of {source}", default_rejects_path(target)))
+    planned.append(("run's progress record", output_dir / _FolderProgress.NAME))
+    model_file = Path(model) if isinstance(model, (str, os.PathLike)) else None
+    check_outputs(
+        planned,
+        [("input file", p) for p in inputs] + [("model file", model_file)],
+        directories=["output folder"],
+    )
     return outputs
 
 
@@ -569,12 +581,12 @@ def score_files(
     """
     paths = expand_inputs(inputs)
     output_dir = Path(output_dir)
-    outputs = _output_paths(paths, output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise BadInputError(
             f"{output_dir}: is a file; with several inputs the output is a folder "
             "(one file per input)"
         )
+    outputs = _output_paths(paths, output_dir, model, on_bad_rows)
     output_dir.mkdir(parents=True, exist_ok=True)
     options = {"id_col": id_col, "on_bad_rows": on_bad_rows, "top_k": top_k}
     if client is None:

@@ -170,8 +170,13 @@ def _series(values: Any) -> pd.Series:
     return pd.Series(values)
 
 
+# Words read as numbers in a number column: how pandas writes booleans, in any case.
+BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
+
+
 def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
-    """Float values of a column, NaN for missing; clear error for non-numbers."""
+    """Float values of a column, NaN for missing; clear error for non-numbers.
+    Booleans are numbers (True 1, False 0), as words too (see BOOLEAN_WORDS)."""
     if isinstance(series, np.ndarray):
         return series
     import pandas as pd
@@ -180,6 +185,7 @@ def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
         return series.to_numpy(dtype=float, na_value=np.nan)
     if pd.api.types.is_numeric_dtype(series):
         return series.to_numpy(dtype=float, na_value=np.nan)
+    series = series.map(_boolean_word, na_action="ignore")
     coerced = pd.to_numeric(series, errors="coerce")
     bad = coerced.isna().to_numpy() & series.notna().to_numpy()
     if bad.any():
@@ -192,6 +198,82 @@ def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
     return coerced.to_numpy(dtype=float, na_value=np.nan)
 
 
+def _boolean_word(value: Any) -> Any:
+    """A boolean, or a boolean word in any case, as its number; anything else as it
+    is."""
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, str):
+        return BOOLEAN_WORDS.get(value.strip().lower(), value)
+    return value
+
+
+def _is_boolean(series: pd.Series) -> bool:
+    """Whether a column holds booleans only (missing values aside): a bool dtype,
+    or Python booleans or boolean words (pandas reads True/False with gaps so)."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return True
+    if pd.api.types.is_numeric_dtype(series):
+        return False
+    present = series.dropna()
+    if present.empty:
+        return False
+    distinct = present.unique()[:3]
+    if len(distinct) > 2:
+        return False
+    return all(
+        isinstance(v, (bool, np.bool_))
+        or (isinstance(v, str) and v.strip().lower() in BOOLEAN_WORDS)
+        for v in distinct
+    )
+
+
+# A date, or a date and a time (ISO 8601 and the usual day/month forms): columns
+# whose values are such texts are times, not categories.
+_DATE_TIME = (
+    r"^\s*(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}"
+    r"|\d{4}/\d{1,2}/\d{1,2})"
+    r"(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?"
+    r"\s*(?:Z|[+-]\d{2}:?\d{2}|[AaPp][Mm])?)?\s*$"
+)
+
+
+def _refuse_times(name: str, series: pd.Series) -> None:
+    """InputDataError for a column of dates or times.
+
+    An absolute time is not a feature: every row of a later period would lie
+    beyond the training range and look anomalous (a raw datetime64 flagged 64.5 %
+    of a later month's rows; as text, one-hot categories of 50 arbitrary times).
+    """
+    import pandas as pd
+
+    kind = None
+    if pd.api.types.is_datetime64_any_dtype(series) or isinstance(
+        series.dtype, pd.PeriodDtype
+    ):
+        kind = "dates/times"
+    elif pd.api.types.is_timedelta64_dtype(series):
+        kind = "durations"
+    elif not pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(
+        series
+    ):
+        present = series.dropna()
+        sample = present.iloc[:: max(1, len(present) // 1000)].astype(str)
+        if len(sample) and sample.str.match(_DATE_TIME).mean() >= 0.95:
+            kind = f"dates/times (such as {sample.iloc[0]!r})"
+    if kind is None:
+        return
+    raise InputDataError(
+        f"column {name!r} holds {kind}: an absolute time is no feature, since every "
+        "row of a later period would look anomalous; leave the column out "
+        "(ganomaly fit --drop-cols), or derive from it what fraud models use, such "
+        "as the hour of day and the day of week, as number columns",
+        column=name,
+    )
+
+
 def _looks_numeric(series: pd.Series) -> bool:
     """True for numeric columns and text columns that are (almost) all numbers."""
     import pandas as pd
@@ -200,6 +282,8 @@ def _looks_numeric(series: pd.Series) -> bool:
         return True
     if isinstance(series.dtype, pd.CategoricalDtype):
         return False
+    if _is_boolean(series):
+        return True
     present = series.dropna()
     if present.empty:
         return False
@@ -288,13 +372,24 @@ class TabularPreprocessor:
         frame = _as_frame(X)
         if frame.shape[0] == 0:
             raise ValueError("Cannot fit on 0 rows.")
+        if frame.shape[1] == 0:
+            raise ValueError("Cannot fit on 0 columns: X has no features.")
         specs = []
         for name in frame.columns:
             series = frame[name]
+            _refuse_times(name, series)
             if _looks_numeric(series):
-                specs.append(self._fit_numeric(name, _numeric_values(series, name)))
+                spec = self._fit_numeric(name, _numeric_values(series, name))
+                if _is_boolean(series):
+                    spec["boolean"] = True  # read as true/false by the scorer
+                specs.append(spec)
             else:
                 specs.append(self._fit_categorical(name, series))
+        if not frame.notna().to_numpy().any():
+            raise ValueError(
+                f"Cannot fit: every value of the {len(specs)} training column(s) is "
+                "missing."
+            )
         self._set_specs(specs)
         return self
 

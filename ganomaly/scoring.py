@@ -61,9 +61,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from gancore.files import atomic_write
+from gancore.files import atomic_write, check_outputs, special_file
 
 from ._scorer import Scorer, _one_blas_thread, load_scorer
+from .labels import LabelRule
+from .preprocessing import BOOLEAN_WORDS
 
 try:
     import fcntl
@@ -72,10 +74,13 @@ except ImportError:  # pragma: no cover - Windows: no lock on partial outputs
 
 __all__ = [
     "BadInputError",
+    "LabelledScores",
     "OutputBusyError",
     "ResumeError",
     "Scorer",
     "ScoringSummary",
+    "check_unique_columns",
+    "default_rejects_path",
     "load_scorer",
     "read_table_header",
     "score_batch",
@@ -172,6 +177,13 @@ def _table_stem(path: Path) -> str:
     return Path(path.stem).stem if _compression(path) else path.stem
 
 
+def default_rejects_path(output_path: str | Path) -> Path:
+    """Where a run into ``output_path`` lists its rejected rows by default:
+    ``scores.rejects.csv`` for ``scores.csv`` (or ``scores.parquet``, ...)."""
+    output_path = Path(output_path)
+    return output_path.with_name(_table_stem(output_path) + ".rejects.csv")
+
+
 def _unreadable(path: Path, exc: BaseException) -> BadInputError:
     codec = _compression(path)
     what = f"damaged or truncated {codec} file" if codec else "unreadable file"
@@ -205,7 +217,13 @@ def read_table_header(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise BadInputError(f"{path}: no such file")
+        kind = special_file(path)
+        if kind is None:
+            raise BadInputError(f"{path}: no such file")
+        raise BadInputError(
+            f"{path}: is {kind}, not a file: ganomaly reads a file twice (its header, "
+            "then its rows); save the stream to a file first"
+        )
     if _is_parquet(path):
         try:
             return list(_parquet().ParquetFile(path).schema_arrow.names)
@@ -269,6 +287,56 @@ def _check_columns(
                 )
                 break
     raise BadInputError(message)
+
+
+def check_unique_columns(path: Path, header: list[str], wanted: list[str]) -> None:
+    """BadInputError if a column to read appears more than once in ``header``:
+    which of the two holds the values is anyone's guess."""
+    for name in dict.fromkeys(wanted):
+        places = [i + 1 for i, c in enumerate(header) if c == name]
+        if len(places) > 1:
+            where = "schema" if _is_parquet(path) else "line 1 (header)"
+            raise BadInputError(
+                f"{path}: {where}: column {name!r} appears {len(places)} times "
+                f"(columns {', '.join(map(str, places))}); name each column once"
+            )
+
+
+def _check_parquet_types(path: Path, numeric: list[str], wanted: list[str]) -> None:
+    """BadInputError naming the file and column if a Parquet column to read has a
+    type that is not one value per row, or a number column no numbers."""
+    schema = _parquet().read_schema(path)
+    for name in dict.fromkeys(wanted):
+        kind = schema.field(name).type
+        nested = (
+            pa.types.is_nested(kind)
+            or pa.types.is_dictionary(kind)
+            and (pa.types.is_nested(kind.value_type))
+        )
+        if nested:
+            raise BadInputError(
+                f"{path}: schema: column {name!r} has type {kind}: expected one value "
+                "per row (a number or a text)"
+            )
+        if name in numeric and not _number_type(kind):
+            raise BadInputError(
+                f"{path}: schema: column {name!r} has type {kind}; the model reads it "
+                "as numbers"
+            )
+
+
+def _number_type(kind: pa.DataType) -> bool:
+    """Whether a Parquet column of this type can hold a model's number column:
+    numbers, booleans, decimals, or text (whose values are checked one by one)."""
+    return (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+        or pa.types.is_null(kind)
+        or pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+    )
 
 
 class _Rejects:
@@ -458,11 +526,13 @@ def _validate_batch(
     numeric: list[str],
     missing_is_bad: list[str],
     dirty: set[str] | None = None,
+    booleans: Sequence[str] | set[str] = (),
 ) -> tuple[dict[str, np.ndarray], list[tuple[int, str, str]]]:
     """Float values of numeric columns and the bad cells ``(index, column, reason)``.
 
     ``dirty``: the number columns read as text whose last block held values that
-    are not numbers (updated here), for :func:`_text_numbers`.
+    are not numbers (updated here), for :func:`_text_numbers`.  ``booleans``: the
+    number columns fitted on booleans, for the messages.
     """
     values: dict[str, np.ndarray] = {}
     bad: list[tuple[int, str, str]] = []
@@ -485,11 +555,16 @@ def _validate_batch(
                 (dirty.add if not_numbers.size else dirty.discard)(name)
             null |= blank
             shown = _take(column, not_numbers).to_pylist()
+            wanted = "true/false or a number" if name in booleans else "a number"
             for index, value in zip(not_numbers.tolist(), shown, strict=True):
-                bad.append((index, name, f"expected a number, got {value!r}"))
+                bad.append((index, name, f"expected {wanted}, got {value!r}"))
             array[not_numbers] = 0.0
         elif numbers:
             array = _float_values(column)  # any value under a null is masked below
+        elif pa.types.is_decimal(column.type):
+            import pyarrow.compute as pc
+
+            array = _float_values(pc.cast(column, pa.float64()))
         elif pa.types.is_boolean(column.type) or pa.types.is_null(column.type):
             array = _bool_values(column)
         else:
@@ -563,6 +638,7 @@ def _text_numbers(
         with contextlib.suppress(pa.ArrowInvalid):
             numbers = pc.cast(_only(text, present), pa.float64())
     if numbers is None:
+        text = _boolean_words_as_numbers(text)
         looks = pc.match_substring_regex(text, _NUMBER.pattern, ignore_case=True)
         # Values the pattern does not take are asked of pyarrow, one distinct value
         # at a time (the same few texts, such as "N/A", tend to come back).
@@ -586,15 +662,82 @@ def _text_numbers(
     return values, blank, not_numbers
 
 
-def _only(text: pa.Array, keep: np.ndarray) -> pa.Array:
+def _empty_rows(
+    batch: pa.RecordBatch, columns: list[str], values: dict[str, np.ndarray]
+) -> list[tuple[int, str, str]]:
+    """The rows with no value in any of ``columns`` (a line of bare commas), as bad
+    cells: imputed, such a row would score as the most normal row there is.
+
+    ``values``: the numbers of the number columns, NaN where missing.  Only a
+    block in which every column has a missing value is looked at row by row.
+    """
+    for name in columns:
+        column = batch.column(name)
+        if not column.null_count and not pa.types.is_string(column.type):
+            return []
+    empty = np.ones(batch.num_rows, dtype=bool)
+    for name in columns:
+        if name in values:
+            empty &= np.isnan(values[name])
+        else:
+            empty &= _null_mask(batch.column(name))
+    reason = "no value in any of the model's columns"
+    return [(int(index), "", reason) for index in np.flatnonzero(empty)]
+
+
+def _decode_bytes(
+    batch: pa.RecordBatch,
+) -> tuple[pa.RecordBatch, list[tuple[int, str, str]]]:
+    """``batch`` with its columns read as bytes (see ``_Job._parse_carefully``) as
+    text, and the cells that are not UTF-8 text ``(index, column, reason)``: those
+    become missing values, and their rows are rejected."""
+    bad: list[tuple[int, str, str]] = []
+    if not any(pa.types.is_binary(field.type) for field in batch.schema):
+        return batch, bad
+    columns = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if pa.types.is_binary(column.type):
+            keep = ~_null_mask(column)
+            for index, value in enumerate(column.to_pylist()):
+                if value is None:
+                    continue
+                try:
+                    value.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    keep[index] = False
+                    reason = (
+                        f"not UTF-8 text (byte 0x{value[exc.start]:02x} at offset "
+                        f"{exc.start} of the value); save the file as UTF-8"
+                    )
+                    bad.append((index, name, reason))
+            column = _only(column, keep, pa.string())
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names), bad
+
+
+def _boolean_words_as_numbers(text: pa.Array) -> pa.Array:
+    """``text`` with the boolean words (true, false, in any case) as "1" and "0":
+    numbers, as the pandas path reads them (``preprocessing.BOOLEAN_WORDS``)."""
+    import pyarrow.compute as pc
+
+    # (Options, not scalars: a scalar made from a Python string imports pandas.)
+    for word, number in BOOLEAN_WORDS.items():
+        text = pc.replace_substring_regex(
+            text, pattern=f"(?i)^{word}$", replacement=f"{number:g}"
+        )
+    return text
+
+
+def _only(text: pa.Array, keep: np.ndarray, type_: pa.DataType = None) -> pa.Array:
     """``text`` with nulls where ``keep`` is False: a new validity bitmap over the
-    same buffers (``pc.if_else`` with a null scalar would import pandas, 0.4 s)."""
+    same buffers (``pc.if_else`` with a null scalar would import pandas, 0.4 s), as
+    ``type_`` (a type with the same buffers: text for bytes) if given."""
     start = text.offset
     bits = np.concatenate([np.zeros(start, dtype=bool), keep])
     validity = pa.py_buffer(np.packbits(bits, bitorder="little"))
     _, offsets, data = text.buffers()
     return pa.Array.from_buffers(
-        text.type, len(text), [validity, offsets, data], offset=start
+        type_ or text.type, len(text), [validity, offsets, data], offset=start
     )
 
 
@@ -646,11 +789,12 @@ def _float_values(column: pa.Array) -> np.ndarray:
 
 
 def _bool_values(column: pa.Array) -> np.ndarray:
-    """Booleans (or an all-null column) as floats with NaN for missing."""
-    return np.array(
-        [np.nan if v is None else float(v) for v in column.to_pylist()],
-        dtype=np.float64,
-    )
+    """Booleans (or an all-null column) as floats 1 and 0, NaN for missing."""
+    if pa.types.is_null(column.type):
+        return np.full(len(column), np.nan)
+    values = _true_mask(column).astype(np.float64)
+    values[_null_mask(column)] = np.nan
+    return values
 
 
 def default_threads() -> int:
@@ -787,8 +931,14 @@ def score_file(
     detector = as_scorer(detector, precision)
     input_path, output_path = Path(input_path), Path(output_path)
     if rejects_path is None and on_bad_rows == "skip":
-        rejects_path = output_path.with_name(_table_stem(output_path) + ".rejects.csv")
+        rejects_path = default_rejects_path(output_path)
     resumable = _resumable(input_path, output_path)
+    _check_run_paths(detector, input_path, output_path, rejects_path, resumable)
+    if id_col is not None and id_col in _output_columns(None, top_k):
+        raise BadInputError(
+            f"the id column {id_col!r} is also the name of an output column "
+            f"({', '.join(_output_columns(None, top_k))}); the ids would be lost"
+        )
     if resume and not resumable:
         raise ResumeError(
             "resume needs a CSV input (plain or compressed) and an uncompressed CSV "
@@ -812,8 +962,7 @@ def score_file(
         rejects_path = Path(rejects_path)
         job.rejects_dir = rejects_path.parent
         if resumable:  # kept with the partial output (and its lock), for resume
-            name = f".{output_path.name}.rejects.partial"
-            job.rejects_spill = output_path.with_name(name)
+            job.rejects_spill = _ScoreCheckpoint.paths(output_path)["kept rejects"]
 
     def run(output: Path) -> None:
         job.run(output)
@@ -825,6 +974,11 @@ def score_file(
         if rejects_path is not None:
             with atomic_write(rejects_path) as tmp_rejects:
                 job.rejects.write(Path(tmp_rejects), id_col, input_path)
+        if job.n_scored == 0:  # a run that scores nothing has failed
+            raise BadInputError(
+                f"{input_path}: every one of its {job.n_input} rows was rejected, "
+                f"nothing was scored; the reasons are in {rejects_path}"
+            )
 
     if resumable:
         identity = _run_identity(detector, input_path, id_col, on_bad_rows, top_k)
@@ -851,9 +1005,14 @@ def score_file(
             checkpoint.finish()
             job.rejects.close(remove=True)
     else:
+        partial = _ScoreCheckpoint.paths(output_path)["partial output"]
         try:
-            with atomic_write(output_path) as tmp_output:
-                run(tmp_output)
+            with _locked_output(output_path):
+                try:
+                    with atomic_write(output_path) as tmp_output:
+                        run(tmp_output)
+                finally:
+                    partial.unlink(missing_ok=True)  # the lock's file, while held
         finally:
             job.rejects.close(remove=True)
     if job.n_scored + job.rejects.count != job.n_input:  # pragma: no cover
@@ -871,100 +1030,154 @@ def score_file(
     )
 
 
+def _check_run_paths(
+    scorer: Scorer,
+    input_path: Path,
+    output_path: Path,
+    rejects_path: Path | None,
+    resumable: bool,
+) -> None:
+    """UnsafeOutputError before anything is written if an output of the run (the
+    output, its rejects file, its progress files) is its input or model, another
+    of its outputs, or a special file (see :func:`gancore.files.check_outputs`)."""
+    outputs = [("output", output_path), ("rejects file", rejects_path)]
+    if resumable:
+        record = _ScoreCheckpoint.paths(output_path)
+        outputs += [(f"run's {role}", path) for role, path in record.items()]
+    inputs = [("input file", input_path), ("model file", scorer.source)]
+    check_outputs(outputs, inputs)
+
+
+def _output_columns(id_col: str | None, top_k: int, n_columns: int | None = None):
+    """The columns of a scored file, in order: the id (or ``row``), the score, the
+    flag and ``top_k`` explanations (at most ``n_columns``)."""
+    n_explained = top_k if n_columns is None else min(top_k, n_columns)
+    names = [id_col or "row", "anomaly_score", "is_anomaly"]
+    for k in range(1, n_explained + 1):
+        names += [f"feature_{k}", f"contribution_{k}"]
+    return names
+
+
+class LabelledScores(NamedTuple):
+    """What :func:`score_labelled` returns."""
+
+    scores: np.ndarray
+    """Anomaly scores of the rows kept, as :func:`score_file` writes them."""
+    anomalous: np.ndarray
+    """Whether each row kept is labelled an anomaly."""
+    n_rejected: int
+    """Rows rejected (``on_bad_rows="skip"``), listed in ``rejects_path``."""
+    rejects_path: str | None
+
+
 def score_labelled(
     detector: Any,
     input_path: str | Path,
     label_col: str,
-    normal_label: str = "0",
+    labels: LabelRule | str = "0",
     *,
+    on_bad_rows: str = "error",
+    rejects_path: str | Path | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     progress: bool | None = None,
     precision: str = "auto",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> LabelledScores:
     """Anomaly scores and true labels of every row of a labelled file, streaming.
 
     For evaluation: the file is read in blocks exactly as :func:`score_file` reads
-    it (same checks, same messages; a bad row is an error), and only each row's
-    score and whether it is labelled anomalous are kept, 9 bytes per row whatever
-    the number of columns.
+    it (same checks, same messages), the label column being checked as well: a
+    missing label, or one that is neither normal nor an anomaly, is a bad row.
+    Only each row's score and whether it is labelled anomalous are kept, 9 bytes
+    per row whatever the number of columns.
 
     Parameters
     ----------
     detector : GANomalyDetector, Scorer, str or Path
     input_path : str or Path
     label_col : str
-    normal_label : str, default="0"
-        The label of normal rows; every other label is an anomaly.  Compared as
-        text, and as a number when both are numbers (``"0"`` matches ``"0.0"``).
+    labels : LabelRule or str, default="0"
+        Which labels are normal and which anomalous; a string is the normal label,
+        every other label being an anomaly.
+    on_bad_rows : {"error", "skip"}, default="error"
+        As for :func:`score_file`; skipped rows count in no metric.
+    rejects_path : str or Path, optional
+        Where skipped rows are listed (``on_bad_rows="skip"``); default
+        ``<input stem>.rejects.csv`` next to the input.
     block_size : int, default=1 MiB
     progress : bool, optional
     precision : {"auto", "float32", "float64"}, default="auto"
 
     Returns
     -------
-    scores : ndarray of shape (n_rows,), float64
-        As written by :func:`score_file` (rounded to 6 decimals).
-    anomalous : ndarray of shape (n_rows,), bool
+    LabelledScores
 
     Raises
     ------
     BadInputError
-        As :func:`score_file`, and for a missing label (naming its line).
+        As :func:`score_file`, and for a bad label (naming its line).
     """
+    if on_bad_rows not in ("error", "skip"):
+        raise ValueError(f"on_bad_rows must be 'error' or 'skip', got {on_bad_rows!r}")
     input_path = Path(input_path)
+    if isinstance(labels, str):
+        labels = LabelRule(normal=(labels,))
+    if on_bad_rows == "skip" and rejects_path is None:
+        rejects_path = default_rejects_path(input_path)
     scorer = as_scorer(detector, precision)
+    check_outputs(
+        [("rejects file", rejects_path)],
+        [("labelled file", input_path), ("model file", scorer.source)],
+    )
     job = _open_job(
         scorer,
         input_path,
-        id_col=label_col,
-        on_bad_rows="error",
+        id_col=None,
+        on_bad_rows=on_bad_rows,
         top_k=1,
         block_size=block_size,
         progress=progress,
-        sink_factory=lambda: _LabelCollector(input_path, label_col, str(normal_label)),
+        label_col=label_col,
+        label_rule=labels,
+        sink_factory=_LabelCollector,
     )
-    job.run(Path())
-    if job.n_input == 0:
-        raise BadInputError(f"{input_path}: no data rows")
-    return job.sink.result()
+    if rejects_path is not None:
+        job.rejects_dir = Path(rejects_path).parent
+    try:
+        job.run(Path())
+        if job.n_input == 0:
+            raise BadInputError(f"{input_path}: no data rows")
+        if rejects_path is not None:
+            with atomic_write(rejects_path) as tmp_rejects:
+                job.rejects.write(Path(tmp_rejects), None, input_path)
+    finally:
+        job.rejects.close(remove=True)
+    if job.n_scored == 0:
+        raise BadInputError(
+            f"{input_path}: every one of its {job.n_input} rows was rejected, "
+            f"nothing was scored; the reasons are in {rejects_path}"
+        )
+    scores, anomalous = job.sink.result()
+    return LabelledScores(
+        scores,
+        anomalous,
+        job.rejects.count,
+        None if rejects_path is None else str(rejects_path),
+    )
 
 
 class _LabelCollector:
-    """A sink for :class:`_Job`: keeps the scores and which labels are anomalous."""
+    """A sink for :class:`_Job`: keeps the scores and which rows are anomalies
+    (the column :func:`_with_labels` adds)."""
 
-    def __init__(self, path: Path, column: str, normal_label: str) -> None:
-        self.path, self.column = path, column
-        self.normal_text = normal_label.strip()
-        try:
-            self.normal_number: float | None = float(self.normal_text)
-        except ValueError:
-            self.normal_number = None
+    def __init__(self) -> None:
         self.scores: list[np.ndarray] = []
         self.anomalous: list[np.ndarray] = []
-        self.seen = 0
 
     def write_table(self, table: pa.Table) -> None:
-        import pyarrow.compute as pc
-
-        labels = table.column(self.column).combine_chunks()
-        if labels.null_count:
-            row = self.seen + int(np.flatnonzero(_null_mask(labels))[0])
-            raise BadInputError(
-                f"{self.path}: line {row + 2}, column {self.column!r}: missing label"
-            )
-        text = pc.utf8_trim_whitespace(labels)
-        normal = pc.equal(text, self.normal_text)
-        if self.normal_number is not None:
-            try:
-                number = pc.cast(text, pa.float64())
-            except pa.ArrowInvalid:  # some labels are not numbers: text only
-                pass
-            else:
-                normal = pc.or_(normal, pc.equal(number, self.normal_number))
-        self.anomalous.append(~_float_values(normal.cast(pa.uint8())).astype(bool))
         scores = table.column("anomaly_score").combine_chunks()
         self.scores.append(_float_values(scores))
-        self.seen += table.num_rows
+        flags = table.column(_LABEL_FLAGS).combine_chunks()
+        self.anomalous.append(_true_mask(flags))
 
     def close(self) -> None:
         pass
@@ -973,6 +1186,18 @@ class _LabelCollector:
         if not self.scores:
             return np.zeros(0), np.zeros(0, dtype=bool)
         return np.concatenate(self.scores), np.concatenate(self.anomalous)
+
+
+# The column of a labelled job's tables that says which rows are anomalies.
+_LABEL_FLAGS = "__labelled_anomaly"
+
+
+def _with_labels(flags: np.ndarray, *work: Any) -> tuple[pa.Table | None, int]:
+    """:func:`score_batch`, with the labels of the good rows as one more column."""
+    table, n_flagged = score_batch(*work)
+    if table is not None:
+        table = table.append_column(_LABEL_FLAGS, _arrow(flags, pa.bool_()))
+    return table, n_flagged
 
 
 def score_batch(
@@ -1108,14 +1333,20 @@ def _open_job(
     pre = scorer.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
+    booleans = [s["name"] for s in pre.specs_ if s.get("boolean")]
     header = read_table_header(path)
-    _check_columns(path, header, needed, [id_col] if id_col else [])
+    named = [c for c in (id_col, settings.get("label_col")) if c]
+    _check_columns(path, header, needed, named)
+    check_unique_columns(path, header, [*needed, *named])
+    if _is_parquet(path):
+        _check_parquet_types(path, numeric, [*needed, *named])
     return _Job(
         scorer,
         path,
         needed=needed,
         numeric=numeric,
         missing_is_bad=numeric if pre.missing == "error" else [],
+        booleans=booleans,
         id_col=id_col,
         on_bad_rows=on_bad_rows,
         top_k=top_k,
@@ -1160,6 +1391,13 @@ class _Job:
         interrupted run can be resumed.
     resume_state : dict, optional
         A state from ``checkpoint``: the run continues after it.
+    label_col : str, optional
+        A label column, checked with ``label_rule`` (a missing or unknown label is
+        a bad row); the tables then say which rows are anomalies
+        (:func:`_with_labels`).
+    label_rule : LabelRule, optional
+    booleans : sequence of str, default=()
+        Those of ``numeric`` fitted on booleans, read as booleans.
     """
 
     def __init__(
@@ -1182,8 +1420,12 @@ class _Job:
         sink_factory: Any = None,
         checkpoint: _ScoreCheckpoint | None = None,
         resume_state: dict[str, Any] | None = None,
+        label_col: str | None = None,
+        label_rule: LabelRule | None = None,
+        booleans: Sequence[str] = (),
     ):
         self.scorer, self.path, self.needed = scorer, path, needed
+        self.label_col, self.label_rule = label_col, label_rule
         self.numeric, self.missing_is_bad = numeric, list(missing_is_bad)
         self.id_col, self.on_bad_rows = id_col, on_bad_rows
         self.top_k, self.block_size, self.progress = top_k, block_size, progress
@@ -1200,6 +1442,9 @@ class _Job:
         self.rejects_dir: Path | None = None
         self.rejects = _Rejects()
         self.categorical = [c for c in needed if c not in numeric]
+        # Number columns fitted on booleans: read as true/false (or 1/0), as
+        # pandas writes them.
+        self.booleans = set(booleans)
         self.text_columns: set[str] = set()  # number columns found to hold text
         self.dirty_columns: set[str] = set()  # of those, not clean in the last piece
         self.sink = None
@@ -1222,9 +1467,8 @@ class _Job:
     def _parquet_batches(self):
         """Yield (batch, data row numbers, None, []) of a Parquet file, then a last
         item with no batch (as :meth:`_pieces_in_parallel` does)."""
-        columns = list(
-            dict.fromkeys(self.needed + ([self.id_col] if self.id_col else []))
-        )
+        named = [c for c in (self.id_col, self.label_col) if c]
+        columns = list(dict.fromkeys(self.needed + named))
         # Read through a 1 MiB buffer, not whole column chunks at once (1M rows in
         # one row group: 710 MiB peak before, 520 MiB after; the same bytes out).
         parquet = _parquet().ParquetFile(
@@ -1243,13 +1487,20 @@ class _Job:
         (every numeric column if ``careful``, else those in ``text_columns``)."""
         text_type = pa.string()
         column_types = {
-            c: (text_type if careful or c in self.text_columns else pa.float64())
+            c: (
+                text_type
+                if careful or c in self.text_columns
+                else pa.bool_()
+                if c in self.booleans
+                else pa.float64()
+            )
             for c in self.numeric
         }
         for c in self.categorical:
             column_types[c] = text_type
-        if self.id_col:
-            column_types[self.id_col] = text_type
+        for c in (self.id_col, self.label_col):
+            if c:
+                column_types[c] = text_type
         return column_types
 
     def _pieces_in_parallel(self, pool: ThreadPoolExecutor):
@@ -1311,9 +1562,11 @@ class _Job:
         stay typed.  The text read of a column costs about twice its typed read;
         each column that turns out to hold text costs one more read of the piece.
         If pyarrow's error does not name a column, every number column is read as
-        text.
+        text.  A column with bytes that are not UTF-8 text is read as bytes, here
+        only, for validation to reject those rows (:func:`_decode_bytes`).
         """
         invalid: list[_InvalidRow] = []
+        as_bytes: set[str] = set()
 
         def on_invalid_row(row) -> str:
             # pyarrow numbers the piece's lines from 1 (empty lines not counted).
@@ -1326,6 +1579,7 @@ class _Job:
         while True:
             invalid.clear()
             types = self._column_types(careful)
+            types.update((c, pa.binary()) for c in as_bytes)
             try:
                 batch = _parse_piece(
                     piece, self.header, types, self._parse_bytes, on_invalid_row
@@ -1333,11 +1587,16 @@ class _Job:
                 break
             except pa.ArrowInvalid as exc:
                 column = _failed_column(exc, self.header)
-                if not careful and types.get(column) == pa.float64():
+                typed = types.get(column) in (pa.float64(), pa.bool_())
+                if "invalid UTF8" in str(exc) and column in types:
+                    if column in as_bytes:  # pragma: no cover - bytes always read
+                        raise BadInputError(f"{self.path}: {exc}") from exc
+                    as_bytes.add(column)
+                elif not careful and typed:
                     self.text_columns.add(column)
                 elif not careful:
                     careful = True
-                else:  # not a matter of values: invalid UTF-8, ...
+                else:  # not a matter of values
                     raise BadInputError(f"{self.path}: {exc}") from exc
         index = np.arange(batch.num_rows)
         # A row's line: the lines before the piece, then its place among the valid
@@ -1432,15 +1691,17 @@ class _Job:
                     self._reject_invalid_rows(invalid)
                     if batch is None:
                         continue
-                    good, values, ids = self._validate(batch, rows, lines)
+                    good, values, ids, labels = self._validate(batch, rows, lines)
                     self.rejects.flush()  # this piece's, before it is recorded
                     rejected = self.rejects.position()
                     work = (self.scorer, batch, values, good, rows, ids)
-                    work += (self.id_col, self.top_k)
+                    work = (score_batch, *work, self.id_col, self.top_k)
+                    if labels is not None:
+                        work = (_with_labels, labels[good], *work[1:])
                     if pool is None:
-                        emit(*score_batch(*work), batch.num_rows, rejected)
+                        emit(*work[0](*work[1:]), batch.num_rows, rejected)
                     else:
-                        future = pool.submit(score_batch, *work)
+                        future = pool.submit(*work)
                         pending.append((future, batch.num_rows, rejected))
                         drain(keep=2 * self.threads)
                 drain(keep=0)
@@ -1462,15 +1723,22 @@ class _Job:
         return _open_writer(output, schema, self.parquet_out, self.compress_out)
 
     def _validate(self, batch, rows, lines):
-        """Good-row mask, float values and ids of a block; bad rows rejected."""
-        values, bad = _validate_batch(
-            batch, self.numeric, self.missing_is_bad, self.dirty_columns
+        """Good-row mask, float values, ids and labels (whether each row is an
+        anomaly, or None) of a block; bad rows rejected."""
+        batch, bad = _decode_bytes(batch)
+        values, more = _validate_batch(
+            batch, self.numeric, self.missing_is_bad, self.dirty_columns, self.booleans
         )
+        bad += more
+        bad += _empty_rows(batch, self.needed, values)
         ids = batch.column(self.id_col) if self.id_col else None
+        labels = None
+        if self.label_col:
+            labels = self._check_labels(batch.column(self.label_col), bad)
         self.n_input += batch.num_rows
         good = np.ones(batch.num_rows, dtype=bool)
         if not bad:
-            return good, values, ids
+            return good, values, ids, labels
         bad.sort()
         if self.on_bad_rows == "error":
             index, column, reason = bad[0]
@@ -1492,7 +1760,30 @@ class _Job:
             line = line_numbers[k] if line_numbers is not None else None
             ident = idents[k] if idents is not None else None
             self.rejects.add(row_numbers[k], line, column, reason, ident)
-        return good, values, ids
+        return good, values, ids, labels
+
+    def _check_labels(self, column: pa.Array, bad: list) -> np.ndarray:
+        """Whether each label is an anomaly; missing and unknown labels (those
+        the rule knows as neither normal nor anomalous) added to ``bad``."""
+        if isinstance(column, pa.ChunkedArray):
+            column = column.combine_chunks()
+        missing = _null_mask(column)
+        texts = np.array(column.to_pylist(), dtype=object)
+        texts[missing] = ""
+        anomalous, unknown = self.label_rule.classify(texts)
+        for index in np.flatnonzero(missing):
+            bad.append((int(index), self.label_col, "missing label"))
+        unknown &= ~missing
+        for index in np.flatnonzero(unknown):
+            bad.append(
+                (
+                    int(index),
+                    self.label_col,
+                    f"label {texts[index]!r} is neither normal nor an anomaly "
+                    f"({self.label_rule.describe()})",
+                )
+            )
+        return anomalous
 
     def _name_values_before(self, batch, rows, lines, invalid) -> None:
         """Under ``on_bad_rows="error"``: a bad value on a line before the piece's
@@ -1558,15 +1849,45 @@ def _run_identity(
         "input": str(path.resolve()),
         "input_size": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
+        "input_sample": _content_sample(path, stat.st_size),
         "model": scorer.digest(),
         "options": {"id_col": id_col, "on_bad_rows": on_bad_rows, "top_k": top_k},
     }
+
+
+# What :func:`_content_sample` reads of a file: its first and last SAMPLE_EDGE
+# bytes and SAMPLE_BLOCKS blocks of SAMPLE_BLOCK bytes spread evenly in between.
+SAMPLE_EDGE, SAMPLE_BLOCKS, SAMPLE_BLOCK = 1 << 20, 1024, 1 << 12
+
+
+def _content_sample(path: Path, size: int) -> str:
+    """A digest of a sample of a file's bytes (about 6 MiB whatever its size).
+
+    Size and modification time miss an edit that keeps the size and puts the time
+    back; a digest of every byte would cost a read of the whole file at every
+    resume (and a hash of it during every run).  This sample catches any edit in
+    the first or last MiB or in a sampled block, and any that moves the bytes
+    after it (a row made longer or shorter).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    starts = np.linspace(0, max(0, size - SAMPLE_BLOCK), SAMPLE_BLOCKS).astype(np.int64)
+    with open(path, "rb") as handle:
+        digest.update(handle.read(SAMPLE_EDGE))
+        for start in np.unique(starts).tolist():
+            handle.seek(start)
+            digest.update(handle.read(SAMPLE_BLOCK))
+        handle.seek(max(0, size - SAMPLE_EDGE))
+        digest.update(handle.read(SAMPLE_EDGE))
+    return digest.hexdigest()
 
 
 _IDENTITY_NAMES = {
     "input": "the input file's path",
     "input_size": "the input file's size",
     "input_mtime_ns": "the input file's modification time",
+    "input_sample": "the input file's content",
     "model": "the model (or --precision)",
     "options": "the options (--id-col, --on-bad-rows, --top-k)",
 }
@@ -1597,11 +1918,21 @@ class _ScoreCheckpoint:
 
     def __init__(self, output: Path, identity: dict[str, Any]):
         self.output = output
-        self.partial = output.with_name(f".{output.name}.partial")
-        self.state_path = output.with_name(f".{output.name}.partial.json")
+        paths = self.paths(output)
+        self.partial = paths["partial output"]
+        self.state_path = paths["progress record"]
         self.identity = identity
         self.every = self.wait = CHECKPOINT_SECONDS
         self.last = time.monotonic()
+
+    @staticmethod
+    def paths(output: Path) -> dict[str, Path]:
+        """The files a resumable run into ``output`` keeps next to it."""
+        return {
+            "partial output": output.with_name(f".{output.name}.partial"),
+            "progress record": output.with_name(f".{output.name}.partial.json"),
+            "kept rejects": output.with_name(f".{output.name}.rejects.partial"),
+        }
 
     def due(self) -> bool:
         return time.monotonic() - self.last >= self.wait
@@ -1681,34 +2012,10 @@ class _ScoreCheckpoint:
 
     @contextlib.contextmanager
     def locked(self):
-        """Hold the partial output, created if absent (readable by its owner only,
-        as ``atomic_write``'s temporary files), locked against other processes.
-
-        Two runs into one output would otherwise write one partial file, and the
-        first to finish would publish the other's half output.  The lock goes
-        with the process, however it ends.
-
-        Raises
-        ------
-        OutputBusyError
-            Another process holds it.
-        """
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if fcntl is not None:
-                try:
-                    fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise OutputBusyError(
-                        f"{self.output}: another process is writing this output (it "
-                        f"holds {self.partial})"
-                    ) from None
-                except OSError:  # a file system without locks: go on without
-                    pass
+        """Hold the partial output (:func:`_locked_output`)."""
+        with _locked_output(self.output) as fd:
+            self.fd = fd
             yield self
-        finally:
-            os.close(self.fd)
 
     def start(self) -> None:
         """Start from nothing: no progress, an empty partial output."""
@@ -1720,6 +2027,40 @@ class _ScoreCheckpoint:
         os.fsync(self.fd)
         os.replace(self.partial, self.output)
         self.state_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _locked_output(output: Path):
+    """The descriptor of ``.NAME.partial`` beside the output ``NAME``, created if
+    absent (with the permissions the umask gives), locked against other processes.
+
+    Every run into an output holds it, whatever the output's format: two runs into
+    one output would otherwise both write it, and the one to finish last would
+    silently replace the other's (a resumable run's rows are written there, too).
+    The lock goes with the process, however it ends.
+
+    Raises
+    ------
+    OutputBusyError
+        Another process holds it.
+    """
+    partial = _ScoreCheckpoint.paths(output)["partial output"]
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(partial, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise OutputBusyError(
+                    f"{output}: another process is writing this output (it holds "
+                    f"{partial})"
+                ) from None
+            except OSError:  # a file system without locks: go on without
+                pass
+        yield fd
+    finally:
+        os.close(fd)
 
 
 class _NoProgress:
