@@ -681,6 +681,12 @@ class GANAugmenter(BaseOverSampler):
             JSON-serialisable extra information, returned as ``metadata_`` by
             :meth:`load`.
 
+        Raises
+        ------
+        ganaug.privacy.IdentifyingLabelError
+            When a class label looks like a patient's name, ID or date
+            (:func:`ganaug.privacy.check_labels`): pseudonymise the labels first.
+
         Examples
         --------
         >>> import tempfile, os, numpy as np
@@ -694,7 +700,12 @@ class GANAugmenter(BaseOverSampler):
         """
         from gancore import module_tensors, save_model
 
+        from .privacy import check_labels
+
         check_is_fitted(self, "generator_")
+        # The classes go into the file's configuration, which travels with the
+        # weights: screened like every other output that carries labels.
+        check_labels(self.classes_)
         if self.conditional:
             tensors = module_tensors("generator", self.generator_)
         else:

@@ -1,23 +1,454 @@
-"""Memorisation audit: are synthetic images copies of training images?
+"""What could tie synthetic output back to a patient, and the checks against it.
 
-A GAN trained on a few hundred scans can reproduce some of them almost exactly,
-and a copied chest X-ray re-identifies its patient. :func:`memorization_report`
-compares, for every synthetic image, the distance to its nearest training image
-with the same nearest-training distance of *held-out* real images: a held-out
-image is a new patient, so a synthetic image much closer to a training image
-than (almost) any new patient is suspect.
+Two ways out for a patient's identity, one home for the rules against each:
+
+* **Text.** A class label becomes folder names, file names, DICOM Image Comments,
+  NIfTI/NPZ contents and the model's configuration. A PACS export whose folders are
+  named ``DOE^JANE_PID-55501`` would carry the patient's name and ID into all of
+  them. :func:`identifying_reason` is the one test of whether a text looks
+  identifying: it compares it with the identifying values of the images' own
+  headers (:class:`IdentifierSet`) and with the shapes of names, dates and ID
+  numbers. :func:`check_labels` refuses identifying labels with that test, and
+  :func:`pseudonymise_labels` replaces labels by ``class_0, class_1, ...``.
+* **Pixels.** A GAN trained on a few hundred scans can reproduce some of them
+  almost exactly, and a copied chest X-ray re-identifies its patient.
+  :func:`memorization_report` compares, for every synthetic image, the distance to
+  its nearest training image with the same nearest-training distance of *held-out*
+  real images: a held-out image is a new patient, so a synthetic image much closer
+  to a training image than (almost) any new patient is suspect.
 """
 
 from __future__ import annotations
 
+import csv
+import datetime
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["MemorizationReport", "memorization_report", "nearest_correlation"]
+__all__ = [
+    "IdentifierSet",
+    "IdentifyingLabelError",
+    "MemorizationReport",
+    "check_labels",
+    "identifying_reason",
+    "memorization_report",
+    "nearest_correlation",
+    "pseudonymise_labels",
+    "safe_display_name",
+    "write_label_mapping",
+]
+
+
+# ------------------------------------------------------------ identifying text
+
+
+class IdentifyingLabelError(ValueError):
+    """A label, or another text headed for an output, looks like it identifies a
+    patient; the message says which text, why, and how to proceed."""
+
+
+# Every person name (VR PN) and date (DA, DT) of a header counts, wherever it is;
+# these are the other text attributes of the de-identification profile (DICOM PS3.15
+# Table E.1-1) whose value names a patient, a visit or the place it happened.
+_IDENTIFYING_VRS = frozenset({"PN", "DA", "DT"})
+_ID_KEYWORDS = frozenset(
+    {
+        "PatientID",
+        "OtherPatientIDs",
+        "IssuerOfPatientID",
+        "AccessionNumber",
+        "StudyID",
+        "MedicalRecordLocator",
+        "AdmissionID",
+        "ServiceEpisodeID",
+        "RequestedProcedureID",
+        "PerformedProcedureStepID",
+        "ScheduledProcedureStepID",
+        "FillerOrderNumberImagingServiceRequest",
+        "PlacerOrderNumberImagingServiceRequest",
+        "ClinicalTrialSubjectID",
+        "ClinicalTrialSubjectReadingID",
+        "DeviceSerialNumber",
+        "PatientTelephoneNumbers",
+    }
+)
+_PLACE_KEYWORDS = frozenset(
+    {
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "StationName",
+        "PatientAddress",
+        "RegionOfResidence",
+    }
+)
+# Words that, followed by a number, make it a patient's or a visit's number.
+_ID_WORDS = frozenset(
+    {
+        "id",
+        "pid",
+        "mrn",
+        "patid",
+        "patientid",
+        "patient",
+        "pat",
+        "pt",
+        "acc",
+        "accession",
+        "accno",
+        "acn",
+        "ssn",
+        "nhs",
+        "dob",
+        "birth",
+        "born",
+        "case",
+    }
+)
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+_TOKEN = re.compile(r"[^\W\d_]+|\d+")
+# A value this short (joined letters and digits) matches only as whole words: "li"
+# would otherwise be found in "malignant". Longer ones also match inside words.
+_MIN_VALUE = 3
+_MIN_SUBSTRING = 5
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    """The words and numbers of a text, case-folded: ``DoeJane_PID-55501`` gives
+    ``('doe', 'jane', 'pid', '55501')``."""
+    return tuple(t.casefold() for t in _TOKEN.findall(_CAMEL.sub(" ", str(text))))
+
+
+def _date_forms(value: str) -> list[str]:
+    """A DICOM date (YYYYMMDD, or the start of a date-time) in the spellings a
+    folder name might use."""
+    digits = value.strip()[:8]
+    if len(digits) != 8 or not digits.isdigit():
+        return [value]
+    year, month, day = digits[:4], digits[4:6], digits[6:]
+    return [
+        digits,
+        f"{year}-{month}-{day}",
+        f"{day}-{month}-{year}",
+        f"{month}-{day}-{year}",
+    ]
+
+
+def _name_forms(value: str) -> list[str]:
+    """A DICOM person name (``FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX``, groups split by
+    ``=``) as written in its forms: ``DOE^JANE``, ``DOE JANE``, ``Jane Doe`` and
+    each component."""
+    forms = []
+    for group in value.split("="):
+        parts = [part.strip() for part in group.split("^")]
+        named = [part for part in parts if part]
+        if not named:
+            continue
+        forms.append(" ".join(named))
+        if len(parts) > 1 and parts[0] and parts[1]:
+            forms += [f"{parts[0]} {parts[1]}", f"{parts[1]} {parts[0]}"]
+        forms += named
+    return forms
+
+
+def _valid_date(year: str, month: str, day: str) -> bool:
+    try:
+        datetime.date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return 1850 <= int(year) <= 2150
+
+
+_DIGIT_RUN = re.compile(r"\d+")
+_SEPARATED_DATE = re.compile(r"(?<!\d)(\d{1,4})[-._/ ](\d{1,2})[-._/ ](\d{1,4})(?!\d)")
+_GROUPED_NUMBER = re.compile(r"\d+(?:[-./ ]\d+)+")
+_EMAIL = re.compile(r"[^\W_]@[^\W_]")
+
+
+def _shape_reason(text: str) -> str | None:
+    """Why ``text`` has the shape of a person name, a date or an ID number, or None."""
+    if "^" in text:
+        return "it has the form of a DICOM person name (FAMILY^GIVEN)"
+    if _EMAIL.search(text):
+        return "it looks like an e-mail address"
+    for match in _SEPARATED_DATE.finditer(text):
+        first, middle, last = match.groups()
+        if (len(first) == 4 and _valid_date(first, middle, last)) or (
+            len(last) == 4
+            and (_valid_date(last, middle, first) or _valid_date(last, first, middle))
+        ):
+            return f"it holds a date ({match.group(0)})"
+    for run in _DIGIT_RUN.findall(text):
+        if len(run) == 8 and _valid_date(run[:4], run[4:6], run[6:]):
+            return f"it holds a date ({run}, YYYYMMDD)"
+        if len(run) >= 6:
+            return (
+                f"it holds a {len(run)}-digit number, the shape of a patient, "
+                "accession or record number"
+            )
+    for match in _GROUPED_NUMBER.finditer(text):
+        digits = sum(ch.isdigit() for ch in match.group(0))
+        if digits >= 7:
+            return (
+                f"it holds a {digits}-digit number in groups ({match.group(0)}), the "
+                "shape of a phone, record or UID number"
+            )
+    words = _tokens(text)
+    for word, following in zip(words, words[1:], strict=False):
+        if word in _ID_WORDS and following.isdigit() and len(following) >= 2:
+            return f"it holds an identifier ({word.upper()} {following})"
+    return None
+
+
+class IdentifierSet:
+    """Identifying values read from image headers, to screen labels and names with.
+
+    Collects every person name, date and date-time of a DICOM header (nested
+    sequences included) and its patient, visit and place identifiers (Patient ID,
+    Other Patient IDs, Accession Number, Study ID, Institution Name, ...).
+    :meth:`match` tells whether a text contains one of them, as words (``DOE JANE``
+    and ``jane_doe`` both contain the name ``DOE^JANE``) or, for values of five or
+    more letters and digits, anywhere (``doejane``).
+
+    Examples
+    --------
+    >>> from pydicom.data import get_testdata_file
+    >>> import pydicom
+    >>> ids = IdentifierSet()
+    >>> header = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    >>> ids.add_dicom(header, "CT_small.dcm")
+    >>> ids.match("CompressedSamples_ct1")
+    'the PatientName of CT_small.dcm'
+    >>> ids.match("normal") is None
+    True
+    """
+
+    def __init__(self) -> None:
+        # token tuple -> where it was seen ("the PatientName of FILE")
+        self._by_tokens: dict[tuple[str, ...], str] = {}
+        self._by_first: dict[str, list[tuple[str, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_tokens)
+
+    def add(self, value: str, field_name: str, source: str) -> None:
+        """Add one value (with the forms of its kind, see :meth:`add_dicom`)."""
+        tokens = _tokens(value)
+        if len("".join(tokens)) < _MIN_VALUE and not (
+            field_name.endswith("Name") and len("".join(tokens)) >= 2
+        ):
+            return
+        if tokens not in self._by_tokens:
+            self._by_tokens[tokens] = f"the {field_name} of {source}"
+            self._by_first.setdefault(tokens[0], []).append(tokens)
+
+    def add_dicom(self, dataset, source: str) -> None:
+        """Add the identifying values of a pydicom dataset read from ``source``."""
+        from pydicom.multival import MultiValue
+
+        for element in dataset.iterall():
+            keyword = element.keyword or str(element.tag)
+            if element.VR in _IDENTIFYING_VRS:
+                kind = element.VR
+            elif keyword in _ID_KEYWORDS:
+                kind = "ID"
+            elif keyword in _PLACE_KEYWORDS:
+                kind = "place"
+            else:
+                continue
+            values = element.value
+            if values is None or isinstance(values, bytes | bytearray):
+                continue
+            # A value of VM > 1 is a MultiValue (a list); a person name, though
+            # iterable, is one value.
+            if not isinstance(values, list | tuple | MultiValue):
+                values = [values]
+            for value in values:
+                text = str(value).strip()
+                if not text:
+                    continue
+                if kind == "PN":
+                    forms = _name_forms(text)
+                elif kind in ("DA", "DT"):
+                    forms = _date_forms(text)
+                elif kind == "ID":
+                    # The number inside an ID ("ACC778199") identifies on its own.
+                    forms = [text] + [
+                        run for run in _DIGIT_RUN.findall(text) if len(run) >= 4
+                    ]
+                else:
+                    forms = [text]
+                for form in forms:
+                    self.add(form, keyword, source)
+
+    def match(self, text: str) -> str | None:
+        """Where a value contained in ``text`` was found, or None."""
+        words = _tokens(text)
+        for start, word in enumerate(words):
+            for tokens in self._by_first.get(word, ()):
+                if words[start : start + len(tokens)] == tokens:
+                    return self._by_tokens[tokens]
+        joined = "".join(words)
+        for tokens, where in self._by_tokens.items():
+            value = "".join(tokens)
+            if len(value) >= _MIN_SUBSTRING and value in joined:
+                return where
+        return None
+
+
+def identifying_reason(text, identifiers: IdentifierSet | None = None) -> str | None:
+    """Why ``text`` looks like it identifies a patient, or None when it does not.
+
+    The one test for every text that ganaug writes from its inputs (class labels,
+    file names shown in figures, the model's name in DICOM tags): it contains an
+    identifying value of the images' own headers (``identifiers``), or it has the
+    shape of one: a DICOM person name (``^``), a date (``20180917``,
+    ``2018-09-17``, ``17.09.2018``), a number of six or more digits (a record,
+    accession or UID number), an ID word followed by a number (``PID 55501``,
+    ``MRN-0042``) or an e-mail address.
+
+    Examples
+    --------
+    >>> identifying_reason("pneumonia") is None
+    True
+    >>> identifying_reason("DOE^JANE")
+    'it has the form of a DICOM person name (FAMILY^GIVEN)'
+    >>> identifying_reason("scan_2018-09-17")
+    'it holds a date (2018-09-17)'
+    """
+    text = str(text)
+    if identifiers is not None:
+        where = identifiers.match(text)
+        if where is not None:
+            return f"it contains {where}"
+    return _shape_reason(text)
+
+
+_HOW_TO_PROCEED = (
+    "rename the classes, or pseudonymise them (ganaug fit --pseudonymise-labels "
+    "MAPPING.csv; in Python load_images(..., pseudonymise_labels=True) or "
+    "ganaug.privacy.pseudonymise_labels) to use class_0, class_1, ... and keep the "
+    "mapping apart"
+)
+
+
+def check_labels(
+    labels: Iterable,
+    identifiers: IdentifierSet | None = None,
+    *,
+    origin: str = "class label",
+    how: str = _HOW_TO_PROCEED,
+) -> None:
+    """Refuse labels that look identifying (:func:`identifying_reason`).
+
+    Parameters
+    ----------
+    labels : iterable
+        Class labels (any type; their text is screened).
+    identifiers : IdentifierSet, optional
+        Identifying values of the images' headers.
+    origin : str
+        What the labels are, for the message ("class label (sub-folder of scans)").
+    how : str
+        What the user can do instead, for the message.
+
+    Raises
+    ------
+    IdentifyingLabelError
+        One line naming the first identifying label, why, and how to proceed.
+
+    Examples
+    --------
+    >>> check_labels(["normal", "pneumonia"])
+    >>> check_labels(["normal", "20180917"])
+    Traceback (most recent call last):
+    ...
+    ganaug.privacy.IdentifyingLabelError: class label '20180917' looks \
+identifying: it holds a date (20180917, YYYYMMDD); rename the classes, ...
+    """
+    for label in sorted({str(label) for label in labels}):
+        reason = identifying_reason(label, identifiers)
+        if reason is not None:
+            raise IdentifyingLabelError(
+                f"{origin} {label!r} looks identifying: {reason}; {how}"
+            )
+
+
+def pseudonymise_labels(labels: Sequence) -> tuple[np.ndarray, dict[str, str]]:
+    """Replace labels by ``class_0, class_1, ...`` (in the sorted order of the
+    labels, so that splits by class come out the same).
+
+    Returns
+    -------
+    pseudonyms : ndarray of str, shape (n,)
+    mapping : dict
+        Pseudonym -> original label (as text). Keep it apart from the model and the
+        synthetic images: it is the key back to the original labels.
+
+    Examples
+    --------
+    >>> pseudonyms, mapping = pseudonymise_labels(["DOE^JANE", "ROE^RIC", "DOE^JANE"])
+    >>> pseudonyms.tolist(), mapping
+    (['class_0', 'class_1', 'class_0'], {'class_0': 'DOE^JANE', 'class_1': 'ROE^RIC'})
+    """
+    originals, codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)
+    width = len(str(max(len(originals) - 1, 0)))
+    names = [f"class_{index:0{width}d}" for index in range(len(originals))]
+    return np.asarray(names)[codes.ravel()], dict(
+        zip(names, originals.tolist(), strict=True)
+    )
+
+
+def write_label_mapping(mapping: dict[str, str], path: str | os.PathLike) -> Path:
+    """Write ``pseudonym,original`` rows to a CSV readable by the user only (0600).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path = write_label_mapping({"class_0": "a"}, Path(tempfile.mkdtemp()) / "m.csv")
+    >>> path.read_text().splitlines()
+    ['pseudonym,original', 'class_0,a']
+    """
+    from gancore.files import atomic_write
+
+    path = Path(path)
+    # The key back to the labels is not for the group or the world. atomic_write
+    # gives the new file the permissions of the one it replaces: make that 0600
+    # first, so that the mapping is never readable by others, not even briefly.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    elif path.is_file():
+        os.chmod(path, 0o600)
+    with atomic_write(path) as temp:
+        with open(temp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["pseudonym", "original"])
+            writer.writerows(sorted(mapping.items()))
+    return path
+
+
+def safe_display_name(
+    name: str, fallback: str, identifiers: IdentifierSet | None = None
+) -> str:
+    """``name``, or ``fallback`` when ``name`` looks identifying.
+
+    Examples
+    --------
+    >>> safe_display_name("scan_017.png", "train 3")
+    'scan_017.png'
+    >>> safe_display_name("DOE^JANE_20180917.dcm", "train 3")
+    'train 3'
+    """
+    return fallback if identifying_reason(name, identifiers) is not None else name
+
+
+# ------------------------------------------------------------ memorisation
 
 
 def _standardize(rows: np.ndarray) -> np.ndarray:
@@ -154,19 +585,28 @@ def _as_images(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def _shown_name(name: str, index, identifiers: IdentifierSet | None) -> str:
+    """A training image's file name for a figure title (shortened), or its index
+    when the name looks identifying."""
+    name = safe_display_name(name, str(index), identifiers)
+    return name if len(name) <= 22 else f"{name[:10]}...{name[-9:]}"
+
+
 def _save_pairs_figure(
     path: Path,
     synthetic: np.ndarray,
     train: np.ndarray,
     report: MemorizationReport,
     n_pairs: int,
+    train_names: Sequence[str] | None = None,
+    identifiers: IdentifierSet | None = None,
 ) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from gancore.io import atomic_write
+    from gancore.files import atomic_write
 
     order = np.argsort(report.synthetic_distance)[:n_pairs]
     synthetic_images, train_images = _as_images(synthetic), _as_images(train)
@@ -175,13 +615,18 @@ def _save_pairs_figure(
     )
     for column, index in enumerate(order):
         partner = report.nearest_train_index[index]
+        if train_names is None:
+            train_title = f"train {partner}"
+        else:
+            shown = _shown_name(train_names[partner], partner, identifiers)
+            train_title = f"train\n{shown}"
         for row, (image, title) in enumerate(
             (
                 (
                     synthetic_images[index],
                     f"syn {index}\nd={report.synthetic_distance[index]:.3f}",
                 ),
-                (train_images[partner], f"train {partner}"),
+                (train_images[partner], train_title),
             )
         ):
             axis = axes[row, column]
@@ -207,6 +652,8 @@ def memorization_report(
     percentile: float = 1.0,
     figure_path: str | os.PathLike | None = None,
     n_pairs: int = 8,
+    train_names: Sequence[str] | None = None,
+    identifiers: IdentifierSet | None = None,
 ) -> MemorizationReport:
     """Flag synthetic images that are closer to a training image than new patients are.
 
@@ -227,6 +674,12 @@ def memorization_report(
     figure_path : path-like, optional
         Write the ``n_pairs`` closest synthetic/training pairs there as a PNG.
     n_pairs : int, default=8
+    train_names : sequence of str, optional
+        The training images' file names, to title them in the figure instead of
+        their index; a name that looks identifying
+        (:func:`identifying_reason`, with ``identifiers``) is shown as its index.
+    identifiers : IdentifierSet, optional
+        Identifying values of the training images' headers.
 
     Returns
     -------
@@ -282,11 +735,17 @@ def memorization_report(
         )
     if figure_path is not None:
         report.figure_path = Path(figure_path)
+        if train_names is not None and len(train_names) != len(train):
+            raise ValueError(
+                f"{len(train_names)} train_names for {len(train)} training images"
+            )
         _save_pairs_figure(
             report.figure_path,
             np.asarray(synthetic),
             np.asarray(train),
             report,
             n_pairs,
+            train_names,
+            identifiers,
         )
     return report
