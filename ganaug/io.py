@@ -3,9 +3,13 @@
 Readers return channel-first float32 arrays ``(n, C, H, W)`` in the images' own
 intensity units (Hounsfield units for CT after the modality LUT, 0-255 for 8-bit
 PNG), so that :class:`ganaug.GANAugmenter` can give synthetic images back in the
-same units. Writers mark every file they write as synthetic; the DICOM writer
+same units. Every reader checks a file's declared size against
+:data:`PIXEL_BUDGET` before decoding it, reads only DICOM objects that are images
+(not segmentations, structure sets, reports, ...) and refuses NaN or infinite
+values. Writers mark every file they write as synthetic; the DICOM writer
 produces a Secondary Capture object that carries no identifier or date from any
-input file.
+input file, and class labels are screened for identifiers
+(:func:`ganaug.privacy.check_labels`) before they name a file or fill a tag.
 
 Examples
 --------
@@ -23,18 +27,31 @@ from __future__ import annotations
 
 import csv
 import datetime
+import gzip
+import io
+import math
 import os
-import tempfile
+import re
+import struct
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from gancore.files import atomic_write
+
+from .privacy import IdentifierSet, check_labels, pseudonymise_labels
+
 __all__ = [
+    "PIXEL_BUDGET",
     "ImageReadError",
     "LoadedImages",
+    "find_real_image",
+    "is_synthetic",
     "load_images",
     "read_dicom",
     "read_dicom_series",
@@ -68,6 +85,55 @@ _DECODER_HINTS = {
 # Secondary Capture Image Storage
 _SECONDARY_CAPTURE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
+#: The most pixel values (rows x columns x frames x samples per pixel) that ganaug
+#: decodes from one file; a file that declares more is skipped with a warning (an
+#: error under ``strict``) before anything is decoded. Each value becomes a 4-byte
+#: float, so this bounds one file at 512 MiB in memory. It holds the largest
+#: radiographs (a 4096 x 4096 mammogram is 16.8 M), RGB photographs up to 6600 x
+#: 6600 and CT or MR volumes of 512 x 512 x 512 in one multi-frame file, while a
+#: decompression bomb (a 500 KB deflated DICOM declaring 16000 x 16000 pixels is
+#: 256 M, and took 4.8 GB to read) is refused. Larger scans are better split or
+#: down-sampled before training a GAN at 64-256 pixels; in Python the module
+#: attribute can be raised.
+PIXEL_BUDGET = 512 * 512 * 512
+
+# How much of a deflated DICOM file is inflated to read its header: far more than
+# any header (an enhanced multi-frame header with per-frame groups for thousands of
+# frames is a few MiB), far less than a bomb.
+_DEFLATED_HEADER_BYTES = 64 * 2**20
+
+# (7FE0,0010) Pixel Data, as it starts an element in little endian.
+_PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+
+# SOP classes that hold images although their name does not say "Image Storage".
+_OTHER_IMAGE_SOP_CLASSES = frozenset({"Enhanced US Volume Storage"})
+# Modalities of objects that are not images of the patient, for files whose SOP
+# Class UID is private or missing (DICOM PS3.3 C.7.3.1.1.1).
+_NON_IMAGE_MODALITIES = frozenset(
+    {
+        "SEG",
+        "RTSTRUCT",
+        "RTPLAN",
+        "RTDOSE",
+        "RTRECORD",
+        "RTSEGANN",
+        "SR",
+        "PR",
+        "KO",
+        "REG",
+        "FID",
+        "RWV",
+        "DOC",
+        "PLAN",
+        "AU",
+        "ECG",
+        "EPS",
+        "HD",
+        "RESP",
+        "M3D",
+    }
+)
+
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and why."""
@@ -85,11 +151,26 @@ class LoadedImages:
         Class labels (strings) when known.
     sources : list of str
         The file (and frame or slice) each image came from.
+
+    identifiers : ganaug.privacy.IdentifierSet
+        The identifying values (names, IDs, dates, places) of the files' headers,
+        to screen any other text taken from the inputs (file names, say) before it
+        goes into an output.
+    label_mapping : dict or None
+        Pseudonym -> original label, when the labels were pseudonymised.
+    burned_in_annotation : {"YES", "NO"} or None
+        What the DICOM headers of the read images say about text burned into the
+        pixels: "NO" only if every image came from a header saying NO, "YES" if any
+        said YES, None when unknown (a PNG, a NIfTI, a header without the
+        attribute).
     """
 
     images: np.ndarray
     labels: np.ndarray | None = None
     sources: list[str] = field(default_factory=list)
+    identifiers: IdentifierSet = field(default_factory=IdentifierSet)
+    label_mapping: dict[str, str] | None = None
+    burned_in_annotation: str | None = None
 
 
 # --------------------------------------------------------------------- DICOM
@@ -176,6 +257,227 @@ def _apply_window(
     return np.clip(frame, center - width / 2.0, center + width / 2.0)
 
 
+# ------------------------------------------------- what a file may cost and hold
+
+
+def _check_pixel_budget(source, described: str, n_values: int) -> None:
+    """Refuse a file that declares more than :data:`PIXEL_BUDGET` pixel values.
+
+    Every reader calls this with the size from the file's header, before decoding.
+    """
+    if n_values > PIXEL_BUDGET:
+        raise _over_budget(source, f"{described} = {n_values:,} values")
+
+
+def _over_budget(source, declared: str) -> ImageReadError:
+    return ImageReadError(
+        f"{source}: declares {declared}, more than the {PIXEL_BUDGET:,} pixel values "
+        "ganaug decodes from one file (a decompression bomb, or a scan to split or "
+        "down-sample first)"
+    )
+
+
+def _check_finite(values: np.ndarray, source) -> None:
+    """Refuse pixel values that are NaN or infinite (a GAN cannot train on them)."""
+    if not np.isfinite(values).all():
+        n_bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+        raise ImageReadError(
+            f"{source}: {n_bad:,} of {values.size:,} pixel values are NaN or "
+            "infinite; ganaug trains only on finite values"
+        )
+
+
+def _dataset_offset(handle) -> int:
+    """Where the dataset starts in a DICOM file: after the preamble, ``DICM`` and
+    the file meta group (always explicit VR little endian, PS3.10 7.1)."""
+    handle.seek(128)
+    if handle.read(4) != b"DICM":
+        raise ValueError("no DICM prefix")
+    long_vrs = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC"}
+    long_vrs |= {b"UN", b"UR", b"UT", b"UV"}
+    while True:
+        start = handle.tell()
+        head = handle.read(8)
+        if len(head) < 8:
+            raise ValueError("the file ends inside its meta information")
+        group = struct.unpack("<H", head[:2])[0]
+        if group != 0x0002:
+            return start
+        if head[4:6] in long_vrs:
+            length = struct.unpack("<I", handle.read(4))[0]
+        else:
+            length = struct.unpack("<H", head[6:8])[0]
+        handle.seek(length, 1)
+
+
+def _inflate(handle, inflater, data: bytearray, limit: int) -> bool:
+    """Inflate more of a deflated stream into ``data``, up to ``limit`` bytes in all.
+
+    Returns whether the stream ended within the limit.
+    """
+    while not inflater.eof and len(data) <= limit:
+        compressed = inflater.unconsumed_tail or handle.read(1 << 20)
+        before = len(data)
+        # Never more than the limit at once: what a bomb inflates to stays unmade.
+        data += inflater.decompress(compressed, limit + 1 - len(data))
+        if not compressed and len(data) == before:
+            break  # the file ended, and zlib holds nothing more
+    return inflater.eof and len(data) <= limit
+
+
+def _read_deflated(path: Path, meta, *, pixels: bool, header=None):
+    """Read a Deflated Explicit VR Little Endian file without inflating more than
+    it declares.
+
+    pydicom inflates the whole file before it reads the first element, pixel data
+    included even with ``stop_before_pixels``: a 500 KB file can inflate to
+    gigabytes. Here the header is inflated until the pixel data's tag (at most
+    ``_DEFLATED_HEADER_BYTES``); with ``pixels`` the rest is inflated only up to
+    what ``header`` declares.
+    """
+    import pydicom
+
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    data = bytearray()
+    with open(path, "rb") as handle:
+        handle.seek(_dataset_offset(handle))
+        if not pixels:
+            limit = 2**16
+            while not _inflate(handle, inflater, data, limit):
+                if _PIXEL_DATA_TAG in data or limit >= _DEFLATED_HEADER_BYTES:
+                    break
+                limit *= 4
+            dataset = pydicom.dcmread(
+                io.BytesIO(data), force=True, stop_before_pixels=True
+            )
+        else:
+            limit = _DEFLATED_HEADER_BYTES + _declared_bytes(header)
+            if not _inflate(handle, inflater, data, limit):
+                raise ImageReadError(
+                    f"{path}: the deflated data inflate to more than the header "
+                    f"declares ({limit:,} bytes), or end too early"
+                )
+            dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+    dataset.file_meta = meta
+    return dataset
+
+
+def _declared_bytes(header) -> int:
+    """Bytes of pixel data a header declares (0 when it declares no image)."""
+    dims = _declared_dims(header)
+    bits = int(header.get("BitsAllocated", 16) or 16)
+    return math.prod(dims.values()) * max(1, -(-bits // 8)) if dims else 0
+
+
+def _declared_dims(header) -> dict[str, int]:
+    """Rows, columns, frames and samples per pixel that a header declares."""
+    if header.get("Rows") is None or header.get("Columns") is None:
+        return {}
+    return {
+        "rows": int(header.Rows),
+        "columns": int(header.Columns),
+        "frames": int(header.get("NumberOfFrames", 1) or 1),
+        "samples": int(header.get("SamplesPerPixel", 1) or 1),
+    }
+
+
+def _deflated_meta(path: Path):
+    """The file meta information of a deflated file, or None for any other file
+    (pydicom reads those itself without inflating anything)."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:  # no preamble or meta: dcmread says why, if it must
+        return None
+    syntax = meta.get("TransferSyntaxUID")
+    return meta if syntax == DeflatedExplicitVRLittleEndian else None
+
+
+def _dicom_header(path: Path):
+    """The header of a DICOM file, without its pixel data (never inflated).
+
+    Raises
+    ------
+    ImageReadError
+        When the file is not a readable DICOM file.
+    """
+    import pydicom
+
+    try:
+        meta = _deflated_meta(path)
+        if meta is not None:
+            return _read_deflated(path, meta, pixels=False)
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as err:  # pydicom raises many kinds on damaged files
+        raise ImageReadError(f"{path}: not a readable DICOM file ({err})") from err
+
+
+def _not_an_image(header) -> str | None:
+    """What a DICOM object is when it is not an image we can train on, or None.
+
+    A registered SOP class is an image when its name is an image storage class
+    ("CT Image Storage", "Enhanced MR Image Storage", "Digital Mammography X-Ray
+    Image Storage - For Presentation", ...); every other storage class (Segmentation,
+    RT Structure Set, RT Dose and Plan, structured reports, presentation states,
+    key object selections, raw data, encapsulated documents, waveforms, parametric
+    maps) is not. A private or missing SOP class is judged by its Modality.
+    """
+    from pydicom.uid import UID
+
+    modality = str(header.get("Modality", "") or "").strip().upper()
+    meta = getattr(header, "file_meta", None)
+    sop_class = header.get("SOPClassUID") or (
+        meta.get("MediaStorageSOPClassUID") if meta is not None else None
+    )
+    if sop_class:
+        uid = UID(str(sop_class))
+        if uid.type == "SOP Class":
+            name = uid.name
+            if "Image Storage" in name or name in _OTHER_IMAGE_SOP_CLASSES:
+                return None
+            shown = f" (Modality {modality})" if modality else ""
+            return f"a {name} object{shown}"
+    if modality in _NON_IMAGE_MODALITIES:
+        return f"a DICOM object of Modality {modality}"
+    return None
+
+
+def _check_dicom(header, source) -> None:
+    """Refuse a DICOM object that is not an image, or too large to decode."""
+    what = _not_an_image(header)
+    if what is not None:
+        raise ImageReadError(f"{source}: {what}, not an image")
+    try:
+        dims = _declared_dims(header)
+    except (TypeError, ValueError) as err:
+        raise ImageReadError(f"{source}: unreadable image size ({err})") from err
+    if dims:
+        described = f"{dims['rows']} x {dims['columns']} pixels"
+        if dims["frames"] > 1:
+            described += f" x {dims['frames']} frames"
+        if dims["samples"] > 1:
+            described += f" x {dims['samples']} samples"
+        _check_pixel_budget(source, described, math.prod(dims.values()))
+
+
+def _dicom_dataset(path: Path):
+    """The whole dataset of a file whose header passed :func:`_check_dicom`."""
+    import pydicom
+
+    try:
+        meta = _deflated_meta(path)
+        if meta is not None:
+            header = _read_deflated(path, meta, pixels=False)
+            return _read_deflated(path, meta, pixels=True, header=header)
+        return pydicom.dcmread(path)
+    except ImageReadError:
+        raise
+    except Exception as err:
+        raise ImageReadError(f"{path}: not a readable DICOM file ({err})") from err
+
+
 def _dataset_frames(
     ds, source: str, window: str | tuple[float, float] | None
 ) -> np.ndarray:
@@ -218,6 +520,7 @@ def _dataset_frames(
                 # as in MONOCHROME2 images of the same kind.
                 frame = frames[index]
                 frames[index] = frame.max() + frame.min() - frame
+    _check_finite(frames, source)
     return frames
 
 
@@ -245,8 +548,11 @@ def read_dicom(
     Raises
     ------
     ImageReadError
-        When the file is not a readable DICOM image or its compressed pixel data
-        has no installed decoder (the message names the package to install).
+        When the file is not a readable DICOM image, is another kind of DICOM
+        object (a segmentation, a structured report, ...), declares more than
+        :data:`PIXEL_BUDGET` pixel values, holds NaN or infinite values, or its
+        compressed pixel data has no installed decoder (the message names the
+        package to install).
 
     Examples
     --------
@@ -254,15 +560,15 @@ def read_dicom(
     >>> read_dicom(get_testdata_file("CT_small.dcm")).shape
     (1, 1, 128, 128)
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    return _read_dicom_file(Path(path), window)
 
-    path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as err:
-        raise ImageReadError(f"{path}: not a readable DICOM file ({err})") from err
-    return _dataset_frames(ds, str(path), window)
+
+def _read_dicom_file(path: Path, window, checked: bool = False) -> np.ndarray:
+    """Frames of one DICOM file: header, checks, then pixels (``checked`` when the
+    caller has read the header and checked it already)."""
+    if not checked:
+        _check_dicom(_dicom_header(path), path)
+    return _dataset_frames(_dicom_dataset(path), str(path), window)
 
 
 def _series_sort_key(ds) -> tuple:
@@ -282,20 +588,15 @@ def _series_sort_key(ds) -> tuple:
 def _read_dicom_datasets(
     paths: Iterable[Path], strict: bool, on_error: Callable[[str], None]
 ) -> list:
-    import pydicom
-
     datasets = []
     for path in paths:
         try:
-            ds = pydicom.dcmread(path)
-            if "PixelData" not in ds:
-                continue  # structured reports, presentation states: not images
-            datasets.append((path, ds))
-        except Exception as err:
-            message = f"{path}: not a readable DICOM file ({err})"
+            _check_dicom(_dicom_header(path), path)
+            datasets.append((path, _dicom_dataset(path)))
+        except ImageReadError as err:
             if strict:
-                raise ImageReadError(message) from err
-            on_error(message)
+                raise
+            on_error(str(err))
     return datasets
 
 
@@ -304,13 +605,15 @@ def _skip_unreadable(
 ) -> ImageReadError | None:
     """Skip a file that cannot be read (warning naming it), or raise under strict.
 
-    One compressed file must not stop a folder; the first "no decoder" error is kept
-    so that, if nothing else can be read, the caller raises it and the user learns
-    which package to install.
+    One bad file must not stop a folder; the first error is kept (the first "no
+    decoder" one before any other) so that, if nothing can be read, the caller
+    raises it: the user learns why, and which package to install.
     """
     if strict:
         raise err
-    if undecodable is None and "decoder" in str(err):
+    if undecodable is None or (
+        "decoder" in str(err) and "decoder" not in str(undecodable)
+    ):
         undecodable = err
     # stacklevel 3: the warning points at the code that called the reader.
     warnings.warn(f"skipping {err}", UserWarning, stacklevel=3)
@@ -462,11 +765,18 @@ def read_nifti(path: str | os.PathLike, *, axis: int = 2) -> np.ndarray:
     >>> read_nifti(path, axis=2).shape
     (5, 1, 8, 6)
     """
+    import nibabel as nib
     from monai.transforms import LoadImage
 
     path = Path(path)
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    try:
+        # nibabel reads the header only; the voxels wait for the budget check.
+        shape = tuple(int(n) for n in nib.load(path).header.get_data_shape())
+    except Exception as err:
+        raise ImageReadError(f"{path}: not a readable NIfTI file ({err})") from err
+    _check_pixel_budget(path, f"a volume of shape {shape}", math.prod(shape))
     try:
         volume = LoadImage(
             image_only=True, reader="NibabelReader", ensure_channel_first=True
@@ -474,6 +784,7 @@ def read_nifti(path: str | os.PathLike, *, axis: int = 2) -> np.ndarray:
     except Exception as err:
         raise ImageReadError(f"{path}: not a readable NIfTI file ({err})") from err
     volume = np.asarray(volume, dtype=np.float32)  # (C, X, Y, Z)
+    _check_finite(volume, path)
     if volume.ndim == 3:  # a 2-D image: one slice
         return volume[None]
     if volume.ndim != 4:
@@ -500,7 +811,30 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
 
     path = Path(path)
     try:
-        with Image.open(path) as picture:
+        with warnings.catch_warnings():
+            # The size is checked against ganaug's own budget below; PIL's warning
+            # for images over its lower threshold would only repeat that.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            picture = Image.open(path)
+    except Image.DecompressionBombError as err:
+        # PIL refuses before ganaug sees the size (its message carries it); its
+        # limit, 179 M pixels, is above ganaug's budget.
+        declared = re.search(r"\((\d+) pixels\)", str(err))
+        raise _over_budget(
+            path,
+            f"{int(declared.group(1)):,} pixels" if declared else "too many pixels",
+        ) from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageReadError(f"{path}: not a readable PNG/JPEG file ({err})") from err
+    try:
+        with picture:
+            width, height = picture.size
+            bands = len(picture.getbands())
+            _check_pixel_budget(
+                path,
+                f"{width} x {height} pixels x {bands} channels",
+                width * height * bands,
+            )
             picture.load()
             if picture.mode in ("1", "P", "LA", "PA"):
                 picture = picture.convert("RGBA" if "A" in picture.mode else "L")
@@ -508,6 +842,8 @@ def read_picture(path: str | os.PathLike) -> np.ndarray:
                 picture = picture.convert("RGB")
             pixels = np.asarray(picture)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, ImageReadError):
+            raise
         raise ImageReadError(f"{path}: not a readable PNG/JPEG file ({err})") from err
     pixels = pixels[None] if pixels.ndim == 2 else np.moveaxis(pixels, -1, 0)
     return pixels.astype(np.float32)[None]
@@ -634,32 +970,100 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         )
     if labels is not None and len(labels) != len(images):
         raise ValueError(f"{path}: {len(images)} images but {len(labels)} labels")
-    return images.astype(np.float32), labels
+    images = images.astype(np.float32)
+    _check_finite(images, path)
+    return images, labels
 
 
-def _folder_order(item: tuple[Path, str]) -> tuple:
+class _HeaderFacts(NamedTuple):
+    """What a folder read keeps of a DICOM header (a parsed header is ~90 KiB;
+    these are a few bytes)."""
+
+    series: str
+    position: tuple
+    burned_in_annotation: str | None
+    problem: ImageReadError | None  # unreadable, not an image, over the budget
+
+
+def _read_headers(
+    files: list[tuple[Path, str]], identifiers: IdentifierSet
+) -> dict[Path, _HeaderFacts]:
+    """Read each DICOM file's header once, before any pixel: for the slice order,
+    the identifiers (added to ``identifiers``) and the checks."""
+    facts = {}
+    for path, kind in files:
+        if kind != "dicom":
+            continue
+        try:
+            header = _dicom_header(path)
+        except ImageReadError as err:
+            facts[path] = _HeaderFacts("", (3, 0.0), None, err)
+            continue
+        identifiers.add_dicom(header, str(path))
+        try:
+            _check_dicom(header, path)
+            problem = None
+        except ImageReadError as err:
+            problem = err
+        try:
+            position = _series_sort_key(header)
+        except (TypeError, ValueError):  # a damaged position: by name
+            position = (3, 0.0)
+        facts[path] = _HeaderFacts(
+            str(header.get("SeriesInstanceUID", "")),
+            position,
+            header.get("BurnedInAnnotation"),
+            problem,
+        )
+    return facts
+
+
+def _folder_order(item: tuple[Path, str], facts: dict[Path, _HeaderFacts]) -> tuple:
     """Files by folder; DICOM slices of one series by position / Instance Number."""
-    path, kind = item
-    if kind != "dicom":
+    path, _ = item
+    fact = facts.get(path)
+    if fact is None or fact.problem is not None:
         return (str(path.parent), "", (3, 0.0), path.name)
-    import pydicom
-
-    try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # reported when the file itself is read
-        return (str(path.parent), "", (3, 0.0), path.name)
-    series = str(ds.get("SeriesInstanceUID", ""))
-    return (str(path.parent), series, _series_sort_key(ds), path.name)
+    return (str(path.parent), fact.series, fact.position, path.name)
 
 
-def _read_one(path: Path, kind: str, window, axis: int) -> np.ndarray:
+def _read_one(
+    path: Path, kind: str, window, axis: int, facts: _HeaderFacts | None = None
+) -> np.ndarray:
     if kind == "dicom":
-        return read_dicom(path, window=window)
+        if facts is not None and facts.problem is not None:
+            raise facts.problem
+        return _read_dicom_file(path, window, checked=facts is not None)
     if kind == "nifti":
         return read_nifti(path, axis=axis)
     if kind == "picture":
         return read_picture(path)
     raise ImageReadError(f"{path}: unsupported file type")
+
+
+def _burned_in_annotation(values: Iterable[str | None]) -> str | None:
+    """What the images' Burned In Annotation values add up to: YES if any says YES,
+    NO only if all say NO, None (unknown) otherwise."""
+    values = [str(v).strip().upper() if v is not None else None for v in values]
+    if "YES" in values:
+        return "YES"
+    return "NO" if values and all(v == "NO" for v in values) else None
+
+
+def _screened_labels(
+    labels: np.ndarray | None,
+    identifiers: IdentifierSet,
+    origin: str,
+    pseudonymise: bool,
+) -> tuple[np.ndarray | None, dict[str, str] | None]:
+    """The labels as they may leave the reader: refused when one looks identifying,
+    or all replaced by ``class_0, class_1, ...`` with ``pseudonymise``."""
+    if labels is None:
+        return None, None
+    if pseudonymise:
+        return pseudonymise_labels(labels)
+    check_labels(labels, identifiers, origin=origin)
+    return labels, None
 
 
 def load_images(
@@ -671,6 +1075,7 @@ def load_images(
     axis: int = 2,
     normalize: str | None = None,
     strict: bool = False,
+    pseudonymise_labels: bool = False,
 ) -> LoadedImages:
     """Read a folder, file, DICOMDIR or .npz into one array of images.
 
@@ -695,8 +1100,16 @@ def load_images(
         ``"minmax"`` scales each image to [0, 1] (MONAI ``ScaleIntensity``);
         ``None`` keeps the files' units (e.g. Hounsfield units).
     strict : bool, default=False
-        Raise on the first unreadable file; otherwise it is skipped with a
-        warning that names it.
+        Raise on the first file that cannot be used (unreadable, not an image, over
+        :data:`PIXEL_BUDGET`, NaN or infinite values); otherwise it is skipped with
+        a warning that names it.
+    pseudonymise_labels : bool, default=False
+        Labels become folder and file names, DICOM tags and the model's
+        configuration, so a label that looks identifying (it contains a name, ID
+        or date of the files' own headers, or has the shape of one; see
+        :func:`ganaug.privacy.identifying_reason`) is refused. With True every
+        label is replaced by ``class_0, class_1, ...`` (in sorted order) and
+        ``label_mapping`` holds the way back: keep it apart from the outputs.
 
     Returns
     -------
@@ -707,6 +1120,8 @@ def load_images(
     ValueError
         Empty folder, mixed sizes without ``image_size``, a label CSV that
         names missing files, or images without a label.
+    ganaug.privacy.IdentifyingLabelError
+        A label looks identifying (and ``pseudonymise_labels`` is False).
 
     Examples
     --------
@@ -720,12 +1135,21 @@ def load_images(
         raise FileNotFoundError(f"{source}: no such file or folder")
     kind = _classify_file(source) if source.is_file() else "folder"
     if kind == "npz":
-        images, npz_labels = _read_npz(source)
-        result = LoadedImages(
-            images, npz_labels, [f"{source}[{i}]" for i in range(len(images))]
-        )
         if labels is not None:
             raise ValueError(f"{source}: an .npz carries its own labels; drop --labels")
+        images, npz_labels = _read_npz(source)
+        npz_labels, mapping = _screened_labels(
+            npz_labels,
+            IdentifierSet(),
+            f"class label (in {source})",
+            pseudonymise_labels,
+        )
+        result = LoadedImages(
+            images,
+            npz_labels,
+            [f"{source}[{i}]" for i in range(len(images))],
+            label_mapping=mapping,
+        )
         return _finish(result, image_size, normalize)
     if kind == "dicomdir":
         files = [(path, "dicom") for path in _dicomdir_files(source)]
@@ -738,7 +1162,6 @@ def load_images(
             file_kind = _classify_file(path)
             if file_kind in ("dicom", "nifti", "picture"):
                 files.append((path, file_kind))
-        files = sorted(files, key=_folder_order)
         root = source
     elif kind is None:
         raise ValueError(
@@ -753,20 +1176,33 @@ def load_images(
             f"{source}: no images found; expected DICOM, NIfTI, PNG or JPEG files"
         )
 
+    identifiers = IdentifierSet()
+    facts = _read_headers(files, identifiers)
+    if kind == "folder":
+        files = sorted(files, key=lambda item: _folder_order(item, facts))
     label_map = _label_map(labels, root, source, [path for path, _ in files])
-    images, image_labels, sources, sizes = [], [], [], {}
+    if labels is None:
+        origin = f"class label (the name of a sub-folder of {source})"
+    else:
+        where = "the label mapping" if isinstance(labels, dict) else labels
+        origin = f"class label (in {where})"
+    if label_map is not None and not pseudonymise_labels:
+        # Before any pixel is read: a refusal should not wait for a large folder.
+        check_labels(label_map.values(), identifiers, origin=origin)
+    images, image_labels, sources, burned_in = [], [], [], []
     undecodable = None
     for path, file_kind in files:
         if label_map is not None and path not in label_map:
             continue  # not listed in the CSV: not part of the data set
         try:
-            frames = _read_one(path, file_kind, window, axis)
+            frames = _read_one(path, file_kind, window, axis, facts.get(path))
         except ImageReadError as err:
             undecodable = _skip_unreadable(err, strict, undecodable)
             continue
         if image_size is not None:
             frames = resize_images(frames, image_size)
-        sizes.setdefault(frames.shape[1:], path)
+        fact = facts.get(path)
+        burned_in.append(fact.burned_in_annotation if fact is not None else None)
         for index, frame in enumerate(frames):
             images.append(frame)
             sources.append(str(path) if len(frames) == 1 else f"{path}[{index}]")
@@ -777,8 +1213,19 @@ def load_images(
     if not images:
         raise ValueError(f"{source}: no readable images found")
     stacked = _stack_same_size(images, sources)
+    final_labels, mapping = _screened_labels(
+        np.asarray(image_labels) if label_map is not None else None,
+        identifiers,
+        origin,
+        pseudonymise_labels,
+    )
     result = LoadedImages(
-        stacked, np.asarray(image_labels) if label_map is not None else None, sources
+        stacked,
+        final_labels,
+        sources,
+        identifiers=identifiers,
+        label_mapping=mapping,
+        burned_in_annotation=_burned_in_annotation(burned_in),
     )
     return _finish(result, None, normalize)
 
@@ -865,21 +1312,17 @@ def scale_intensity(images: np.ndarray, method: str = "minmax") -> np.ndarray:
 # ------------------------------------------------------------------ writers
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(path.suffixes) or ".tmp"
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=suffix, dir=path.parent
-    )
-    os.close(handle)
-    try:
-        write(temp_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
-        raise
+def _output_labels(labels: Sequence | None) -> Sequence | None:
+    """Labels about to name files and folders or fill tags and arrays: refused when
+    one looks identifying (the same test as when they were read)."""
+    if labels is not None:
+        check_labels(
+            labels,
+            origin="label of a synthetic image",
+            how="pseudonymise the labels first (ganaug.privacy.pseudonymise_labels, "
+            "or refit with ganaug fit --pseudonymise-labels MAPPING.csv)",
+        )
+    return labels
 
 
 def _as_nchw(images: np.ndarray) -> np.ndarray:
@@ -949,6 +1392,7 @@ def write_png(
     """
     from PIL import Image, PngImagePlugin
 
+    labels = _output_labels(labels)
     images = _to_uint8(_as_nchw(images), value_range)
     out_dir = Path(out_dir)
     names = _file_names(len(images), labels, prefix, ".png")
@@ -962,12 +1406,8 @@ def write_png(
         picture = Image.fromarray(
             image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1)
         )
-        _atomic_write(
-            path,
-            lambda temp, picture=picture: picture.save(
-                temp, format="PNG", pnginfo=info
-            ),
-        )
+        with atomic_write(path) as temp:
+            picture.save(temp, format="PNG", pnginfo=info)
         paths.append(path)
     return paths
 
@@ -993,6 +1433,7 @@ def write_npz(
     ['description', 'images', 'synthetic']
     """
     path = Path(path)
+    labels = _output_labels(labels)
     arrays = {
         "images": np.asarray(images),
         "synthetic": np.array(True),
@@ -1000,7 +1441,9 @@ def write_npz(
     }
     if labels is not None:
         arrays["labels"] = np.asarray(labels)
-    _atomic_write(path, lambda temp: np.savez_compressed(temp, **arrays))
+    with atomic_write(path) as temp, open(temp, "wb") as handle:
+        # A file object: given a name without ".npz", numpy would add one.
+        np.savez_compressed(handle, **arrays)
     return path
 
 
@@ -1031,7 +1474,13 @@ def write_nifti(
     path = Path(path)
     if not path.name.endswith(NIFTI_SUFFIXES):
         path = path.with_name(path.name + ".nii.gz")
-    _atomic_write(path, lambda temp: nib.save(nifti, temp))
+    # Bytes, not nib.save: nibabel picks the format from the name, and the
+    # temporary file's name is not the target's.
+    data = nifti.to_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    with atomic_write(path) as temp:
+        temp.write_bytes(data)
     return path
 
 
@@ -1043,13 +1492,15 @@ def write_dicom(
     value_range: tuple[float, float] | None = None,
     model_description: str = "unnamed model",
     prefix: str = "synthetic",
+    burned_in_annotation: str | None = None,
 ) -> list[Path]:
     """Write images as DICOM Secondary Capture objects marked synthetic.
 
     One new Study and Series (fresh UIDs) hold all images of a call; each image
     gets a fresh SOP Instance UID. Every object has Synthetic Data (0008,001C)
-    = YES, Image Type DERIVED\\SECONDARY, Conversion Type SYN, Burned In
-    Annotation NO and a Derivation Description naming gankit and the model.
+    = YES, Image Type DERIVED\\SECONDARY, Conversion Type SYN, the Burned In
+    Annotation of the training images (NO only when every one of them said NO)
+    and a Derivation Description naming gankit and the model.
     Patient and study identifiers are fixed placeholders and dates are left
     empty: nothing is copied from any input file.
 
@@ -1069,6 +1520,9 @@ def write_dicom(
         Name of the generating model, written to the Derivation Description.
     prefix : str
         File name prefix.
+    burned_in_annotation : {"NO", "YES"} or None
+        What the training images' headers said about text burned into their pixels
+        (:attr:`LoadedImages.burned_in_annotation`); None when unknown.
 
     Returns
     -------
@@ -1087,9 +1541,16 @@ def write_dicom(
 
     import ganaug
 
+    labels = _output_labels(labels)
     images = _as_nchw(images)
     out_dir = Path(out_dir)
     study_uid, series_uid = generate_uid(), generate_uid()
+    # A GAN reproduces what its training images show, burned-in names and dates
+    # included. NO is written only when every training image's header said NO;
+    # otherwise YES, the value that makes a de-identification pipeline look at the
+    # pixels (leaving the attribute out would be read as NO by many filters, and a
+    # PNG or NIfTI input says nothing either way).
+    burned_in = "NO" if str(burned_in_annotation).upper() == "NO" else "YES"
     names = _file_names(len(images), labels, prefix, ".dcm")
     if value_range is None:
         value_range = (float(images.min()), float(images.max()))
@@ -1136,7 +1597,7 @@ def write_dicom(
         ds.ContentDate = now.strftime("%Y%m%d")
         ds.ContentTime = now.strftime("%H%M%S")
         ds.PatientOrientation = ""
-        ds.BurnedInAnnotation = "NO"
+        ds.BurnedInAnnotation = burned_in
         ds.DerivationDescription = (
             f"Synthetic image generated by gankit ganaug from model {model_description}"
         )[:1024]
@@ -1173,11 +1634,74 @@ def write_dicom(
         ds.PixelData = np.ascontiguousarray(pixels).tobytes()
         folder = out_dir / _safe_name(labels[index]) if labels is not None else out_dir
         path = folder / name
-        _atomic_write(
-            path, lambda temp, ds=ds: ds.save_as(temp, enforce_file_format=True)
-        )
+        with atomic_write(path) as temp:
+            ds.save_as(temp, enforce_file_format=True)
         paths.append(path)
     return paths
+
+
+def is_synthetic(path: str | os.PathLike) -> bool:
+    """Whether an image file carries the synthetic mark of ganaug's writers.
+
+    DICOM: Synthetic Data (0008,001C) = YES; PNG: the ``Software: gankit ganaug``
+    text chunk; NIfTI: a description beginning with SYNTHETIC; NPZ: a true
+    ``synthetic`` array. A JPEG, or a file that cannot be read, is not synthetic.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> [path] = write_png(np.zeros((1, 4, 4), "uint8"), folder)
+    >>> is_synthetic(path)
+    True
+    """
+    path = Path(path)
+    kind = _classify_file(path)
+    try:
+        if kind == "dicom":
+            return str(_dicom_header(path).get("SyntheticData", "")).upper() == "YES"
+        if kind == "picture":
+            from PIL import Image
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as picture:
+                    return picture.info.get("Software") == "gankit ganaug"
+        if kind == "nifti":
+            import nibabel as nib
+
+            description = bytes(nib.load(path).header["descrip"])
+            return description.upper().startswith(b"SYNTHETIC")
+        if kind == "npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return "synthetic" in archive.files and bool(archive["synthetic"])
+    except Exception:  # a file that cannot be read was not written by ganaug
+        return False
+    return False
+
+
+def find_real_image(
+    folder: str | os.PathLike, *, recursive: bool = True
+) -> Path | None:
+    """The first image file in ``folder`` that is not synthetic
+    (:func:`is_synthetic`), or None: where synthetic images must not be written.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> _ = write_png(np.zeros((2, 4, 4), "uint8"), folder)
+    >>> find_real_image(folder) is None
+    True
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        if path.is_file() and _classify_file(path) is not None:
+            if not is_synthetic(path):
+                return path
+    return None
 
 
 FORMATS = ("png", "npz", "nifti", "dicom")
@@ -1191,12 +1715,16 @@ def write_images(
     labels: Sequence | None = None,
     value_range: tuple[float, float] | None = None,
     model_description: str = "unnamed model",
+    burned_in_annotation: str | None = None,
 ) -> list[Path]:
     """Write synthetic images in one of ``png``, ``npz``, ``nifti``, ``dicom``.
 
     ``out`` is a folder for png/dicom (class sub-folders when labels are
     given) and for nifti (one volume per class); for npz it is the file
-    (``.npz`` is added when missing).
+    when it ends in ``.npz``, else the folder of ``synthetic.npz``.
+    Labels that look identifying are refused
+    (:class:`ganaug.privacy.IdentifyingLabelError`) before anything is written;
+    ``burned_in_annotation`` goes to the DICOM writer.
 
     Examples
     --------
@@ -1206,6 +1734,7 @@ def write_images(
     ['synthetic.npz']
     """
     out = Path(out)
+    labels = _output_labels(labels)
     description = (
         f"synthetic images generated by gankit ganaug from {model_description}"
     )
@@ -1220,6 +1749,7 @@ def write_images(
             labels=labels,
             value_range=value_range,
             model_description=model_description,
+            burned_in_annotation=burned_in_annotation,
         )
     if fmt == "npz":
         path = out if out.suffix == ".npz" else out / "synthetic.npz"

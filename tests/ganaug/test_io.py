@@ -211,6 +211,7 @@ def test_dicom_writer_marks_synthetic_and_copies_no_identifiers(tmp_path):
         tmp_path,
         labels=["ct", "ct"],
         model_description="lung.safetensors",
+        burned_in_annotation="NO",
     )
     assert len(paths) == 2
     written = [pydicom.dcmread(path) for path in paths]
