@@ -5,16 +5,24 @@ Examples
 ::
 
     ganaug fit scans/ --labels labels.csv -o model.safetensors --image-size 64
+    ganaug fit pacs_export/ -o model.safetensors --pseudonymise-labels ~/keys/map.csv
     ganaug generate model.safetensors -n 500 --class pneumonia -o synthetic/ \\
         --format dicom --data scans/ --labels labels.csv
     ganaug demo --output-dir ./ganaug-demo
     torchrun --nproc_per_node=4 -m ganaug fit scans/ --labels labels.csv \\
         -o model.safetensors
+
+``fit`` and ``generate`` check their outputs before they write anything
+(:func:`gancore.files.check_outputs`): none may be an input, another output or a
+non-regular file, none may go into the training data's folder, and ``generate``
+never writes synthetic images into a folder of images that are not synthetic.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import time
 import warnings
@@ -36,12 +44,22 @@ class CLIError(Exception):
 
 
 def _load_labelled(
-    data: Path, labels: Path | None, image_size: int | None, window, strict: bool
+    data: Path,
+    labels: Path | None,
+    image_size: int | None,
+    window,
+    strict: bool,
+    pseudonymise: bool = False,
 ):
     from ganaug.io import load_images
 
     loaded = load_images(
-        data, labels=labels, image_size=image_size, window=window, strict=strict
+        data,
+        labels=labels,
+        image_size=image_size,
+        window=window,
+        strict=strict,
+        pseudonymise_labels=pseudonymise,
     )
     if loaded.labels is None:
         raise CLIError(
@@ -119,7 +137,7 @@ def save_sample_grid(
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from gancore.io import atomic_write
+    from gancore.files import atomic_write
 
     classes = [c for c in np.unique(real_labels)]
     low, high = value_range
@@ -161,7 +179,7 @@ def save_loss_curve(path: Path, history) -> Path:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from gancore.io import atomic_write
+    from gancore.files import atomic_write
 
     runs = history if isinstance(history, dict) else {"": history}
     figure, axis = plt.subplots(figsize=(6, 3.5))
@@ -182,16 +200,91 @@ def save_loss_curve(path: Path, history) -> Path:
     return path
 
 
-def _artifact(model: Path, suffix: str) -> Path:
-    name = model.name
-    for ending in (".safetensors", ".model"):
+def _artifact(output: Path, suffix: str) -> Path:
+    """A file beside ``output`` (a model file, an output folder or file), named
+    after it: ``model.safetensors`` -> ``model_losses.png``, ``synthetic/`` ->
+    ``synthetic_memorization.png``."""
+    output = Path(os.path.abspath(output))  # "." and "out/" have a name too
+    name = output.name
+    for ending in (".safetensors", ".model", ".npz", ".nii.gz", ".nii"):
         if name.endswith(ending):
             name = name[: -len(ending)]
-    return model.with_name(f"{name}{suffix}")
+    return output.with_name(f"{name}{suffix}")
+
+
+# ------------------------------------------------------------------ outputs
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or inside it (symbolic links resolved)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _data_folder(data: Path | None) -> Path | None:
+    """The folder of real images a run reads: the data folder, or a DICOMDIR's."""
+    if data is None:
+        return None
+    if data.is_dir():
+        return data
+    if data.name.upper() == "DICOMDIR":
+        return data.parent
+    return None
+
+
+def _check_run(
+    outputs: list[tuple[str, Path | None]],
+    inputs: list[tuple[str, Path | None]],
+    data: Path | None,
+    directories: tuple[str, ...] = (),
+) -> None:
+    """Refuse, before anything is written, outputs that would destroy or mix with
+    what the run reads.
+
+    :func:`gancore.files.check_outputs` refuses an output that is an input (any
+    file of the data folder too, by any spelling or hard link), another output or
+    a non-regular file; on top, nothing goes into the folder of real images, where
+    the next run would read it as patient data.
+    """
+    from gancore.files import UnsafeOutputError, check_outputs
+
+    folder = _data_folder(data)
+    data_files = []
+    if folder is not None:
+        data_files = [
+            ("training image", path) for path in folder.rglob("*") if path.is_file()
+        ]
+    check_outputs(outputs, inputs + data_files, directories=directories)
+    if folder is None:
+        return
+    for role, path in outputs:
+        if path is not None and _inside(path, folder):
+            raise UnsafeOutputError(
+                f"{path}: the {role} would be inside the training data folder "
+                f"{folder}, where it would be taken for patient data; choose a path "
+                "outside it"
+            )
+
+
+def _refuse_real_images(folder: Path, recursive: bool) -> None:
+    """Refuse to write synthetic images where images that are not synthetic are:
+    mixed with them, the synthetic ones would pass for patient data."""
+    from ganaug.io import find_real_image
+    from gancore.files import UnsafeOutputError
+
+    real = find_real_image(folder, recursive=recursive)
+    if real is not None:
+        raise UnsafeOutputError(
+            f"{folder}: holds images that are not synthetic (e.g. {real}); ganaug "
+            "does not write synthetic images among real ones: choose a new or "
+            "empty folder"
+        )
 
 
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
+        if threads < 1:
+            raise CLIError(f"--threads must be at least 1, got {threads}")
         import torch
 
         torch.set_num_threads(threads)
@@ -200,12 +293,51 @@ def _set_threads(threads: int | None) -> None:
 # ------------------------------------------------------------------ commands
 
 
+def _check_fit(args) -> dict[str, Path]:
+    """The files ``fit`` writes, checked before anything is written."""
+    from gancore.files import UnsafeOutputError
+
+    written = {
+        "model (-o)": args.output,
+        "sample grid": _artifact(args.output, "_samples.png"),
+        "loss curve": _artifact(args.output, "_losses.png"),
+        "memorisation figure": _artifact(args.output, "_memorization.png"),
+    }
+    mapping = args.pseudonymise_labels
+    _check_run(
+        [
+            *written.items(),
+            ("label mapping (--pseudonymise-labels)", mapping),
+            ("checkpoint (--checkpoint)", args.checkpoint),
+        ],
+        [("training data", args.data), ("labels CSV (--labels)", args.labels)],
+        args.data,
+    )
+    if mapping is not None and any(
+        os.path.realpath(path.parent) == os.path.realpath(Path(mapping).parent)
+        for path in written.values()
+    ):
+        raise UnsafeOutputError(
+            f"{mapping}: the label mapping would sit beside the model and its "
+            "figures; it is the key back to the original labels: keep it in another "
+            "folder"
+        )
+    return written
+
+
 def _cmd_fit(args) -> int:
     from ganaug import GANAugmenter
-    from ganaug.privacy import memorization_report
+    from ganaug.privacy import memorization_report, write_label_mapping
     from gancore import distributed_context, init_distributed
 
     _set_threads(args.threads)
+    if args.image_size is not None and args.image_size < 4:
+        raise CLIError(f"--image-size must be at least 4 pixels, got {args.image_size}")
+    if not 0 <= args.holdout_fraction < 1:
+        raise CLIError(
+            f"--holdout-fraction must be in [0, 1), got {args.holdout_fraction}"
+        )
+    written = _check_fit(args)
     if args.resume and not args.checkpoint:
         raise CLIError("--resume needs --checkpoint PATH")
     if args.checkpoint and not args.resume:
@@ -220,9 +352,23 @@ def _cmd_fit(args) -> int:
     device = init_distributed(args.device)
     rank, world = distributed_context()
     loaded = _load_labelled(
-        args.data, args.labels, args.image_size, _window(args.window), args.strict
+        args.data,
+        args.labels,
+        args.image_size,
+        _window(args.window),
+        args.strict,
+        pseudonymise=args.pseudonymise_labels is not None,
     )
+    if loaded.label_mapping is not None and rank == 0:
+        write_label_mapping(loaded.label_mapping, args.pseudonymise_labels)
+        print(
+            f"labels pseudonymised as {', '.join(sorted(loaded.label_mapping))}; "
+            f"the mapping is in {args.pseudonymise_labels} (keep it apart from the "
+            "model and the synthetic images)",
+            file=sys.stderr,
+        )
     images, labels = loaded.images, loaded.labels.astype(str)
+    sources = np.asarray([Path(source).name for source in loaded.sources])
     held_out = _audit_split(labels, args.holdout_fraction, args.seed)
     train_images, train_labels = images[~held_out], labels[~held_out]
     counts = Counter(train_labels.tolist())
@@ -257,6 +403,8 @@ def _cmd_fit(args) -> int:
             "holdout_fraction": args.holdout_fraction,
             "split_seed": args.seed,
             "n_images": len(images),
+            # For the synthetic DICOM files' Burned In Annotation.
+            "burned_in_annotation": loaded.burned_in_annotation,
         },
     )
     print(f"model written to {args.output}")
@@ -267,14 +415,14 @@ def _cmd_fit(args) -> int:
         random_state=args.seed,
     )
     grid = save_sample_grid(
-        _artifact(args.output, "_samples.png"),
+        written["sample grid"],
         train_images,
         train_labels,
         synthetic,
         synthetic_labels,
         sampler.data_range_,
     )
-    curve = save_loss_curve(_artifact(args.output, "_losses.png"), sampler.history_)
+    curve = save_loss_curve(written["loss curve"], sampler.history_)
     print(f"sample grid: {grid}\nloss curve: {curve}")
     if held_out.any():
         n_audit = int(min(1000, max(len(train_images), 50)))
@@ -283,10 +431,49 @@ def _cmd_fit(args) -> int:
             audit,
             train_images,
             images[held_out],
-            figure_path=_artifact(args.output, "_memorization.png"),
+            figure_path=written["memorisation figure"],
+            train_names=sources[~held_out].tolist(),
+            identifiers=loaded.identifiers,
         )
         print(report.summary())
     return 0
+
+
+def _check_generate(args) -> Path | None:
+    """Check ``generate``'s outputs before anything is written; returns the path
+    of the memorisation figure (None without --data)."""
+    from ganaug.io import NIFTI_SUFFIXES
+    from gancore.files import UnsafeOutputError
+
+    out = args.output
+    one_file = (args.format == "npz" and out.suffix == ".npz") or (
+        args.format == "nifti" and out.name.endswith(NIFTI_SUFFIXES)
+    )
+    outputs = [("output (-o)", out)]
+    if args.format == "npz" and not one_file:
+        outputs.append(("output file", out / "synthetic.npz"))
+    figure = _artifact(out, "_memorization.png") if args.data is not None else None
+    outputs.append(("memorisation figure", figure))
+    _check_run(
+        outputs,
+        [
+            ("model", args.model),
+            ("training data (--data)", args.data),
+            ("labels CSV (--labels)", args.labels),
+        ],
+        args.data,
+        directories=() if one_file else ("output (-o)",),
+    )
+    if not one_file and _inside(args.model, out):
+        raise UnsafeOutputError(
+            f"{out}: the output folder holds the model {args.model}; write the "
+            "synthetic images to a folder of their own"
+        )
+    if not one_file:
+        _refuse_real_images(out, recursive=True)
+    elif args.format == "nifti":  # a volume among real ones would be read as one
+        _refuse_real_images(out.parent, recursive=False)
+    return figure
 
 
 def _cmd_generate(args) -> int:
@@ -294,13 +481,31 @@ def _cmd_generate(args) -> int:
 
     from ganaug import GANAugmenter
     from ganaug.io import write_images
-    from ganaug.privacy import memorization_report
+    from ganaug.privacy import check_labels, memorization_report, safe_display_name
 
     _set_threads(args.threads)
-    sampler = GANAugmenter.load(args.model)
+    sampler = GANAugmenter.load(args.model)  # a missing model is the first error
+    figure = _check_generate(args)
     classes = [str(c) for c in sampler.classes_.tolist()]
     if args.n_samples < 1:
         raise CLIError(f"-n must be at least 1, got {args.n_samples}")
+    loaded, identifiers = None, None
+    if args.data is not None:
+        size = sampler.image_shape_[1:] if sampler.image_shape_ else None
+        # Pseudonymised here whatever the folder's labels are: the audit only needs
+        # which images share a class, and it writes no label.
+        loaded = _load_labelled(
+            args.data, args.labels, size, _window(args.window), False, True
+        )
+        identifiers = loaded.identifiers
+    # The model's labels name the output files and fill their tags: screened
+    # against the training images' headers too when they are given.
+    check_labels(
+        classes,
+        identifiers,
+        origin=f"class label of the model {args.model.name}",
+        how="refit the model with --pseudonymise-labels MAPPING.csv",
+    )
     if args.class_name is not None:
         if args.class_name not in classes:
             raise CLIError(
@@ -325,29 +530,29 @@ def _cmd_generate(args) -> int:
     images, labels = np.concatenate(chunks_x), np.concatenate(chunks_y)
     if images.ndim == 3:
         images = images[:, None]
+    metadata = getattr(sampler, "metadata_", {}) or {}
+    model_name = safe_display_name(Path(args.model).name, "a model", identifiers)
     paths = write_images(
         images,
         args.output,
         fmt=args.format,
         labels=[str(v) for v in labels],
         value_range=sampler.data_range_,
-        model_description=f"{Path(args.model).name} (GANAugmenter, "
+        model_description=f"{model_name} (GANAugmenter, "
         f"{sampler.architecture}, {sampler.loss} loss)",
+        burned_in_annotation=metadata.get("burned_in_annotation"),
     )
     print(f"wrote {len(images)} synthetic images ({args.format}) to {args.output}")
     if len(paths) <= 3:
         for path in paths:
             print(f"  {path}")
-    if args.data is None:
+    if loaded is None:
         print(
             "memorisation audit skipped: pass --data (and --labels) with the training "
             "images to compare the synthetic images with them",
             file=sys.stderr,
         )
         return 0
-    metadata = getattr(sampler, "metadata_", {}) or {}
-    size = sampler.image_shape_[1:] if sampler.image_shape_ else None
-    loaded = _load_labelled(args.data, args.labels, size, _window(args.window), False)
     if metadata.get("n_images") not in (None, len(loaded.images)):
         warnings.warn(
             f"{args.data} has {len(loaded.images)} images but the model was trained "
@@ -362,13 +567,16 @@ def _cmd_generate(args) -> int:
     if not held_out.any():
         print("memorisation audit skipped: the model was fit without held-out images")
         return 0
+    names = np.asarray([Path(source).name for source in loaded.sources])
     report = memorization_report(
         images,
         loaded.images[~held_out],
         loaded.images[held_out],
-        # Next to the output, not inside it: the audit figure must never be
+        # Beside the output, not inside it: the audit figure must never be
         # mistaken for one of the synthetic images.
-        figure_path=Path(f"{str(args.output).rstrip('/')}_memorization.png"),
+        figure_path=figure,
+        train_names=names[~held_out].tolist(),
+        identifiers=identifiers,
     )
     print(report.summary())
     return 0
@@ -534,6 +742,16 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue a killed fit from --checkpoint (same data and options)",
     )
+    fit.add_argument(
+        "--pseudonymise-labels",
+        "--pseudonymize-labels",
+        type=Path,
+        metavar="MAPPING.csv",
+        help="train on labels class_0, class_1, ... instead of the folder names or "
+        "CSV labels, and write which is which to MAPPING.csv (kept out of the model "
+        "and its folder); needed when a label looks like a patient's name, ID or "
+        "date",
+    )
     fit.set_defaults(func=_cmd_fit)
 
     generate = sub.add_parser(
@@ -578,15 +796,33 @@ def main(argv: list[str] | None = None) -> int:
     from gancore import ModelFileError, TrainingDivergedError
 
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help and usage errors
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
         return args.func(args)
-    except (CLIError, ModelFileError, TrainingDivergedError, FileNotFoundError) as err:
+    except (CLIError, ModelFileError, TrainingDivergedError, ValueError) as err:
+        # ValueError includes ImageReadError, IdentifyingLabelError and
+        # UnsafeOutputError: each names the file or label and what to do.
         print(f"ganaug {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except ValueError as err:
-        print(f"ganaug {args.command}: error: {err}", file=sys.stderr)
+    except OSError as err:  # a full disk, a read-only folder, a file for a folder
+        print(f"ganaug {args.command}: error: {_os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ganaug {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error(err: OSError) -> str:
+    """An OSError in one line: the file, what went wrong, and for a full disk what
+    to do."""
+    if isinstance(err, FileNotFoundError) and not err.filename:
+        return str(err)  # ganaug's own "no such file or folder" messages
+    text = err.strerror or str(err)
+    if err.filename is not None:
+        text = f"{err.filename}: {text}"
+    if err.errno == errno.ENOSPC:
+        text += " (the disk is full: free some space or write elsewhere)"
+    return " ".join(text.split())
