@@ -3,9 +3,10 @@
 ``ganomaly score`` used to parse with pyarrow's streaming reader
 (``pyarrow.csv.open_csv``), which parses on one thread whatever ``use_threads``
 says, so parsing alone capped a run at about 600,000 rows/s of 31 numbers on any
-number of cores.  It now cuts the file at line ends into pieces
-(``ganomaly.scoring._csv_pieces``) parsed side by side (``_parse_piece``).  This
-script times the parse alone, in this process, best of ``--repeats``:
+number of cores.  It now cuts the file at record ends into pieces
+(``ganomaly.scoring.csv_pieces.read_pieces``) parsed side by side
+(``parse_piece``).  This script times the parse alone, in this process, best of
+``--repeats``:
 
 * ``open_csv``: the streaming reader, 1 MiB blocks (the old way);
 * ``pieces, N threads``: the new way, for N = 1, 2, ... up to the CPUs;
@@ -17,7 +18,7 @@ Usage::
     python benchmarks/parse_scaling.py                 # 1M card-like rows
     python benchmarks/parse_scaling.py --csv FILE.csv  # numbers, and an ``id`` column
 
-``pieces`` times ``ganomaly.scoring``'s own reader (``_Job._pieces_in_parallel``),
+``pieces`` times ``ganomaly.scoring``'s own reader (``Job._pieces_in_parallel``),
 not a copy of it; ``open_csv`` reads with the same column types.
 """
 
@@ -35,20 +36,17 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ganomaly.scoring import (  # noqa: E402
-    DEFAULT_BLOCK_SIZE,
-    _convert_options,
-    _Job,
-    read_table_header,
-)
+from ganomaly.scoring import read_table_header  # noqa: E402
+from ganomaly.scoring.csv_pieces import _convert_options  # noqa: E402
+from ganomaly.scoring.job import DEFAULT_BLOCK_SIZE, Job  # noqa: E402
 
 
-def reading_job(path: Path, threads: int) -> _Job:
+def reading_job(path: Path, threads: int) -> Job:
     """A scoring job that only reads: numbers for every column but ``id`` (text)."""
     header = read_table_header(path)
     numeric = [name for name in header if name != "id"]
     id_col = "id" if "id" in header else None
-    return _Job(
+    return Job(
         None,
         path,
         needed=numeric,

@@ -42,7 +42,7 @@ from scoring_throughput import card_like, write_csv  # noqa: E402
 # `ganomaly score` with its progress recorded every RECORD_EVERY seconds
 # (--record-every).
 _SCORE = (
-    "import sys, ganomaly.scoring as s\n"
+    "import sys, ganomaly.scoring.progress as s\n"
     "s.CHECKPOINT_SECONDS = float(sys.argv.pop(1))\n"
     "from ganomaly.cli import main\n"
     "sys.exit(main(sys.argv[1:]))\n"
@@ -108,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "--record-every",
         type=float,
         default=2.0,
-        help="seconds between progress records (ganomaly.scoring.CHECKPOINT_SECONDS, "
-        "10 in ganomaly score; less here, so that a run of a few seconds has "
-        "records to resume from)",
+        help="seconds between progress records "
+        "(ganomaly.scoring.progress.CHECKPOINT_SECONDS, 10 in ganomaly score; "
+        "less here, so that a run of a few seconds has records to resume from)",
     )
     parser.add_argument("--gzip", action="store_true", help="also a .csv.gz input")
     parser.add_argument("--work-dir", type=Path)

@@ -136,18 +136,15 @@ class _Inline:
 def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     """Seconds of each step of ``score_file`` on one file, run one after another."""
     from ganomaly._scorer import _one_blas_thread, top_contributions
-    from ganomaly.scoring import (
-        _Job,
-        _validate_batch,
-        load_scorer,
-        score_batch,
-    )
+    from ganomaly.scoring import load_scorer, score_batch
+    from ganomaly.scoring.checks import validate_batch
+    from ganomaly.scoring.job import Job
 
     detector = load_scorer(model)  # what ganomaly score uses
     pre = detector.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
-    job = _Job(detector, path, needed=needed, numeric=numeric, id_col="id")
+    job = Job(detector, path, needed=needed, numeric=numeric, id_col="id")
     spent = dict.fromkeys(
         ["parse", "validate", "preprocess", "networks", "explain", "assemble", "write"],
         0.0,
@@ -161,7 +158,7 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
         if batch is None:
             break
         clock = time.perf_counter()
-        values, _ = _validate_batch(batch, numeric, [])
+        values, _ = validate_batch(batch, numeric, [])
         ids = batch.column("id")
         spent["validate"] += time.perf_counter() - clock
         columns = {name: values[name] for name in needed}

@@ -443,15 +443,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     beyond 9 bytes per row (scores and labels)."""
     from gancore.files import check_outputs
 
-    from .scoring import BadInputError, _table_stem, read_table_header, score_labelled
+    from .scoring import BadInputError, read_table_header, score_labelled
+    from .scoring.formats import table_stem
 
     scorer = _load_scorer(args.model, args.device, "float64")
     path = Path(args.labelled)
     label_col, rule = _evaluation_labels(args, scorer.metadata.get("labels") or {})
-    plot_path = Path(args.plot or f"{_table_stem(path)}.evaluation.png")
+    plot_path = Path(args.plot or f"{table_stem(path)}.evaluation.png")
     rejects = args.rejects
     if args.on_bad_rows == "skip" and not rejects:
-        rejects = plot_path.with_name(f"{_table_stem(path)}.rejects.csv")
+        rejects = plot_path.with_name(f"{table_stem(path)}.rejects.csv")
     check_outputs(
         [
             ("plot (--plot)", plot_path),

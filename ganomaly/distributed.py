@@ -67,17 +67,14 @@ from .scoring import (
     BadInputError,
     ResumeError,
     ScoringSummary,
-    _is_parquet,
-    _refuse_other_version,
-    _resumable,
-    _run_identity,
-    _table_stem,
-    _validate_batch,
     as_scorer,
     default_rejects_path,
     score_batch,
     score_file,
 )
+from .scoring.checks import validate_batch
+from .scoring.formats import is_parquet, resumable, table_stem
+from .scoring.progress import refuse_other_version, run_identity
 
 if TYPE_CHECKING:  # pandas only where a Dask DataFrame is scored (0.35 s to import)
     import pandas as pd
@@ -288,7 +285,7 @@ def _output_paths(
     files, the progress record) would overwrite an input, the model file, another
     output or a special file (:func:`gancore.files.check_outputs`)."""
     outputs = [
-        output_dir / (_table_stem(p) + (".parquet" if _is_parquet(p) else ".csv"))
+        output_dir / (table_stem(p) + (".parquet" if is_parquet(p) else ".csv"))
         for p in inputs
     ]
     planned = [("output folder", output_dir)]
@@ -363,7 +360,7 @@ def _score_here(
         if done is not None:
             summaries.append(done)
             continue
-        resumable = _resumable(src, dst)
+        can_resume = resumable(src, dst)
         try:
             summary = score_file(
                 scorer,
@@ -372,7 +369,7 @@ def _score_here(
                 progress=progress,
                 precision=precision,
                 threads=score_threads,
-                resume=resume and resumable,
+                resume=resume and can_resume,
                 **options,
             )
         except BadInputError as exc:  # the other files are still scored
@@ -406,7 +403,7 @@ class _FolderProgress:
         self.entries: dict[str, Any] | None = None
 
     def _identity(self, src: Path) -> dict[str, Any]:
-        identity = _run_identity(
+        identity = run_identity(
             self.scorer,
             src,
             self.options["id_col"],
@@ -429,7 +426,7 @@ class _FolderProgress:
                 raise ResumeError(
                     f"{self.path}: damaged progress file ({exc})" + start_over
                 ) from exc
-            _refuse_other_version(self.path, found, self.FORMAT, start_over)
+            refuse_other_version(self.path, found, self.FORMAT, start_over)
             if found != self.FORMAT:
                 raise ResumeError(
                     f"{self.path}: damaged progress file (format {found!r})"
@@ -618,13 +615,13 @@ def score_files(
         if done is not None:
             summaries[index] = done
             continue
-        resumable = _resumable(src, dst)
+        can_resume = resumable(src, dst)
         future = client.submit(
             _score_file_task,
             shared,
             str(src),
             str(dst),
-            {**options, "resume": resume and resumable},
+            {**options, "resume": resume and can_resume},
             key=f"ganomaly-score-{run}-{index}-{src.name}",
             pure=False,
         )
@@ -700,7 +697,7 @@ def _score_partition(
             text = text.cast(pa.string(), safe=False)
         text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
         batch = batch.set_column(batch.schema.get_field_index(name), name, text)
-    values, bad = _validate_batch(batch, numeric, missing_is_bad)
+    values, bad = validate_batch(batch, numeric, missing_is_bad)
     if bad:
         index, column, reason = sorted(bad)[0]
         number = partition_info["number"] if partition_info else "?"

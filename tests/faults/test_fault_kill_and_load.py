@@ -163,7 +163,7 @@ def test_sigkill_then_resume_completes_the_same_output(tiny_model, inputs, tmp_p
         # Progress recorded every 50 ms instead of every 10 s, and pieces of
         # 64 KiB instead of 4 MiB (a record is made between two pieces).
         command[2] = (
-            "import ganomaly.scoring as s; s.CHECKPOINT_SECONDS = 0.05\n"
+            "import ganomaly.scoring as s; s.progress.CHECKPOINT_SECONDS = 0.05\n"
             "s.score_file.__kwdefaults__['block_size'] = 1 << 14\n" + command[2]
         )
         before = recorded()

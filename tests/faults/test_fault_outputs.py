@@ -146,13 +146,24 @@ def test_a_folder_run_refuses_two_files_with_one_rejects_file(capsys, files, tmp
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("target", ["/dev/null", "symlink_to_fd", "fifo", "dir"])
+def _character_device(folder: Path) -> Path:
+    """A character device like /dev/null, made in ``folder`` (never the real one:
+    a regression here must not take /dev/null from the machine)."""
+    path = folder / "null"
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, OSError):
+        pytest.skip("cannot make a character device here (not root, or nodev)")
+    return path
+
+
+@pytest.mark.parametrize("target", ["device", "symlink_to_fd", "fifo", "dir"])
 @pytest.mark.parametrize("command", ["score", "fit", "evaluate"])
 def test_special_files_are_refused_never_replaced(
     capsys, files, tmp_path, target, command
 ):
-    if target == "/dev/null":
-        path = Path("/dev/null")
+    if target == "device":
+        path = _character_device(tmp_path)
     elif target == "symlink_to_fd":  # as /proc/self/fd/1 on a terminal or a pipe
         read_end, write_end = os.pipe()
         path = tmp_path / "stdout"
@@ -222,12 +233,12 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_output(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     if output == "rejects":
-        monkeypatch.setattr(scoring._Rejects, "write", full)
+        monkeypatch.setattr(scoring.outputs.Rejects, "write", full)
         output = "o.csv"
     elif output == "o.parquet":
-        monkeypatch.setattr(scoring._ParquetWriter, "write_table", full)
+        monkeypatch.setattr(scoring.outputs.ParquetWriter, "write_table", full)
     else:
-        monkeypatch.setattr(scoring._CsvWriter, "write_table", full)
+        monkeypatch.setattr(scoring.outputs.CsvWriter, "write_table", full)
     out = tmp_path / "out" / output
     args = ["score", str(files["model"]), str(files["csv"]), "-o", str(out)]
     _refused(

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 
 from ganomaly.cli import main
 from ganomaly.datasets import make_transactions
-from ganomaly.scoring import (
+from ganomaly.scoring import score_file
+from ganomaly.scoring.csv_pieces import (
     _after_last_record_end,
     _line_ends,
     _open_quote,
-    score_file,
 )
 
 ID_COL = "transaction_id"
@@ -167,8 +167,8 @@ def test_a_quote_that_never_closes_is_named_not_read_whole(tiny_model, tmp_path)
     with pytest.raises(scoring.BadInputError, match="line 5: a quote .* never closed"):
         score_file(tiny_model, source, tmp_path / "o.csv", on_bad_rows="skip")
     # ... and where the pieces grow past the largest record read.
-    old = scoring.MAX_RECORD_BYTES
-    scoring.MAX_RECORD_BYTES = 1 << 16
+    old = scoring.csv_pieces.MAX_RECORD_BYTES
+    scoring.csv_pieces.MAX_RECORD_BYTES = 1 << 16
     try:
         with pytest.raises(scoring.BadInputError, match="line 5: no end of the row"):
             score_file(tiny_model, source, tmp_path / "o.csv", block_size=1024)
@@ -176,7 +176,7 @@ def test_a_quote_that_never_closes_is_named_not_read_whole(tiny_model, tmp_path)
             ["score", str(tiny_model), str(source), "-o", str(tmp_path / "o.csv")]
         )
     finally:
-        scoring.MAX_RECORD_BYTES = old
+        scoring.csv_pieces.MAX_RECORD_BYTES = old
     assert code == 2
     assert not (tmp_path / "o.csv").exists()
 

@@ -333,18 +333,18 @@ def test_resume_refuses_an_input_edited_with_its_size_and_time_kept(
     source = tmp_path / "in.csv"
     frame.to_csv(source, index=False)
     out = tmp_path / "o.csv"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
-    original = scoring._Job.run
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
+    original = scoring.job.Job.run
 
     def interrupted(self, output):
         self.rejects.close()
         original(self, output)
         raise KeyboardInterrupt  # after the rows were recorded
 
-    monkeypatch.setattr(scoring._Job, "run", interrupted)
+    monkeypatch.setattr(scoring.job.Job, "run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         score_file(tiny_model, source, out, block_size=1024)
-    monkeypatch.setattr(scoring._Job, "run", original)
+    monkeypatch.setattr(scoring.job.Job, "run", original)
     info = source.stat()
     data = bytearray(source.read_bytes())
     middle = data.index(b"\n", len(data) // 2) + 1

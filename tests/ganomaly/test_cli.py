@@ -162,7 +162,7 @@ def test_parquet_output_row_groups_gather_the_blocks(files, monkeypatch):
     OUTPUT_ROW_GROUP_ROWS rows, not one small row group per block."""
     import ganomaly.scoring as scoring
 
-    monkeypatch.setattr(scoring, "OUTPUT_ROW_GROUP_ROWS", 200)
+    monkeypatch.setattr(scoring.outputs, "OUTPUT_ROW_GROUP_ROWS", 200)
     scoring.score_file(
         files / "model.safetensors",
         files / "new.csv",

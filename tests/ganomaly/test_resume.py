@@ -57,7 +57,7 @@ def reference(model, source, tmp_path_factory):
 
 def _interrupt_after(monkeypatch, n_tables: int) -> None:
     """Make the output writer raise KeyboardInterrupt at its n-th table."""
-    original = scoring._CsvWriter.write_table
+    original = scoring.outputs.CsvWriter.write_table
     calls = {"n": 0}
 
     def write_table(self, table):
@@ -66,7 +66,7 @@ def _interrupt_after(monkeypatch, n_tables: int) -> None:
             raise KeyboardInterrupt
         original(self, table)
 
-    monkeypatch.setattr(scoring._CsvWriter, "write_table", write_table)
+    monkeypatch.setattr(scoring.outputs.CsvWriter, "write_table", write_table)
 
 
 def _interrupted(model, source, output, n_tables: int = 30, **options) -> dict:
@@ -82,13 +82,13 @@ def _interrupted(model, source, output, n_tables: int = 30, **options) -> dict:
 def _careful_parses(monkeypatch) -> list:
     """For every piece parsed again as text: the lines before it (header aside)."""
     starts = []
-    original = scoring._Job._parse_carefully
+    original = scoring.job.Job._parse_carefully
 
     def parse_carefully(self, piece, done):
         starts.append(done)
         return original(self, piece, done)
 
-    monkeypatch.setattr(scoring._Job, "_parse_carefully", parse_carefully)
+    monkeypatch.setattr(scoring.job.Job, "_parse_carefully", parse_carefully)
     return starts
 
 
@@ -102,7 +102,9 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
 ):
     summary, expected, expected_rejects = reference
     output = tmp_path / "out.csv"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)  # after every piece
+    monkeypatch.setattr(
+        scoring.progress, "CHECKPOINT_SECONDS", 0.0
+    )  # after every piece
     state = _interrupted(model, source, output, threads=threads)
     assert not output.exists()  # never a half output at the target
     assert 0 < state["n_input"] < summary.n_input
@@ -111,9 +113,11 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
     assert partial.stat().st_size >= state["output_bytes"] > 0
 
     parsed = []
-    original = scoring._parse_piece
+    original = scoring.job.parse_piece
     monkeypatch.setattr(
-        scoring, "_parse_piece", lambda data, *a: parsed.append(1) or original(data, *a)
+        scoring.job,
+        "parse_piece",
+        lambda data, *a: parsed.append(1) or original(data, *a),
     )
     resumed = _score(model, source, output, threads=threads, resume=True)
     assert output.read_bytes() == expected
@@ -121,7 +125,12 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_output(
     counts = (resumed.n_input, resumed.n_scored, resumed.n_rejected)
     assert counts == (summary.n_input, summary.n_scored, summary.n_rejected)
     assert resumed.n_anomalies == summary.n_anomalies
-    n_pieces = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
+    n_pieces = sum(
+        1
+        for _ in scoring.csv_pieces.read_pieces(
+            source, BLOCK * scoring.csv_pieces.PIECE_BLOCKS
+        )
+    )
     assert 0 < len(parsed) < n_pieces - 20  # the scored part was not read again
     assert not partial.exists() and not _progress(output).exists()
 
@@ -135,7 +144,7 @@ def test_rejected_rows_after_the_record_are_dropped_on_resume(
     missing file is named."""
     _, expected, expected_rejects = reference
     output = tmp_path / "out.csv"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     state = _interrupted(model, source, output, threads=1)
     assert "rejects" not in state and state["n_rejected"] == 1
     spill = tmp_path / ".out.csv.rejects.partial"
@@ -165,7 +174,7 @@ def test_the_output_is_synced_while_it_is_written(
     if not hasattr(os, "fdatasync"):
         pytest.skip("no os.fdatasync here (the writer falls back on os.fsync)")
     _, expected, _ = reference
-    monkeypatch.setattr(scoring, "SYNC_BYTES", 4096)
+    monkeypatch.setattr(scoring.outputs, "SYNC_BYTES", 4096)
     synced = []
     original = os.fdatasync
 
@@ -197,7 +206,7 @@ def test_resume_refuses_progress_of_another_model_or_input(
     model, source, tmp_path, monkeypatch
 ):
     output = tmp_path / "out.csv"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     _interrupted(model, source, output, n_tables=10)
     recorded = _progress(output).read_bytes()
 
@@ -251,7 +260,7 @@ def test_without_resume_a_run_starts_over(model, source, reference, tmp_path, ca
 def test_bad_input_leaves_no_progress_behind(model, source, tmp_path, monkeypatch):
     """A row that stops the run (on_bad_rows="error") is met again by a rerun:
     nothing is kept to resume."""
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     output = tmp_path / "out.csv"
     with pytest.raises(scoring.BadInputError, match="line 702"):
         scoring.score_file(model, source, output, block_size=BLOCK, progress=False)
@@ -284,7 +293,7 @@ def test_a_compressed_input_resumes_after_its_recorded_offset(
     with pa.output_stream(str(packed), compression=codec) as sink:
         sink.write(source.read_bytes())
     output = tmp_path / "out.csv"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     state = _interrupted(model, packed, output, threads=2)
     assert 0 < state["n_input"] < summary.n_input
     # The recorded offset is that of the plain file's line after the last row.
@@ -292,9 +301,11 @@ def test_a_compressed_input_resumes_after_its_recorded_offset(
     assert state["input_offset"] == sum(len(line) + 1 for line in lines)
 
     parsed = []
-    original = scoring._parse_piece
+    original = scoring.job.parse_piece
     monkeypatch.setattr(
-        scoring, "_parse_piece", lambda data, *a: parsed.append(1) or original(data, *a)
+        scoring.job,
+        "parse_piece",
+        lambda data, *a: parsed.append(1) or original(data, *a),
     )
     resumed = _score(model, packed, output, threads=2, resume=True)
     assert output.read_bytes() == expected
@@ -302,7 +313,12 @@ def test_a_compressed_input_resumes_after_its_recorded_offset(
     counts = (resumed.n_input, resumed.n_scored, resumed.n_rejected)
     assert counts == (summary.n_input, summary.n_scored, summary.n_rejected)
     assert resumed.n_resumed == state["n_input"]
-    n_pieces = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
+    n_pieces = sum(
+        1
+        for _ in scoring.csv_pieces.read_pieces(
+            source, BLOCK * scoring.csv_pieces.PIECE_BLOCKS
+        )
+    )
     assert 0 < len(parsed) < n_pieces - 20  # the scored part was not parsed again
 
 
@@ -311,10 +327,10 @@ def test_a_compressed_input_cut_before_the_recorded_offset_is_named(tmp_path):
 
     packed = tmp_path / "in.csv.gz"
     packed.write_bytes(gzip.compress(b"a,b\n1,2\n3,4\n"))
-    pieces = scoring._csv_pieces(packed, 4096, start=8)
+    pieces = scoring.csv_pieces.read_pieces(packed, 4096, start=8)
     assert [(p.data.to_pybytes(), p.end) for p in pieces] == [(b"3,4\n", 12)]
     with pytest.raises(scoring.BadInputError, match="ends before byte 100"):
-        list(scoring._csv_pieces(packed, 4096, start=100))
+        list(scoring.csv_pieces.read_pieces(packed, 4096, start=100))
 
 
 def test_a_row_that_does_not_parse_keeps_the_run_resumable(
@@ -324,7 +340,7 @@ def test_a_row_that_does_not_parse_keeps_the_run_resumable(
     column) is read again as text with its piece only: the progress records go on,
     and a run interrupted after that piece resumes to the output and rejects of an
     uninterrupted run."""
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     frame = make_transactions(3000, random_state=4).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
     frame.loc[1000, "amount"] = "12,5"  # written quoted: text in a number column
@@ -367,7 +383,7 @@ def test_cli_resume_says_where_it_resumed(
 ):
     _, expected, _ = reference
     output = tmp_path / "out.csv"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     monkeypatch.setitem(scoring.score_file.__kwdefaults__, "block_size", BLOCK)
     args = ["score", str(model), str(source), "-o", str(output), "--quiet"]
     args += ["--id-col", "transaction_id", "--on-bad-rows", "skip"]
@@ -392,7 +408,7 @@ def test_a_second_run_into_the_same_output_is_refused(
     _, expected, _ = reference
     output = tmp_path / "out.csv"
     identity = {"input": "whatever"}
-    with scoring._ScoreCheckpoint(output, identity).locked() as first:
+    with scoring.progress.ScoreCheckpoint(output, identity).locked() as first:
         first.partial.write_bytes(b"rows of the first run\n")
         with pytest.raises(scoring.OutputBusyError, match="another process"):
             _score(model, source, output)
@@ -454,11 +470,11 @@ def test_a_resumed_run_that_meets_a_bad_row_at_once(fitted, tmp_path, monkeypatc
     """The piece right after the recorded progress holds a row that does not
     parse: that piece is read as text, after the rows of the interrupted run, and
     the output is that of an uninterrupted run."""
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     frame = make_transactions(4000, random_state=9).drop(columns="is_fraud")
     source = tmp_path / "in.csv"
     frame.to_csv(source, index=False)
-    ends = [piece.end for piece in scoring._csv_pieces(source, BLOCK * 4)]
+    ends = [piece.end for piece in scoring.csv_pieces.read_pieces(source, BLOCK * 4)]
     data = source.read_bytes()
     # Piece 19 gets a line with one field too many, and table 19 fails to be
     # written: the progress is that after piece 18, and the resumed run's first
@@ -527,8 +543,15 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
     monkeypatch.setattr(dist, "score_file", small)
     reference = dist.score_files(model, folder, tmp_path / "ref", **options)
     out = tmp_path / "out"
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)  # after every piece
-    per_file = sum(1 for _ in scoring._csv_pieces(source, BLOCK * scoring.PIECE_BLOCKS))
+    monkeypatch.setattr(
+        scoring.progress, "CHECKPOINT_SECONDS", 0.0
+    )  # after every piece
+    per_file = sum(
+        1
+        for _ in scoring.csv_pieces.read_pieces(
+            source, BLOCK * scoring.csv_pieces.PIECE_BLOCKS
+        )
+    )
     with monkeypatch.context() as patched:
         _interrupt_after(patched, per_file + per_file // 2)  # half-way through b.csv
         with pytest.raises(KeyboardInterrupt):

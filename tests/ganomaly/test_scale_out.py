@@ -233,9 +233,9 @@ def test_a_folder_run_on_dask_resumes(cluster, scoring_case, tmp_path, monkeypat
     # a.csv interrupted half-way here, then resumed on a worker.
     out = tmp_path / "out2"
     out.mkdir()
-    monkeypatch.setattr(scoring, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(scoring.progress, "CHECKPOINT_SECONDS", 0.0)
     calls = {"n": 0}
-    original = scoring._CsvWriter.write_table
+    original = scoring.outputs.CsvWriter.write_table
 
     def write_table(self, table):
         calls["n"] += 1
@@ -244,7 +244,7 @@ def test_a_folder_run_on_dask_resumes(cluster, scoring_case, tmp_path, monkeypat
         original(self, table)
 
     with monkeypatch.context() as patched:
-        patched.setattr(scoring._CsvWriter, "write_table", write_table)
+        patched.setattr(scoring.outputs.CsvWriter, "write_table", write_table)
         with pytest.raises(KeyboardInterrupt):
             score_file(
                 model, folder / "a.csv", out / "a.csv", id_col=ID, block_size=4096

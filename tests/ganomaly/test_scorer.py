@@ -388,7 +388,7 @@ def test_load_scorer_keeps_the_absolute_errors_of_old_model_files(
 def test_scoring_threads_keep_the_order_and_every_row(fitted, tmp_path, monkeypatch):
     import ganomaly.scoring as scoring
 
-    monkeypatch.setattr(scoring, "GROUP_ROWS", 100)  # many groups in flight
+    monkeypatch.setattr(scoring.job, "GROUP_ROWS", 100)  # many groups in flight
     frame = make_transactions(3000, random_state=3).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
     for row in (5, 777, 2999):
@@ -424,7 +424,7 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     def no_text_read(self, piece, done):
         raise AssertionError("the typed parse gave up")
 
-    monkeypatch.setattr(scoring._Job, "_parse_carefully", no_text_read)
+    monkeypatch.setattr(scoring.job.Job, "_parse_carefully", no_text_read)
 
     frame = make_transactions(2000, random_state=4).drop(columns="is_fraud")
     frame["amount"] = frame["amount"].astype(object)
@@ -464,7 +464,7 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     scored = pd.read_csv(tmp_path / "out_1000_2.csv")
     expected_ids = frame["transaction_id"].drop(index=[10, 1500])
     assert scored["transaction_id"].tolist() == expected_ids.tolist()
-    pieces = list(scoring._csv_pieces(tmp_path / "in.csv", 4000))
+    pieces = list(scoring.csv_pieces.read_pieces(tmp_path / "in.csv", 4000))
     pieces, ends = [p.data for p in pieces], [p.end for p in pieces]
     assert len(pieces) > 20
     assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
@@ -474,12 +474,15 @@ def test_parallel_pieces_read_like_one_stream(fitted, tmp_path, monkeypatch):
     assert ends[-1] == len(data)
     assert all(data[end - 1 : end] == b"\n" for end in ends[:-1])
     # A line longer than a piece is read whole, into a larger piece.
-    pieces = [p.data for p in scoring._csv_pieces(tmp_path / "in.csv", 16)]
+    pieces = [p.data for p in scoring.csv_pieces.read_pieces(tmp_path / "in.csv", 16)]
     assert b"".join(p.to_pybytes() for p in pieces) == data.split(b"\n", 1)[1]
     assert all(p.to_pybytes().endswith(b"\n") for p in pieces[:-1])
     # Started at a line's offset, the pieces hold the rest of the file.
     middle = ends[len(ends) // 2]
-    rest = [p.data for p in scoring._csv_pieces(tmp_path / "in.csv", 4000, middle)]
+    rest = [
+        p.data
+        for p in scoring.csv_pieces.read_pieces(tmp_path / "in.csv", 4000, middle)
+    ]
     assert b"".join(p.to_pybytes() for p in rest) == data[middle:]
 
 
@@ -491,8 +494,8 @@ def test_the_last_line_end_is_found_in_any_window(last_end):
     if last_end is not None:
         data[[0, last_end]] = ord("\n")
     expected = 0 if last_end is None else last_end + 1
-    assert scoring._after_last_line_end(data) == expected
-    assert scoring._after_last_line_end(data[:0]) == 0
+    assert scoring.csv_pieces._after_last_line_end(data) == expected
+    assert scoring.csv_pieces._after_last_line_end(data[:0]) == 0
 
 
 def test_a_line_longer_than_two_blocks_is_read(fitted, tmp_path):
@@ -689,7 +692,7 @@ def test_text_in_a_number_column_is_converted_as_the_typed_read_converts():
     its numbers the typed read's floats, to the last bit, and names the others."""
     import pyarrow as pa
 
-    from ganomaly.scoring import _NUMBER, _text_numbers
+    from ganomaly.scoring.checks import _NUMBER, _text_numbers
 
     rng = np.random.default_rng(0)
     values = rng.normal(0, 10, 400) * 10.0 ** rng.integers(-8, 8, 400)
@@ -738,16 +741,16 @@ def test_text_in_a_number_column_is_converted_as_the_typed_read_converts():
 def test_blank_lines_are_found_across_chunks(tmp_path):
     """Empty lines ("\\n" or "\\r\\n" alone) are found wherever chunks cut the
     file, and pyarrow's line numbers (which skip them) become the file's."""
-    from ganomaly.scoring import _physical_lines, _skipped_lines
+    from ganomaly.scoring.csv_pieces import physical_lines, skipped_lines
 
     lines = ["h\n", "\n", "a\n", "\r\n", "\r\n", "b\r\n", "\r\r\n", " \n", "c\n"]
     lines += ["\n", "d"]  # no line end at the end
     path = tmp_path / "blank.csv"
     path.write_bytes("".join(lines).encode())
     for chunk in (1, 2, 3, 5, 1 << 20):
-        assert _skipped_lines(path, until=99, chunk=chunk).tolist() == [2, 4, 5, 10]
+        assert skipped_lines(path, until=99, chunk=chunk).tolist() == [2, 4, 5, 10]
     # Not empty: h a b \r\r\n " " c d, at lines 1 3 6 7 8 9 11.
-    assert _physical_lines(path, [1, 2, 3, 4, 5, 6, 7, None]) == {
+    assert physical_lines(path, [1, 2, 3, 4, 5, 6, 7, None]) == {
         1: 1,
         2: 3,
         3: 6,
@@ -761,7 +764,7 @@ def test_blank_lines_are_found_across_chunks(tmp_path):
 def test_lines_inside_quoted_fields_are_not_records(tmp_path):
     """A quoted field's line ends (and the empty lines inside it) start no record:
     record numbers become the file's line numbers past them, wherever chunks cut."""
-    from ganomaly.scoring import _physical_lines, _skipped_lines
+    from ganomaly.scoring.csv_pieces import physical_lines, skipped_lines
 
     text = 'h,n\n1,"x\n\ny"\n\n2,"""\n"\n3,z"\n4,"a""b"\n'
     path = tmp_path / "quoted.csv"
@@ -769,5 +772,5 @@ def test_lines_inside_quoted_fields_are_not_records(tmp_path):
     # Lines: 1 h,n | 2 1,"x | 3 (in quotes) | 4 y" | 5 blank | 6 2,""" | 7 " |
     # 8 3,z" | 9 4,"a""b"
     for chunk in (1, 2, 3, 7, 1 << 20):
-        assert _skipped_lines(path, until=99, chunk=chunk).tolist() == [3, 4, 5, 7]
-    assert _physical_lines(path, [1, 2, 3, 4, 5]) == {1: 1, 2: 2, 3: 6, 4: 8, 5: 9}
+        assert skipped_lines(path, until=99, chunk=chunk).tolist() == [3, 4, 5, 7]
+    assert physical_lines(path, [1, 2, 3, 4, 5]) == {1: 1, 2: 2, 3: 6, 4: 8, 5: 9}
