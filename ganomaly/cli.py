@@ -66,17 +66,13 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 def _require_columns(path: Path, header: list[str], wanted: list[str]) -> None:
     """A CliError naming the columns of ``wanted`` that ``header`` lacks."""
-    absent = [c for c in wanted if c not in header]
-    if not absent:
-        return
-    message = (
-        f"{path}: line 1 (header): no column(s) {', '.join(map(repr, absent))}; "
-        f"the file has {', '.join(map(repr, header[:12]))}"
-        + (", ..." if len(header) > 12 else "")
-    )
-    if len(header) == 1 and any(d in header[0] for d in ";\t|"):
-        message += "; the file seems to use another delimiter than ','"
-    raise CliError(message)
+    from .scoring import BadInputError
+    from .scoring.checks import check_columns
+
+    try:
+        check_columns(path, header, [], wanted)
+    except BadInputError as exc:
+        raise CliError(str(exc)) from exc
 
 
 def _split_columns(

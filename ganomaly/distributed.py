@@ -49,7 +49,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import json
 import os
 import sys
 import tempfile
@@ -65,7 +64,6 @@ from gancore.files import check_outputs
 
 from .scoring import (
     BadInputError,
-    ResumeError,
     ScoringSummary,
     as_scorer,
     default_rejects_path,
@@ -74,7 +72,8 @@ from .scoring import (
 )
 from .scoring.checks import validate_batch
 from .scoring.formats import is_parquet, resumable, table_stem
-from .scoring.progress import refuse_other_version, run_identity
+from .scoring.outputs import output_schema
+from .scoring.progress import FolderProgress
 
 if TYPE_CHECKING:  # pandas only where a Dask DataFrame is scored (0.35 s to import)
     import pandas as pd
@@ -293,7 +292,7 @@ def _output_paths(
         planned.append((f"output of {source}", target))
         if on_bad_rows == "skip":
             planned.append((f"rejects file of {source}", default_rejects_path(target)))
-    planned.append(("run's progress record", output_dir / _FolderProgress.NAME))
+    planned.append(("run's progress record", output_dir / FolderProgress.NAME))
     model_file = Path(model) if isinstance(model, (str, os.PathLike)) else None
     check_outputs(
         planned,
@@ -351,7 +350,7 @@ def _score_here(
         scorer = as_scorer(
             Path(model) if isinstance(model, os.PathLike) else model, precision
         )
-    record = _FolderProgress(output_dir, as_scorer(scorer, precision), options)
+    record = FolderProgress(output_dir, as_scorer(scorer, precision), options)
     if not resume:
         record.discard()
     summaries, failure = [], None
@@ -381,114 +380,6 @@ def _score_here(
         raise failure
     record.discard()
     return summaries
-
-
-class _FolderProgress:
-    """The files of a folder run already scored: ``.ganomaly-score.json`` in the
-    output folder.
-
-    JSON lines: a first line with the format, then one line per file done,
-    appended (and synced) as it finishes, so that recording the n-th file costs
-    one line, not a rewrite of all n (a folder of 10,000 files would otherwise
-    write about 24 GB of records).  A line that does not read back (the last one
-    of a killed run may be cut short) is ignored: its file is scored again.
-    """
-
-    NAME = ".ganomaly-score.json"
-    FORMAT = "ganomaly-folder-progress-2"  # 2: JSON lines, appended
-
-    def __init__(self, output_dir: Path, scorer: Any, options: dict) -> None:
-        self.path = output_dir / self.NAME
-        self.scorer, self.options = scorer, options
-        self.entries: dict[str, Any] | None = None
-
-    def _identity(self, src: Path) -> dict[str, Any]:
-        identity = run_identity(
-            self.scorer,
-            src,
-            self.options["id_col"],
-            self.options["on_bad_rows"],
-            self.options["top_k"],
-        )
-        return json.loads(json.dumps(identity))  # as it reads back
-
-    def _load(self) -> dict[str, Any]:
-        if self.entries is None:
-            try:
-                lines = self.path.read_bytes().decode(errors="replace").split("\n")
-            except FileNotFoundError:
-                self.entries = {}
-                return self.entries
-            start_over = "; delete it to start over"
-            try:
-                found = json.loads(lines[0]).get("format")
-            except (ValueError, AttributeError) as exc:
-                raise ResumeError(
-                    f"{self.path}: damaged progress file ({exc})" + start_over
-                ) from exc
-            refuse_other_version(self.path, found, self.FORMAT, start_over)
-            if found != self.FORMAT:
-                raise ResumeError(
-                    f"{self.path}: damaged progress file (format {found!r})"
-                    + start_over
-                )
-            entries = {}
-            for line in lines[1:]:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    entry = json.loads(line)
-                    entries[str(entry["output"])] = entry
-            self.entries = entries
-        return self.entries
-
-    def done(self, src: Path, dst: Path) -> ScoringSummary | None:
-        """The summary of ``src`` if it was scored to ``dst`` by a run of this
-        input, model and options, and ``dst`` (and its rejects) are as written."""
-        entry = self._load().get(str(dst.resolve()))
-        if entry is None or entry["identity"] != self._identity(src):
-            return None
-        counts = entry["summary"]
-        written = [(dst, entry["output_size"])]
-        if counts["rejects_path"]:
-            written.append((Path(counts["rejects_path"]), entry["rejects_size"]))
-        for path, size in written:
-            if not path.is_file() or path.stat().st_size != size:
-                return None
-        return ScoringSummary(**counts, seconds=0.0, n_resumed=counts["n_input"])
-
-    def add(self, src: Path, dst: Path, summary: ScoringSummary) -> None:
-        counts = {
-            k: getattr(summary, k)
-            for k in ("input_path", "output_path", "rejects_path")
-            + ("n_input", "n_scored", "n_rejected", "n_anomalies")
-        }
-        rejects = summary.rejects_path
-        try:
-            entry = {
-                "output": str(dst.resolve()),
-                "identity": self._identity(src),
-                "output_size": dst.stat().st_size,
-                "rejects_size": Path(rejects).stat().st_size if rejects else None,
-                "summary": counts,
-            }
-        except OSError:  # written where this process cannot see it (a worker's disk)
-            return  # not recorded: a resumed run scores it again
-        text = json.dumps(entry) + "\n"
-        self._load()
-        with open(self.path, "a+b") as handle:
-            if handle.seek(0, os.SEEK_END) == 0:
-                text = json.dumps({"format": self.FORMAT}) + "\n" + text
-            else:
-                handle.seek(-1, os.SEEK_END)
-                if handle.read(1) != b"\n":  # a line cut short: keep it apart
-                    text = "\n" + text
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.entries[entry["output"]] = entry
-
-    def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
-        self.entries = {}
 
 
 def score_files(
@@ -601,7 +492,7 @@ def score_files(
         )
     data = model_bytes(model)
     detector = load_detector(data, device)  # a bad model fails here, before any task
-    record = _FolderProgress(output_dir, as_scorer(detector, precision), options)
+    record = FolderProgress(output_dir, as_scorer(detector, precision), options)
     if not resume:
         record.discard()
     options.update(device=device, threads=threads, precision=precision)
@@ -646,17 +537,6 @@ def score_files(
 
 
 # -------------------------------------------------------------- dataframes
-def _output_schema(detector: Any, id_col: str | None, top_k: int) -> pa.Schema:
-    fields = [
-        (id_col, pa.string()) if id_col else ("row", pa.int64()),
-        ("anomaly_score", pa.float64()),
-        ("is_anomaly", pa.bool_()),
-    ]
-    for k in range(1, min(top_k, len(detector.preprocessor_.input_columns_)) + 1):
-        fields += [(f"feature_{k}", pa.string()), (f"contribution_{k}", pa.float64())]
-    return pa.schema(fields)
-
-
 def _ones(partition: pd.DataFrame) -> pd.Series:
     import pandas as pd
 
@@ -681,7 +561,7 @@ def _score_partition(
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
     missing_is_bad = numeric if pre.missing == "error" else []
-    schema = _output_schema(detector, id_col, top_k)
+    schema = output_schema(id_col, top_k, len(detector.preprocessor_.input_columns_))
     if len(partition) == 0:
         return schema.empty_table().to_pandas().set_index(partition.index[:0])
     columns = list(dict.fromkeys(needed + ([id_col] if id_col else [])))
@@ -780,7 +660,11 @@ def score_dask(
         )
     import pandas as pd
 
-    meta = _output_schema(detector, id_col, top_k).empty_table().to_pandas()
+    meta = (
+        output_schema(id_col, top_k, len(detector.preprocessor_.input_columns_))
+        .empty_table()
+        .to_pandas()
+    )
     meta.index = ddf._meta.index[:0]
     positions = None
     if not id_col:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,8 +59,8 @@ from .job import (
     open_job,
     score_batch,
 )
-from .outputs import default_rejects_path, output_columns
-from .progress import ScoreCheckpoint, locked_output, run_identity
+from .outputs import default_rejects_path, output_schema
+from .progress import ScoreCheckpoint, ScoringSummary, locked_output, run_identity
 
 __all__ = [
     "BadInputError",
@@ -79,22 +78,6 @@ __all__ = [
     "score_labelled",
 ]
 PRECISIONS = ("auto", "float32", "float64")
-
-
-@dataclass
-class ScoringSummary:
-    """What :func:`score_file` did.  ``n_input == n_scored + n_rejected`` always."""
-
-    input_path: str
-    output_path: str
-    rejects_path: str | None
-    n_input: int
-    n_scored: int
-    n_rejected: int
-    n_anomalies: int
-    seconds: float
-    n_resumed: int = 0
-    """Input rows scored by the interrupted run that this one resumed."""
 
 
 def as_scorer(model: Any, precision: str = "auto") -> Scorer:
@@ -225,10 +208,11 @@ def score_file(
         rejects_path = default_rejects_path(output_path)
     can_resume = resumable(input_path, output_path)
     _check_run_paths(detector, input_path, output_path, rejects_path, can_resume)
-    if id_col is not None and id_col in output_columns(None, top_k):
+    output_columns = output_schema(None, top_k).names
+    if id_col is not None and id_col in output_columns:
         raise BadInputError(
             f"the id column {id_col!r} is also the name of an output column "
-            f"({', '.join(output_columns(None, top_k))}); the ids would be lost"
+            f"({', '.join(output_columns)}); the ids would be lost"
         )
     if resume and not can_resume:
         raise ResumeError(

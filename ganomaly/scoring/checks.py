@@ -32,20 +32,25 @@ from .formats import is_parquet, parquet_module
 
 
 def check_columns(
-    path: Path, header: list[str], needed: list[str], named: Sequence[str] = ()
+    path: Path, header: list[str], needed: Sequence[str], named: Sequence[str] = ()
 ) -> None:
     """BadInputError unless ``header`` has the model's columns (``needed``) and the
-    columns the caller names (an id or label column)."""
+    columns the caller names (an id, label or dropped column); the message names
+    what is missing, what the file has, and a delimiter that is not a comma."""
     absent = [c for c in [*needed, *named] if c not in header]
     if not absent:
         return
     where = "schema" if is_parquet(path) else "line 1 (header)"
-    message = (
-        f"{path}: {where}: missing column(s) {', '.join(map(repr, absent))}; the model "
-        f"needs {', '.join(map(repr, needed))}"
-    )
-    if any(c in absent for c in named):
+    message = f"{path}: {where}: missing column(s) {', '.join(map(repr, absent))}"
+    if needed:
+        message += f"; the model needs {', '.join(map(repr, needed))}"
+    if needed and any(c in absent for c in named):
         message += f", and {', '.join(map(repr, named))} was named as a column"
+    if not needed:
+        shown = ", ".join(map(repr, header[:12])) + (
+            ", ..." if len(header) > 12 else ""
+        )
+        message += f"; the file has {shown}"
     if len(header) == 1 and not is_parquet(path):
         for delimiter in (";", "\t", "|"):
             if delimiter in header[0]:

@@ -40,7 +40,7 @@ from .csv_pieces import (
 )
 from .errors import BadInputError
 from .formats import is_parquet, parquet_module
-from .outputs import BackgroundWriter, CsvWriter, Rejects, open_writer
+from .outputs import BackgroundWriter, CsvWriter, Rejects, open_writer, output_schema
 from .progress import ScoreCheckpoint
 
 # Bytes of CSV per block (a piece is PIECE_BLOCKS blocks; measured when a block was
@@ -566,7 +566,8 @@ class Job:
                         drain(keep=2 * self.threads)
                 drain(keep=0)
             if writer is None:
-                writer = self.sink or self._open_output(output, self._empty_schema())
+                schema = output_schema(self.id_col, self.top_k, len(self.needed))
+                writer = self.sink or self._open_output(output, schema)
             self.rejects.flush()  # invalid rows of the last piece
         finally:
             for executor in (pool, parsers):
@@ -646,19 +647,6 @@ class Job:
                 )
             self.n_input += 1
             self.rejects.add((line or 0) - 1, line, "", reason)
-
-    def _empty_schema(self) -> pa.Schema:
-        fields = [
-            (self.id_col, pa.string()) if self.id_col else ("row", pa.int64()),
-            ("anomaly_score", pa.float64()),
-            ("is_anomaly", pa.bool_()),
-        ]
-        for k in range(1, min(self.top_k, len(self.needed)) + 1):
-            fields += [
-                (f"feature_{k}", pa.string()),
-                (f"contribution_{k}", pa.float64()),
-            ]
-        return pa.schema(fields)
 
 
 class _NoProgress:

@@ -150,14 +150,21 @@ class Rejects:
             self.spill.unlink(missing_ok=True)
 
 
-def output_columns(id_col: str | None, top_k: int, n_columns: int | None = None):
-    """The columns of a scored file, in order: the id (or ``row``), the score, the
-    flag and ``top_k`` explanations (at most ``n_columns``)."""
+def output_schema(
+    id_col: str | None, top_k: int, n_columns: int | None = None
+) -> pa.Schema:
+    """The columns of a scored file, in order: the id (or ``row``, the data row
+    number), ``anomaly_score``, ``is_anomaly`` and ``top_k`` explanations
+    ``feature_k`` / ``contribution_k`` (at most ``n_columns``, the model's)."""
     n_explained = top_k if n_columns is None else min(top_k, n_columns)
-    names = [id_col or "row", "anomaly_score", "is_anomaly"]
+    fields = [
+        (id_col, pa.string()) if id_col else ("row", pa.int64()),
+        ("anomaly_score", pa.float64()),
+        ("is_anomaly", pa.bool_()),
+    ]
     for k in range(1, n_explained + 1):
-        names += [f"feature_{k}", f"contribution_{k}"]
-    return names
+        fields += [(f"feature_{k}", pa.string()), (f"contribution_{k}", pa.float64())]
+    return pa.schema(fields)
 
 
 class BackgroundWriter:

@@ -311,7 +311,7 @@ def test_fit_unknown_label_column(files, capsys):
         ]
     )
     assert code == 2
-    assert "no column(s) 'Class'" in capsys.readouterr().err
+    assert "missing column(s) 'Class'; the file has" in capsys.readouterr().err
 
 
 def test_evaluate_streams_the_same_metrics_as_in_memory(files, tmp_path):

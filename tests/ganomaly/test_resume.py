@@ -590,11 +590,11 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
 def test_a_folder_record_skips_an_output_it_cannot_see(model, source, tmp_path):
     """A file scored where this process cannot see its output (a Dask worker's own
     disk) is not recorded, and the run goes on: a resumed run scores it again."""
-    from ganomaly.distributed import _FolderProgress
+    from ganomaly.scoring.progress import FolderProgress
     from ganomaly.scoring import as_scorer
 
     options = {"id_col": None, "on_bad_rows": "error", "top_k": 3}
-    record = _FolderProgress(tmp_path, as_scorer(model), options)
+    record = FolderProgress(tmp_path, as_scorer(model), options)
     summary = scoring.ScoringSummary(
         input_path=str(source),
         output_path=str(tmp_path / "elsewhere.csv"),
