@@ -590,8 +590,8 @@ def test_a_folder_run_resumes_where_it_stopped(model, source, tmp_path, monkeypa
 def test_a_folder_record_skips_an_output_it_cannot_see(model, source, tmp_path):
     """A file scored where this process cannot see its output (a Dask worker's own
     disk) is not recorded, and the run goes on: a resumed run scores it again."""
-    from ganomaly.scoring.progress import FolderProgress
     from ganomaly.scoring import as_scorer
+    from ganomaly.scoring.progress import FolderProgress
 
     options = {"id_col": None, "on_bad_rows": "error", "top_k": 3}
     record = FolderProgress(tmp_path, as_scorer(model), options)
