@@ -1,10 +1,11 @@
 """gancore: the GAN machinery shared by ganaug and ganomaly.
 
-Networks (:mod:`gancore.nets`), adversarial losses (:mod:`gancore.losses`),
-DiffAugment, EMA, one training loop (:mod:`gancore.train`), device and RNG handling
+Networks (:mod:`gancore.nets`: MLP and DCGAN; :mod:`gancore.resnets`: residual
+nets for real images), adversarial losses (:mod:`gancore.losses`),
+DiffAugment (:mod:`gancore.diffaugment`), EMA, one
+training loop (:mod:`gancore.train`), device and RNG handling
 (:mod:`gancore.device`), safe model files (:mod:`gancore.io`) and the rules for
-writing any file (:mod:`gancore.files`). Imports torch and
-numpy only.
+writing any file (:mod:`gancore.files`). Imports torch and numpy only.
 
 Names are imported on first use (PEP 562), so that a program which only reads model
 files into numpy (:func:`gancore.io.load_arrays`, the streaming scorer) does not pay
@@ -55,6 +56,13 @@ _EXPORTS = {
         "dcgan_weights_init",
         "pad_to_multiple",
     ],
+    "resnets": [
+        "ConditionalBatchNorm2d",
+        "ResNetDiscriminator",
+        "ResNetGenerator",
+        "SelfAttention",
+        "resnet_weights_init",
+    ],
     "train": [
         "TrainingDivergedError",
         "adversarial_steps",
@@ -104,6 +112,13 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         crop_to,
         dcgan_weights_init,
         pad_to_multiple,
+    )
+    from .resnets import (  # noqa: F401
+        ConditionalBatchNorm2d,
+        ResNetDiscriminator,
+        ResNetGenerator,
+        SelfAttention,
+        resnet_weights_init,
     )
     from .train import (  # noqa: F401
         TrainingDivergedError,

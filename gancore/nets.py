@@ -61,12 +61,27 @@ def _maybe_sn(layer: nn.Module, use: bool) -> nn.Module:
     return _spectral_norm(layer) if use else layer
 
 
-def _check_classes(n_classes: int | None) -> None:
+def check_classes(n_classes: int | None) -> None:
+    """Refuse an ``n_classes`` that is neither None nor an int of at least 2.
+
+    Shared by every network module (here and :mod:`gancore.resnets`), so that all
+    nets word the error alike.
+    """
     if n_classes is not None and (not isinstance(n_classes, int) or n_classes < 2):
         raise ValueError(f"n_classes must be None or an int >= 2, got {n_classes!r}")
 
 
-def _check_labels(y: torch.Tensor | None, n_classes: int | None, who: str) -> None:
+def check_labels(y: torch.Tensor | None, n_classes: int | None, who: str) -> None:
+    """Refuse labels for an unconditional net ``who``, or none for a conditional one.
+
+    Examples
+    --------
+    >>> check_labels(None, None, "MLPGenerator")
+    >>> check_labels(None, 3, "MLPGenerator")
+    Traceback (most recent call last):
+    ...
+    ValueError: MLPGenerator is conditional (n_classes=3); pass labels y
+    """
     if n_classes is None and y is not None:
         raise ValueError(f"{who} is unconditional (n_classes=None) but got labels")
     if n_classes is not None and y is None:
@@ -119,7 +134,7 @@ class MLPGenerator(nn.Module):
         out_activation: str | None = None,
     ):
         super().__init__()
-        _check_classes(n_classes)
+        check_classes(n_classes)
         if out_activation not in ("tanh", None):
             raise ValueError(
                 f"out_activation must be 'tanh' or None, got {out_activation!r}"
@@ -142,7 +157,7 @@ class MLPGenerator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_labels(y, self.n_classes, type(self).__name__)
+        check_labels(y, self.n_classes, type(self).__name__)
         if self.label_embedding is not None:
             z = torch.cat([z, self.label_embedding(y)], dim=1)
         return self.net(z)
@@ -180,7 +195,7 @@ class MLPDiscriminator(nn.Module):
         dropout: float = 0.0,
     ):
         super().__init__()
-        _check_classes(n_classes)
+        check_classes(n_classes)
         if not hidden_dims:
             raise ValueError("hidden_dims must name at least one layer")
         self.n_classes = n_classes
@@ -207,7 +222,7 @@ class MLPDiscriminator(nn.Module):
         return self.body(x)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_labels(y, self.n_classes, type(self).__name__)
+        check_labels(y, self.n_classes, type(self).__name__)
         phi = self.body(x)
         logit = self.head(phi).squeeze(1)
         if self.projection is not None:
@@ -215,12 +230,22 @@ class MLPDiscriminator(nn.Module):
         return logit
 
 
-def _n_resamplings(height: int, width: int) -> int:
+def resampling_stages(height: int, width: int) -> int:
     """Number of 2x up/down-sampling stages for an image of ``height x width``.
 
     As many as the sides allow (each stage halves both sides exactly) while the
     smallest map keeps sides of at least 4, with at least 2 stages: 64x64 -> 4 stages
     from 4x4, 28x28 -> 2 stages from 7x7, 48x80 -> 3 stages from 6x10.
+
+    Raises
+    ------
+    ValueError
+        If a side is not a positive multiple of 4 (pad with :func:`pad_to_multiple`).
+
+    Examples
+    --------
+    >>> resampling_stages(64, 64), resampling_stages(28, 28), resampling_stages(48, 80)
+    (4, 2, 3)
     """
     if height % 4 or width % 4 or height < 4 or width < 4:
         raise ValueError(
@@ -237,11 +262,12 @@ def _n_resamplings(height: int, width: int) -> int:
     return stages
 
 
-def _check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+def check_image_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    """``(C, H, W)`` as ints, refusing other lengths and sides no net can take."""
     if len(image_shape) != 3 or min(image_shape) < 1:
         raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
     channels, height, width = (int(s) for s in image_shape)
-    _n_resamplings(height, width)
+    resampling_stages(height, width)
     return channels, height, width
 
 
@@ -278,9 +304,9 @@ class DCGANGenerator(nn.Module):
         n_classes: int | None = None,
     ):
         super().__init__()
-        _check_classes(n_classes)
-        channels, height, width = _check_image_shape(image_shape)
-        stages = _n_resamplings(height, width)
+        check_classes(n_classes)
+        channels, height, width = check_image_shape(image_shape)
+        stages = resampling_stages(height, width)
         self.latent_dim, self.n_classes = latent_dim, n_classes
         self.image_shape = (channels, height, width)
         self._start = (
@@ -309,7 +335,7 @@ class DCGANGenerator(nn.Module):
         self.apply(dcgan_weights_init)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_labels(y, self.n_classes, type(self).__name__)
+        check_labels(y, self.n_classes, type(self).__name__)
         if self.label_embedding is not None:
             z = torch.cat([z, self.label_embedding(y)], dim=1)
         return self.net(self.project(z).view(-1, *self._start))
@@ -353,14 +379,14 @@ class DCGANDiscriminator(nn.Module):
         normalization: str | None = "batch",
     ):
         super().__init__()
-        _check_classes(n_classes)
+        check_classes(n_classes)
         if normalization not in ("batch", "instance", None):
             raise ValueError(
                 "normalization must be 'batch', 'instance' or None, "
                 f"got {normalization!r}"
             )
-        channels, height, width = _check_image_shape(image_shape)
-        stages = _n_resamplings(height, width)
+        channels, height, width = check_image_shape(image_shape)
+        stages = resampling_stages(height, width)
         self.n_classes, self.image_shape = n_classes, (channels, height, width)
         self.normalization = normalization
         layers: list[nn.Module] = []
@@ -403,7 +429,7 @@ class DCGANDiscriminator(nn.Module):
         return self.body(x).flatten(1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        _check_labels(y, self.n_classes, type(self).__name__)
+        check_labels(y, self.n_classes, type(self).__name__)
         phi = self.features(x)
         logit = self.head(phi).squeeze(1)
         if self.projection is not None:
