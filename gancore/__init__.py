@@ -2,7 +2,7 @@
 
 Networks (:mod:`gancore.nets`: MLP and DCGAN; :mod:`gancore.resnets`: residual
 nets for real images), adversarial losses (:mod:`gancore.losses`),
-DiffAugment (:mod:`gancore.diffaugment`), EMA, one
+DiffAugment and adaptive augmentation (:mod:`gancore.diffaugment`), EMA, one
 training loop (:mod:`gancore.train`), device and RNG handling
 (:mod:`gancore.device`), safe model files (:mod:`gancore.io`) and the rules for
 writing any file (:mod:`gancore.files`). Imports torch and numpy only.
@@ -28,7 +28,7 @@ _EXPORTS = {
         "make_rngs",
         "resolve_device",
     ],
-    "diffaugment": ["DiffAugment"],
+    "diffaugment": ["AdaptiveAugment", "DiffAugment"],
     "ema": ["EMA"],
     "files": [
         "UnsafeOutputError",
@@ -85,7 +85,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         make_rngs,
         resolve_device,
     )
-    from .diffaugment import DiffAugment  # noqa: F401
+    from .diffaugment import AdaptiveAugment, DiffAugment  # noqa: F401
     from .ema import EMA  # noqa: F401
     from .files import (  # noqa: F401
         UnsafeOutputError,
