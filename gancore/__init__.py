@@ -1,7 +1,7 @@
 """gancore: the GAN machinery shared by ganaug and ganomaly.
 
 Networks (:mod:`gancore.nets`: MLP and DCGAN; :mod:`gancore.resnets`: residual
-nets for real images), adversarial losses (:mod:`gancore.losses`),
+nets for real images), adversarial losses and R1 (:mod:`gancore.losses`),
 DiffAugment and adaptive augmentation (:mod:`gancore.diffaugment`), EMA, one
 training loop (:mod:`gancore.train`), device and RNG handling
 (:mod:`gancore.device`), safe model files (:mod:`gancore.io`) and the rules for
@@ -46,7 +46,7 @@ _EXPORTS = {
         "module_tensors",
         "save_model",
     ],
-    "losses": ["LOSSES", "GANLoss", "gradient_penalty"],
+    "losses": ["LOSSES", "GANLoss", "gradient_penalty", "r1_penalty"],
     "nets": [
         "DCGANDiscriminator",
         "DCGANGenerator",
@@ -103,7 +103,7 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         module_tensors,
         save_model,
     )
-    from .losses import LOSSES, GANLoss, gradient_penalty  # noqa: F401
+    from .losses import LOSSES, GANLoss, gradient_penalty, r1_penalty  # noqa: F401
     from .nets import (  # noqa: F401
         DCGANDiscriminator,
         DCGANGenerator,

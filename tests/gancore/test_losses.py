@@ -1,4 +1,4 @@
-"""Losses pinned to their equations on tiny tensors; DiffAugment; EMA."""
+"""Losses and R1 pinned to their equations on tiny tensors; DiffAugment; EMA."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from gancore import EMA, DiffAugment, GANLoss, gradient_penalty
+from gancore import EMA, DiffAugment, GANLoss, gradient_penalty, r1_penalty
 
 REAL = torch.tensor([2.0, -1.0])
 FAKE = torch.tensor([0.5, -3.0])
@@ -73,6 +73,30 @@ def test_gradient_penalty_conditional_images():
     # gradient of 0.5 * sum over 4 pixels has norm 0.5 * 2 = 1
     assert float(gp) == pytest.approx(0.0, abs=1e-6)
     assert calls["y"] is y
+
+
+def test_r1_penalty_of_a_linear_discriminator():
+    # D(x) = w.x + b: grad_x D = w for every x, so R1 = gamma / 2 * ||w||^2.
+    critic = nn.Linear(3, 1)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[1.0, 2.0, 2.0]]))
+    x = torch.randn(5, 3, requires_grad=True)
+    penalty = r1_penalty(critic(x).squeeze(1), x, gamma=4.0)
+    assert float(penalty) == pytest.approx(4.0 / 2 * 9)
+    # Differentiable in the discriminator's weights: d/dw (gamma/2 ||w||^2) = gamma w.
+    penalty.backward()
+    assert torch.allclose(critic.weight.grad, 4.0 * critic.weight.detach())
+    assert float(r1_penalty(critic(x).squeeze(1), x)) == pytest.approx(45.0)  # 10/2*9
+
+
+def test_r1_penalty_is_a_batch_mean_of_squared_gradient_norms():
+    # D(x) = sum(x^2) over the image: grad = 2x, ||2x||^2 = 4 * sum(x^2) per image.
+    x = torch.tensor([[[[1.0, 2.0]]], [[[0.0, 1.0]]]], requires_grad=True)
+    logits = x.square().flatten(1).sum(1)
+    # Per image: 4 * 5 = 20 and 4 * 1 = 4, mean 12; gamma / 2 = 1.
+    assert float(r1_penalty(logits, x, gamma=2.0)) == pytest.approx(12.0)
+    with pytest.raises(ValueError, match="gamma"):
+        r1_penalty(logits, x, gamma=-1.0)
 
 
 def test_unknown_loss():
