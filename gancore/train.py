@@ -9,8 +9,9 @@ What the loop adds is what every GAN user needs and few loops get right: mixed
 precision on CUDA, a per-epoch loss history, divergence detection (a NaN or infinite
 loss stops training with an error naming the epoch, before anything is saved),
 checkpoints that hold everything needed to resume (weights, optimiser and scaler
-states, EMA, RNG states, history), and resumption that reproduces an uninterrupted
-run exactly on the CPU.
+states, EMA, RNG states, history, and the state of loss functions that keep any,
+such as an adaptive augmentation's probability), and resumption that reproduces an
+uninterrupted run exactly on the CPU.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from .device import (
     flush_denormal,
     make_grad_scaler,
 )
-from .diffaugment import DiffAugment
+from .diffaugment import AdaptiveAugment, DiffAugment
 from .ema import EMA
 from .files import atomic_write
-from .losses import GANLoss, gradient_penalty
+from .losses import GANLoss, gradient_penalty, r1_penalty
 
 __all__ = ["TrainingDivergedError", "adversarial_steps", "train_gan"]
 
@@ -127,6 +128,17 @@ def _average_gradients(optimizer: torch.optim.Optimizer, world: int) -> None:
         offset += grad.numel()
 
 
+class _LossWithState:
+    """A loss function with state that :func:`train_gan` checkpoints and restores."""
+
+    def __init__(self, function: LossFn, state_dict, load_state_dict):
+        self._function = function
+        self.state_dict, self.load_state_dict = state_dict, load_state_dict
+
+    def __call__(self, batch: tuple[torch.Tensor, ...]):
+        return self._function(batch)
+
+
 def _save_checkpoint(path: Path, state: dict) -> None:
     with atomic_write(path) as tmp:
         torch.save(state, tmp)
@@ -184,7 +196,10 @@ def train_gan(
     d_loss_fn, g_loss_fn : callable
         ``fn(batch) -> loss`` or ``fn(batch) -> (loss, {name: tensor})``, where
         ``batch`` is a tuple of tensors on ``device`` (rows of ``data``); extra named
-        values are averaged per epoch into the history.
+        values are averaged per epoch into the history. A function with
+        ``state_dict()`` and ``load_state_dict(state)`` methods (those of
+        :func:`adversarial_steps` with lazy R1 or an adaptive augmentation) has its
+        state saved in checkpoints and restored on resume.
     data : sequence of torch.Tensor
         Tensors with the same first dimension (e.g. images and labels).
     n_epochs, batch_size : int
@@ -261,6 +276,11 @@ def train_gan(
     shard_seed = None
     d_steps = 0
     meta = dict(checkpoint_meta or {})
+    stateful = {
+        name: function
+        for name, function in (("d_loss_fn", d_loss_fn), ("g_loss_fn", g_loss_fn))
+        if callable(getattr(function, "state_dict", None))
+    }
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path)
         if state["meta"] != meta:
@@ -276,6 +296,14 @@ def train_gan(
         g_scaler.load_state_dict(state["g_scaler"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        loss_state = state.get("loss_state") or {}
+        for name, function in stateful.items():
+            if name not in loss_state:
+                raise ValueError(
+                    f"{checkpoint_path}: the checkpoint holds no state for {name} "
+                    "(made without lazy R1 or adaptive augmentation?); remove it"
+                )
+            function.load_state_dict(loss_state[name])
         rngs.load_state_dict(state["rngs"])
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
@@ -299,6 +327,9 @@ def train_gan(
                 "d_scaler": d_scaler.state_dict(),
                 "g_scaler": g_scaler.state_dict(),
                 "ema": ema.state_dict() if ema is not None else None,
+                "loss_state": {
+                    name: function.state_dict() for name, function in stateful.items()
+                },
                 "rngs": rngs.state_dict(),
                 "history": history,
                 "shard_seed": shards.seed,
@@ -422,8 +453,10 @@ def adversarial_steps(
     *,
     latent_dim: int,
     rngs: Rngs,
-    diffaugment: DiffAugment | None = None,
+    diffaugment: DiffAugment | AdaptiveAugment | None = None,
     conditional: bool = False,
+    r1_gamma: float = 0.0,
+    r1_every: int = 16,
 ) -> tuple[LossFn, LossFn]:
     """Loss functions for an ordinary (conditional) GAN, for :func:`train_gan`.
 
@@ -439,20 +472,42 @@ def adversarial_steps(
     latent_dim : int
     rngs : gancore.device.Rngs
         Latent codes and augmentations are drawn from ``rngs.torch_device``.
-    diffaugment : DiffAugment, optional
+    diffaugment : DiffAugment or AdaptiveAugment, optional
+        An augmentation with an ``update(real_logits)`` method (ADA) is given the
+        logits of every augmented real batch, and its ``p`` is logged per epoch as
+        ``augment_p``.
     conditional : bool, default=False
         Batches are ``(x, y)`` and both networks take labels.
+    r1_gamma : float, default=0.0
+        Weight ``gamma`` of the R1 penalty on real images
+        (:func:`gancore.losses.r1_penalty`); 0 turns it off.
+    r1_every : int, default=16
+        Lazy regularisation (StyleGAN2, Karras et al. 2020): the penalty is computed
+        on every ``r1_every``-th discriminator step only, starting with the first,
+        and multiplied by ``r1_every`` so that its average weight is unchanged.
+        It is logged per epoch as ``r1_penalty`` (unscaled, the mean over the steps
+        that computed it). StyleGAN2 also scales Adam's learning rate and betas by
+        ``r1_every / (r1_every + 1)``; that is the caller's choice.
 
     Returns
     -------
     d_loss_fn, g_loss_fn : callable
+        With lazy R1 or an adaptive augmentation, ``d_loss_fn`` has
+        ``state_dict`` / ``load_state_dict`` (its step count and the augmentation's
+        state), which :func:`train_gan` keeps in checkpoints.
     """
     if loss.needs_gradient_penalty and _has_batch_norm(discriminator):
         raise ValueError(
             "WGAN-GP's per-sample gradient penalty is invalid with batch norm in the "
             "discriminator; build it with normalization='instance' or None"
         )
+    if r1_gamma < 0 or r1_every < 1:
+        raise ValueError(
+            f"need r1_gamma >= 0 and r1_every >= 1; got {r1_gamma}, {r1_every}"
+        )
     noise_rng = rngs.torch_device
+    adaptive = callable(getattr(diffaugment, "update", None))
+    progress = {"d_steps": 0}  # for lazy R1; saved with the checkpoints
 
     def augment(x: torch.Tensor) -> torch.Tensor:
         return diffaugment(x, noise_rng) if diffaugment is not None else x
@@ -469,17 +524,48 @@ def adversarial_steps(
     def d_loss_fn(batch):
         with torch.no_grad():
             fake, y = generate(batch)
-        real_in, fake_in = augment(batch[0]), augment(fake)
-        d_loss = loss.discriminator_loss(critic(real_in, y), critic(fake_in, y))
-        if not loss.needs_gradient_penalty:
-            return d_loss
-        penalty = gradient_penalty(
-            discriminator, real_in, fake_in, y, generator=noise_rng
-        )
-        return d_loss + loss.gp_weight * penalty, {"gradient_penalty": penalty}
+        with_r1 = r1_gamma > 0 and progress["d_steps"] % r1_every == 0
+        progress["d_steps"] += 1
+        logs = {}
+        real = batch[0]
+        if with_r1:  # the gradient is taken at the real image, before augmentation
+            real = real.detach().requires_grad_(True)
+        if adaptive:
+            # A fill, not a copy from the host: no synchronisation on CUDA.
+            logs["augment_p"] = torch.full((), diffaugment.p, device=real.device)
+        real_in, fake_in = augment(real), augment(fake)
+        real_logits = critic(real_in, y)
+        d_loss = loss.discriminator_loss(real_logits, critic(fake_in, y))
+        if adaptive:
+            diffaugment.update(real_logits.detach())
+        if with_r1:
+            penalty = r1_penalty(real_logits, real, gamma=r1_gamma)
+            d_loss = d_loss + r1_every * penalty
+            logs["r1_penalty"] = penalty
+        if loss.needs_gradient_penalty:
+            penalty = gradient_penalty(
+                discriminator, real_in, fake_in, y, generator=noise_rng
+            )
+            d_loss = d_loss + loss.gp_weight * penalty
+            logs["gradient_penalty"] = penalty
+        return (d_loss, logs) if logs else d_loss
 
     def g_loss_fn(batch):
         fake, y = generate(batch)
         return loss.generator_loss(critic(augment(fake), y))
 
-    return d_loss_fn, g_loss_fn
+    if not (adaptive or r1_gamma > 0):
+        return d_loss_fn, g_loss_fn
+
+    def state_dict() -> dict:
+        return {
+            "d_steps": progress["d_steps"],
+            "augment": diffaugment.state_dict() if adaptive else None,
+        }
+
+    def load_state_dict(state: dict) -> None:
+        progress["d_steps"] = int(state["d_steps"])
+        if adaptive:
+            diffaugment.load_state_dict(state["augment"])
+
+    return _LossWithState(d_loss_fn, state_dict, load_state_dict), g_loss_fn

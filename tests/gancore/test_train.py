@@ -1,4 +1,5 @@
-"""The training loop: DCGAN smoke test, resumption, divergence, checkpoints."""
+"""The training loop: DCGAN and ResNet smoke tests (ADA, lazy R1), resumption,
+divergence, checkpoints."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import torch
 
 from gancore import (
     EMA,
+    AdaptiveAugment,
     DCGANDiscriminator,
     DCGANGenerator,
     DiffAugment,
     GANLoss,
     MLPDiscriminator,
     MLPGenerator,
+    ResNetDiscriminator,
+    ResNetGenerator,
     TrainingDivergedError,
     adversarial_steps,
     load_checkpoint,
@@ -321,3 +325,133 @@ def test_verbose_shows_progress(capsys):
         desc="squares",
     )
     assert "squares" in capsys.readouterr().err
+
+
+def build_resnet(seed=0, *, ada=True, r1_gamma=1.0, r1_every=3):
+    torch.manual_seed(seed)  # construction only; training draws from rngs
+    rngs = make_rngs(seed)
+    shape, widths = (3, 32, 32), dict(base_channels=4, max_channels=16)
+    g = ResNetGenerator(16, shape, n_classes=2, attention_at=16, **widths)
+    d = ResNetDiscriminator(shape, n_classes=2, attention_at=16, **widths)
+    # p starts at 0.5 and moves by 1/16 at every step (r_t of 4 logits is never
+    # 0.6), so it stays in (0, 1) and changes what every step draws.
+    augment = AdaptiveAugment(p=0.5, interval=1, ramp_images=64) if ada else None
+    d_fn, g_fn = adversarial_steps(
+        g,
+        d,
+        GANLoss("hinge"),
+        latent_dim=16,
+        rngs=rngs,
+        conditional=True,
+        diffaugment=augment,
+        r1_gamma=r1_gamma,
+        r1_every=r1_every,
+    )
+    return dict(
+        generator=g,
+        discriminator=d,
+        g_optimizer=torch.optim.Adam(g.parameters(), 2e-4, betas=(0.0, 0.99)),
+        d_optimizer=torch.optim.Adam(d.parameters(), 2e-4, betas=(0.0, 0.99)),
+        d_loss_fn=d_fn,
+        g_loss_fn=g_fn,
+        rngs=rngs,
+        device=CPU,
+        ema=EMA(g, 0.9),
+    )
+
+
+def _rgb_shapes(n: int = 8):
+    images, labels = squares_and_circles(n, size=32)
+    tint = torch.tensor([1.0, 0.5, -0.2]).view(1, 3, 1, 1)
+    return (images * tint).clamp(-1, 1), labels
+
+
+def test_resnets_with_ada_and_lazy_r1_resume_bit_identically(tmp_path):
+    data, kwargs = _rgb_shapes(), dict(n_epochs=2, batch_size=4)  # 2 steps an epoch
+    reference = build_resnet(seed=5)
+    ref_history = train_gan(**reference, data=data, **kwargs)
+    assert [h["epoch"] for h in ref_history] == [1, 2]
+    assert all(math.isfinite(v) for h in ref_history for v in h.values())
+    # R1 on d-steps 0 and 3 (one in each epoch); p logged, and it moved.
+    assert all("r1_penalty" in h and "augment_p" in h for h in ref_history)
+    assert ref_history[0]["augment_p"] != ref_history[1]["augment_p"]
+    ref_state = reference["d_loss_fn"].state_dict()
+    assert ref_state["d_steps"] == 4 and ref_state["augment"]["p"] != 0.5
+    assert all(0 < h["augment_p"] < 1 for h in ref_history)
+
+    # One epoch, checkpointed; then a run built differently resumes from the file.
+    checkpoint = tmp_path / "run.ckpt"
+    first = build_resnet(seed=5)
+    train_gan(
+        **first,
+        data=data,
+        n_epochs=1,
+        batch_size=4,
+        checkpoint_path=checkpoint,
+        checkpoint_every=1,
+    )
+    saved = load_checkpoint(checkpoint)["loss_state"]["d_loss_fn"]
+    assert saved["d_steps"] == 2 and saved["augment"]["p"] != 0.5
+    second = build_resnet(seed=99)
+    history = train_gan(
+        **second, data=data, **kwargs, checkpoint_path=checkpoint, resume=True
+    )
+    assert history == ref_history
+    assert second["d_loss_fn"].state_dict() == ref_state
+    for name in ("generator", "discriminator"):
+        ref, got = _weights(reference[name]), _weights(second[name])
+        assert ref.keys() == got.keys()
+        assert all(torch.equal(ref[k], got[k]) for k in ref), name
+    ref, got = _weights(reference["ema"].module), _weights(second["ema"].module)
+    assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def test_lazy_r1_runs_every_k_steps_scaled_by_k():
+    images, labels = _rgb_shapes(4)
+    batch = (images, labels)
+    with_r1 = build_resnet(seed=1, ada=False, r1_gamma=0.5, r1_every=2)
+    without = build_resnet(seed=1, ada=False, r1_gamma=0.0)
+    loss, logs = with_r1["d_loss_fn"](batch)
+    plain = without["d_loss_fn"](batch)  # the same nets and draws, no penalty
+    assert float(logs["r1_penalty"].detach()) > 0
+    expected = plain + 2 * logs["r1_penalty"]
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    loss.backward()  # the penalty reaches the discriminator's weights
+    assert all(p.grad is not None for p in with_r1["discriminator"].parameters())
+    steps = [with_r1["d_loss_fn"](batch) for _ in range(4)]  # d-steps 1 .. 4
+    assert ["r1_penalty" in s[1] if isinstance(s, tuple) else False for s in steps] == [
+        False,
+        True,
+        False,
+        True,
+    ]
+
+
+def test_plain_steps_keep_no_state_and_bad_r1_options():
+    parts = build_dcgan()
+    assert not hasattr(parts["d_loss_fn"], "state_dict")  # old checkpoints resume
+    g, d = parts["generator"], parts["discriminator"]
+    for kwargs in (dict(r1_gamma=-1.0), dict(r1_gamma=1.0, r1_every=0)):
+        with pytest.raises(ValueError, match="r1_"):
+            adversarial_steps(
+                g, d, GANLoss(), latent_dim=16, rngs=make_rngs(0), **kwargs
+            )
+
+
+def test_resume_refuses_a_checkpoint_without_the_loss_state(tmp_path):
+    images, labels = squares_and_circles(16)
+    ckpt = tmp_path / "c.ckpt"
+    common = dict(data=(images, labels), batch_size=8, checkpoint_path=ckpt)
+    train_gan(**build_dcgan(), n_epochs=1, checkpoint_every=1, **common)
+    parts = build_dcgan()
+    parts["d_loss_fn"], parts["g_loss_fn"] = adversarial_steps(
+        parts["generator"],
+        parts["discriminator"],
+        GANLoss("hinge"),
+        latent_dim=16,
+        rngs=parts["rngs"],
+        conditional=True,
+        diffaugment=AdaptiveAugment(),
+    )
+    with pytest.raises(ValueError, match="no state for d_loss_fn"):
+        train_gan(**parts, n_epochs=2, resume=True, **common)
