@@ -21,7 +21,6 @@ never writes synthetic images into a folder of images that are not synthetic.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 import time
@@ -31,13 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from gancore.cli import CliError, HelpFormatter, add_hidden_alias, os_error, version
+
 __all__ = ["main"]
 
 _SPLIT_SEED_OFFSET = 7919  # the audit split's seed differs from the GAN's
-
-
-class CLIError(Exception):
-    """An error reported as one line on stderr with a non-zero exit status."""
 
 
 # ------------------------------------------------------------------ helpers
@@ -62,24 +59,24 @@ def _load_labelled(
         pseudonymise_labels=pseudonymise,
     )
     if loaded.labels is None:
-        raise CLIError(
+        raise CliError(
             f"{data}: no labels; pass --labels labels.csv (file,label rows) or put "
             "each class's images in a sub-folder named after the class"
         )
     if len(loaded.images) < 2:
-        raise CLIError(
+        raise CliError(
             f"{data}: found {len(loaded.images)} image; a GAN needs at least 2 "
             "per class"
         )
     counts = Counter(loaded.labels.tolist())
     if len(counts) < 2:
-        raise CLIError(
+        raise CliError(
             f"{data}: all images have the label {next(iter(counts))!r}; "
             "ganaug needs at least two classes"
         )
     small = sorted(str(label) for label, count in counts.items() if count < 2)
     if small:
-        raise CLIError(
+        raise CliError(
             f"{data}: class(es) {', '.join(small)} have a single image; every class "
             "needs at least 2 (better: dozens)"
         )
@@ -114,7 +111,7 @@ def _window(value: list[str] | None):
             return float(value[0]), float(value[1])
         except ValueError:
             pass
-    raise CLIError("--window takes 'dicom' or two numbers: CENTER WIDTH")
+    raise CliError("--window takes 'dicom' or two numbers: CENTER WIDTH")
 
 
 def _grayscale_display(images: np.ndarray) -> np.ndarray:
@@ -284,7 +281,7 @@ def _refuse_real_images(folder: Path, recursive: bool) -> None:
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         if threads < 1:
-            raise CLIError(f"--threads must be at least 1, got {threads}")
+            raise CliError(f"--threads must be at least 1, got {threads}")
         import torch
 
         torch.set_num_threads(threads)
@@ -332,18 +329,18 @@ def _cmd_fit(args) -> int:
 
     _set_threads(args.threads)
     if args.image_size is not None and args.image_size < 4:
-        raise CLIError(f"--image-size must be at least 4 pixels, got {args.image_size}")
+        raise CliError(f"--image-size must be at least 4 pixels, got {args.image_size}")
     if not 0 <= args.holdout_fraction < 1:
-        raise CLIError(
+        raise CliError(
             f"--holdout-fraction must be in [0, 1), got {args.holdout_fraction}"
         )
     written = _check_fit(args)
     if args.resume and not args.checkpoint:
-        raise CLIError("--resume needs --checkpoint PATH")
+        raise CliError("--resume needs --checkpoint PATH")
     if args.checkpoint and not args.resume:
         existing = sorted(Path(args.checkpoint).parent.glob(args.checkpoint.name + "*"))
         if existing:
-            raise CLIError(
+            raise CliError(
                 f"{existing[0]}: a checkpoint exists; pass --resume to continue from "
                 "it, or remove it to start afresh"
             )
@@ -369,7 +366,7 @@ def _cmd_fit(args) -> int:
         )
     images, labels = loaded.images, loaded.labels.astype(str)
     sources = np.asarray([Path(source).name for source in loaded.sources])
-    held_out = _audit_split(labels, args.holdout_fraction, args.seed)
+    held_out = _audit_split(labels, args.holdout_fraction, args.random_state)
     train_images, train_labels = images[~held_out], labels[~held_out]
     counts = Counter(train_labels.tolist())
     if rank == 0:
@@ -382,13 +379,13 @@ def _cmd_fit(args) -> int:
     sampler = GANAugmenter(
         architecture=args.architecture,
         loss=args.loss,
-        n_epochs=args.epochs,
+        n_epochs=args.n_epochs,
         batch_size=args.batch_size,
         latent_dim=args.latent_dim,
         learning_rate=args.learning_rate,
         base_channels=args.base_channels,
         device=args.device if world == 1 else str(device),
-        random_state=args.seed,
+        random_state=args.random_state,
         verbose=rank == 0,
         checkpoint_path=str(args.checkpoint) if args.checkpoint else None,
     )
@@ -401,7 +398,7 @@ def _cmd_fit(args) -> int:
         args.output,
         metadata={
             "holdout_fraction": args.holdout_fraction,
-            "split_seed": args.seed,
+            "split_seed": args.random_state,
             "n_images": len(images),
             # For the synthetic DICOM files' Burned In Annotation.
             "burned_in_annotation": loaded.burned_in_annotation,
@@ -412,7 +409,7 @@ def _cmd_fit(args) -> int:
     synthetic, synthetic_labels = sampler.sample(
         per_class * len(counts),
         y=np.repeat(sorted(counts), per_class),
-        random_state=args.seed,
+        random_state=args.random_state,
     )
     grid = save_sample_grid(
         written["sample grid"],
@@ -426,7 +423,7 @@ def _cmd_fit(args) -> int:
     print(f"sample grid: {grid}\nloss curve: {curve}")
     if held_out.any():
         n_audit = int(min(1000, max(len(train_images), 50)))
-        audit, _ = sampler.sample(n_audit, random_state=args.seed + 1)
+        audit, _ = sampler.sample(n_audit, random_state=args.random_state + 1)
         report = memorization_report(
             audit,
             train_images,
@@ -488,7 +485,7 @@ def _cmd_generate(args) -> int:
     figure = _check_generate(args)
     classes = [str(c) for c in sampler.classes_.tolist()]
     if args.n_samples < 1:
-        raise CLIError(f"-n must be at least 1, got {args.n_samples}")
+        raise CliError(f"-n must be at least 1, got {args.n_samples}")
     loaded, identifiers = None, None
     if args.data is not None:
         size = sampler.image_shape_[1:] if sampler.image_shape_ else None
@@ -508,7 +505,7 @@ def _cmd_generate(args) -> int:
     )
     if args.class_name is not None:
         if args.class_name not in classes:
-            raise CLIError(
+            raise CliError(
                 f"class {args.class_name!r} is not in the model; it knows "
                 + ", ".join(classes)
             )
@@ -522,7 +519,9 @@ def _cmd_generate(args) -> int:
         x, y = sampler.sample(
             len(wanted[start : start + 256]),
             y=wanted[start : start + 256],
-            random_state=args.seed if first and args.seed is not None else None,
+            random_state=args.random_state
+            if first and args.random_state is not None
+            else None,
         )
         first = False
         chunks_x.append(x)
@@ -629,12 +628,16 @@ def _cmd_demo(args) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     size = 32
-    train_x, train_y = _demo_images({"large": 160, "small": 16}, size, args.seed)
-    test_x, test_y = _demo_images({"large": 200, "small": 200}, size, args.seed + 1)
+    train_x, train_y = _demo_images(
+        {"large": 160, "small": 16}, size, args.random_state
+    )
+    test_x, test_y = _demo_images(
+        {"large": 200, "small": 200}, size, args.random_state + 1
+    )
     print(
         f"demo: {len(train_x)} training images ({size}x{size}, 160 'large' vs 16 "
         f"'small'), {len(test_x)} test images; training a conditional DCGAN for "
-        f"{args.epochs} epochs...",
+        f"{args.n_epochs} epochs...",
         file=sys.stderr,
     )
 
@@ -650,9 +653,9 @@ def _cmd_demo(args) -> int:
     )
     sampler = GANAugmenter(
         image_shape=(1, size, size),
-        n_epochs=args.epochs,
+        n_epochs=args.n_epochs,
         augment_ratio=0.5,
-        random_state=args.seed,
+        random_state=args.random_state,
         device=args.device,
         verbose=True,
     )
@@ -666,7 +669,7 @@ def _cmd_demo(args) -> int:
     )
     fitted = augmented.steps[0][1]
     synthetic, synthetic_y = fitted.sample(
-        16, y=np.repeat(["large", "small"], 8), random_state=args.seed
+        16, y=np.repeat(["large", "small"], 8), random_state=args.random_state
     )
     grid = save_sample_grid(
         out / "samples.png",
@@ -695,14 +698,35 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganaug",
         description="GAN augmentation of small, imbalanced medical imaging datasets.",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version("ganaug"))
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    common.add_argument("--threads", type=int, help="torch CPU threads")
+    common.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice)"
+    )
 
-    fit = sub.add_parser("fit", parents=[common], help="train a GAN on labelled images")
+    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            parents=[common],
+            formatter_class=HelpFormatter,
+            **kwargs,
+        )
+
+    def random_state(command: argparse.ArgumentParser, **kwargs) -> None:
+        # The spelling ganomaly uses too; --seed is the older one.
+        command.add_argument("--random-state", type=int, **kwargs)
+        add_hidden_alias(command, "--seed", "random_state", type=int)
+
+    def n_epochs(command: argparse.ArgumentParser, **kwargs) -> None:
+        command.add_argument("--n-epochs", type=int, **kwargs)
+        add_hidden_alias(command, "--epochs", "n_epochs", type=int)
+
+    fit = add_parser("fit", help="train a GAN on labelled images")
     fit.add_argument("data", type=Path, help="folder of DICOM/NIfTI/PNG/JPEG, or .npz")
     fit.add_argument("--labels", type=Path, help="CSV of file,label rows")
     fit.add_argument("-o", "--output", type=Path, required=True, help="model file")
@@ -713,20 +737,34 @@ def _parser() -> argparse.ArgumentParser:
         metavar="W",
         help="DICOM VOI window: 'dicom' or CENTER WIDTH",
     )
-    fit.add_argument("--epochs", type=int, default=200)
-    fit.add_argument("--batch-size", type=int, default=64)
-    fit.add_argument("--latent-dim", type=int, default=64)
-    fit.add_argument("--learning-rate", type=float, default=2e-4)
-    fit.add_argument("--base-channels", type=int, default=32)
-    fit.add_argument("--architecture", choices=["dcgan", "mlp"], default="dcgan")
-    fit.add_argument("--loss", choices=["hinge", "wgan-gp", "bce"], default="hinge")
+    n_epochs(fit, default=200, help="passes over the images")
+    fit.add_argument("--batch-size", type=int, default=64, help="images per step")
+    fit.add_argument("--latent-dim", type=int, default=64, help="noise vector size")
+    fit.add_argument(
+        "--learning-rate", type=float, default=2e-4, help="Adam step size, G and D"
+    )
+    fit.add_argument(
+        "--base-channels", type=int, default=32, help="width of the networks"
+    )
+    fit.add_argument(
+        "--architecture",
+        choices=["dcgan", "mlp"],
+        default="dcgan",
+        help="network family",
+    )
+    fit.add_argument(
+        "--loss",
+        choices=["hinge", "wgan-gp", "bce"],
+        default="hinge",
+        help="adversarial loss",
+    )
     fit.add_argument(
         "--holdout-fraction",
         type=float,
         default=0.1,
         help="images kept out of training for the memorisation audit",
     )
-    fit.add_argument("--seed", type=int, default=0)
+    random_state(fit, default=0, help="seeds weights, noise and the audit split")
     fit.add_argument(
         "--strict",
         action="store_true",
@@ -754,30 +792,37 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(func=_cmd_fit)
 
-    generate = sub.add_parser(
-        "generate", parents=[common], help="write synthetic images from a model"
-    )
-    generate.add_argument("model", type=Path)
-    generate.add_argument("-n", "--n-samples", type=int, required=True)
-    generate.add_argument("--class", dest="class_name", help="only this class")
-    generate.add_argument("-o", "--output", type=Path, required=True)
+    generate = add_parser("generate", help="write synthetic images from a model")
+    generate.add_argument("model", type=Path, help="model file written by ganaug fit")
     generate.add_argument(
-        "--format", choices=["dicom", "png", "nifti", "npz"], default="png"
+        "-n", "--n-samples", type=int, required=True, help="images to write"
     )
-    generate.add_argument("--seed", type=int)
+    generate.add_argument("--class", dest="class_name", help="only this class")
+    generate.add_argument(
+        "-o", "--output", type=Path, required=True, help="folder to write them to"
+    )
+    generate.add_argument(
+        "--format",
+        choices=["dicom", "png", "nifti", "npz"],
+        default="png",
+        help="file format of the synthetic images",
+    )
+    random_state(generate, help="seeds the noise (default: fresh entropy)")
     generate.add_argument(
         "--data", type=Path, help="the training images, for the memorisation audit"
     )
-    generate.add_argument("--labels", type=Path)
-    generate.add_argument("--window", nargs="+", metavar="W")
+    generate.add_argument("--labels", type=Path, help="CSV of file,label for --data")
+    generate.add_argument(
+        "--window", nargs="+", metavar="W", help="DICOM VOI window of --data"
+    )
     generate.set_defaults(func=_cmd_generate)
 
-    demo = sub.add_parser(
-        "demo", parents=[common], help="offline demo on MONAI's synthetic test images"
+    demo = add_parser("demo", help="offline demo on MONAI's synthetic test images")
+    demo.add_argument(
+        "--output-dir", type=Path, default=Path("ganaug-demo"), help="where to write"
     )
-    demo.add_argument("--output-dir", type=Path, default=Path("ganaug-demo"))
-    demo.add_argument("--epochs", type=int, default=150)
-    demo.add_argument("--seed", type=int, default=0)
+    n_epochs(demo, default=150, help="passes over the images")
+    random_state(demo, default=0, help="seeds the data and the GAN")
     demo.set_defaults(func=_cmd_demo)
     return parser
 
@@ -802,27 +847,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     try:
         return args.func(args)
-    except (CLIError, ModelFileError, TrainingDivergedError, ValueError) as err:
+    except (CliError, ModelFileError, TrainingDivergedError, ValueError) as err:
         # ValueError includes ImageReadError, IdentifyingLabelError and
         # UnsafeOutputError: each names the file or label and what to do.
         print(f"ganaug {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk, a read-only folder, a file for a folder
-        print(f"ganaug {args.command}: error: {_os_error(err)}", file=sys.stderr)
+        print(f"ganaug {args.command}: error: {os_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ganaug {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def _os_error(err: OSError) -> str:
-    """An OSError in one line: the file, what went wrong, and for a full disk what
-    to do."""
-    if isinstance(err, FileNotFoundError) and not err.filename:
-        return str(err)  # ganaug's own "no such file or folder" messages
-    text = err.strerror or str(err)
-    if err.filename is not None:
-        text = f"{err.filename}: {text}"
-    if err.errno == errno.ENOSPC:
-        text += " (the disk is full: free some space or write elsewhere)"
-    return " ".join(text.split())

@@ -23,14 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gancore.cli import CliError, HelpFormatter, add_hidden_alias, os_error, version
+
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["main"]
-
-
-class CliError(Exception):
-    """An error reported as one line on stderr with exit code 2."""
 
 
 # ------------------------------------------------------------------ reading tables
@@ -251,7 +249,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     except BadInputError as exc:
         raise CliError(str(exc)) from exc
     except OSError as exc:  # a full disk, say: what was done is kept for --resume
-        message = _os_error(exc)
+        message = os_error(exc)
         if progress_file.exists():
             message += "; the rows scored so far are kept: run again with --resume"
         raise CliError(message) from exc
@@ -308,7 +306,7 @@ def _score_many(args: argparse.Namespace) -> int:
                 on_bad_rows=args.on_bad_rows,
                 top_k=args.top_k,
                 device=args.device,
-                threads=args.threads,
+                threads=args.score_threads or args.threads,  # per Dask task
                 precision=args.precision,
                 score_threads=args.score_threads,
                 progress=None if not args.quiet and not on_dask else False,
@@ -618,29 +616,45 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ganomaly",
         description="GANomaly fraud / anomaly detection for tables (CSV, Parquet).",
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="CPU threads for the networks (default 1: fastest for these small "
-        "networks; the file reader and writer have threads of their own)",
-    )
+    parser.add_argument("--version", action="version", version=version("ganomaly"))
+    # Before the command, as it used to be: the network threads of any command.
+    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    fit = sub.add_parser("fit", help="train on normal rows, save a model file")
+    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=HelpFormatter, **kwargs)
+
+    def network_threads(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--threads",
+            type=int,
+            metavar="N",
+            default=argparse.SUPPRESS,
+            help="CPU threads for the networks (default: 1, fastest for these "
+            "small networks)",
+        )
+
+    fit = add_parser("fit", help="train on normal rows, save a model file")
     fit.add_argument("train", help="training CSV or Parquet file")
     fit.add_argument("-o", "--output", required=True, help="model file to write")
     fit.add_argument("--label-col", help="train only on rows whose label is normal")
-    fit.add_argument("--normal-label", default="0", help="normal label (default 0)")
+    fit.add_argument("--normal-label", default="0", help="label of normal rows")
     fit.add_argument("--drop-cols", help="comma-separated columns to ignore")
     fit.add_argument("--id-col", help="identifier column (not a feature)")
-    fit.add_argument("--n-epochs", default="auto", type=_epochs)
-    fit.add_argument("--batch-size", type=int, default=256)
+    fit.add_argument(
+        "--n-epochs",
+        default="auto",
+        type=_epochs,
+        help="passes over the rows ('auto': about 3000 steps)",
+    )
+    fit.add_argument("--batch-size", type=int, default=256, help="rows per step")
     fit.add_argument(
         "--score",
         default="combined",
         choices=["reconstruction", "latent", "combined"],
+        help="what the anomaly score measures",
     )
     fit.add_argument(
         "--numeric-scaling",
@@ -649,14 +663,26 @@ def _parser() -> argparse.ArgumentParser:
         help="robust (default; best on the benchmark sets) or auto/quantile (a "
         "quantile transform of skewed columns: better for heavy-tailed amounts)",
     )
-    fit.add_argument("--contamination", default="auto", type=_contamination)
+    fit.add_argument(
+        "--contamination",
+        default="auto",
+        type=_contamination,
+        help="share of the training rows taken for anomalies when setting the "
+        "threshold ('auto': flag 1%% of held-out normal rows); --target-fpr, if "
+        "given, overrides it",
+    )
     fit.add_argument(
         "--target-fpr",
         type=float,
-        help="share of normal rows that may be flagged (alert budget)",
+        help="share of held-out normal rows the threshold may flag (an alert "
+        "budget); overrides --contamination",
     )
-    fit.add_argument("--random-state", type=int, default=0)
-    fit.add_argument("--device", default="cpu")
+    fit.add_argument(
+        "--random-state", type=int, default=0, help="seeds weights and shuffling"
+    )
+    add_hidden_alias(fit, "--seed", "random_state", type=int)
+    fit.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    network_threads(fit)
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument(
         "--checkpoint", help="write a training checkpoint here after every epoch"
@@ -668,8 +694,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     fit.set_defaults(run=_cmd_fit)
 
-    score = sub.add_parser("score", help="score a file of any size, streaming")
-    score.add_argument("model")
+    score = add_parser("score", help="score a file of any size, streaming")
+    score.add_argument("model", help="model file written by ganomaly fit")
     score.add_argument(
         "input",
         help="CSV (.csv, or compressed .csv.gz/.csv.bz2/.csv.zst) or Parquet file to "
@@ -718,12 +744,15 @@ def _parser() -> argparse.ArgumentParser:
         "wherever it is in a block, float64 elsewhere)",
     )
     score.add_argument(
-        "--score-threads",
+        "--threads",
+        dest="score_threads",
         type=int,
+        metavar="N",
         help="threads scoring blocks side by side, and as many parsing the CSV "
-        "(default: the CPUs available, at most 4; also for each file of a folder "
-        "or glob scored without Dask)",
+        "(default: the CPUs available, at most 4, for each file scored without "
+        "Dask; 1 per Dask task)",
     )
+    add_hidden_alias(score, "--score-threads", "score_threads", type=int)
     score.add_argument(
         "--resume",
         action="store_true",
@@ -736,8 +765,8 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_cmd_score)
 
-    ev = sub.add_parser("evaluate", help="AUROC, AUPRC and plots on labelled rows")
-    ev.add_argument("model")
+    ev = add_parser("evaluate", help="AUROC, AUPRC and plots on labelled rows")
+    ev.add_argument("model", help="model file written by ganomaly fit")
     ev.add_argument("labelled", help="labelled CSV or Parquet file")
     ev.add_argument(
         "--label-col",
@@ -771,14 +800,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--plot", help="PNG to write (default LABELLED.evaluation.png)")
     ev.add_argument("--json", help="also write the metrics as JSON")
-    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    network_threads(ev)
     ev.set_defaults(run=_cmd_evaluate)
 
-    demo = sub.add_parser("demo", help="synthetic transactions: fit, score, evaluate")
-    demo.add_argument("--output-dir", default="ganomaly-demo")
-    demo.add_argument("--n-samples", type=int, default=20000)
-    demo.add_argument("--n-epochs", type=int, default=15)
-    demo.add_argument("--random-state", type=int, default=0)
+    demo = add_parser("demo", help="synthetic transactions: fit, score, evaluate")
+    demo.add_argument("--output-dir", default="ganomaly-demo", help="where to write")
+    demo.add_argument(
+        "--n-samples", type=int, default=20000, help="transactions to make"
+    )
+    demo.add_argument("--n-epochs", type=int, default=15, help="passes over the rows")
+    demo.add_argument(
+        "--random-state", type=int, default=0, help="seeds the data and the model"
+    )
+    network_threads(demo)
     demo.set_defaults(run=_cmd_demo)
     return parser
 
@@ -793,12 +828,6 @@ def _contamination(text: str) -> float | str:
     if text == "auto":
         return text
     return float(text)
-
-
-def _os_error(exc: OSError) -> str:
-    """An operating-system error in one line: the file, then what went wrong."""
-    what = exc.strerror or str(exc)
-    return f"{exc.filename}: {what}" if exc.filename else what
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -845,7 +874,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganomaly {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk, a read-only folder, ...
-        print(f"ganomaly {args.command}: error: {_os_error(exc)}", file=sys.stderr)
+        print(f"ganomaly {args.command}: error: {os_error(exc)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if not isinstance(exc, _user_errors()):
