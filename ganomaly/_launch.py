@@ -3,11 +3,11 @@
 ``ganomaly score`` runs its networks in numpy on one BLAS thread (small products,
 see :func:`ganomaly._scorer._one_blas_thread`), while its parse and scoring threads
 keep every core busy.  OpenBLAS's own worker thread, started when numpy is
-imported, then has nothing to do but wait, and it waits spinning: 0.1 CPU s of a
-1M-row run on 2 cores (3.89 CPU s without it against 4.04 with it, mean of 8
-interleaved runs each; benchmarks/RESULTS.md).  So, for ``score`` only, OpenBLAS is
-told to start no threads (``OPENBLAS_NUM_THREADS=1``, unless already set) before
-numpy is imported.  Library use (``import ganomaly``) leaves the environment alone.
+imported, then has nothing to do but wait, and it waits spinning, which costs CPU
+time the other threads could use (measured in benchmarks/RESULTS.md, "OpenBLAS's
+idle thread").  So, for ``score`` only, OpenBLAS is told to start no threads
+(``OPENBLAS_NUM_THREADS=1``, unless already set) before numpy is imported.  Library
+use (``import ganomaly``) leaves the environment alone.
 """
 
 from __future__ import annotations

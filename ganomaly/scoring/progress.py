@@ -215,10 +215,10 @@ class ScoreCheckpoint:
             )
         return record
 
-    def discard(self, keep_partial: bool = False) -> None:
+    def discard(self) -> None:
+        """Forget this run: its progress record and its partial output."""
         self.state_path.unlink(missing_ok=True)
-        if not keep_partial:
-            self.partial.unlink(missing_ok=True)
+        self.partial.unlink(missing_ok=True)
 
     @contextlib.contextmanager
     def locked(self):
