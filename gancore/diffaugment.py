@@ -261,10 +261,7 @@ class AdaptiveAugment:
 
     * ``"xflip"``: left-right mirror (with probability 1/2 when picked);
     * ``"rotate90"``: a quarter, half or three-quarter turn, or none (0 or 180
-      degrees for non-square images). Off by default: radiographs, CT and MR slices
-      have a canonical orientation, and an upside-down chest is not a plausible scan,
-      while many modalities are close to mirror-symmetric. Turn it on for
-      orientation-free images (histology, dermoscopy, cell microscopy);
+      degrees for non-square images); off by default, see below;
     * ``"translation"``: integer shift of up to 1/8 of each side, reflection fill;
     * ``"brightness"``: add ``N(0, 0.2)``;
     * ``"contrast"``: scale about the image mean by ``2**N(0, 0.5)``;
@@ -273,11 +270,19 @@ class AdaptiveAugment:
       sequences, there is no grey axis);
     * ``"cutout"``: zero a rectangle of half the sides at a random centre.
 
-    No vertical flip: it is a half turn composed with a mirror, which both make
-    anatomically impossible images when the data has an up and a down. Vertical
-    flips are also not in ADA, which reaches a vertical mirror only through
-    ``rotate90`` followed by ``xflip``. Every operation here is integer-exact or an
-    intensity change: no resampling that would blur fine structures.
+    Geometry for medical images: augmented images should still look like scans,
+    or the discriminator spends its capacity on orientations that never occur. A
+    left-right mirror keeps the head up and looks like a scan of the other side
+    (left and right eyes, breasts and knees are mirror images; a mirrored chest
+    looks like situs inversus), so ``"xflip"`` is on by default. Quarter turns and
+    vertical flips put the head sideways or at the bottom, so ``"rotate90"`` is off
+    by default (turn it on for images without an up: histology, dermoscopy, cell
+    microscopy) and there is no vertical flip (ADA has none either: it is a half
+    turn and a mirror). Nor does the mirror teach the generator to mirror: it is
+    applied to at most ``max_p / 2`` = 40% of the images, so the true orientation
+    stays the common one, which is what the generator learns (ADA's non-leaking
+    condition). Every operation is integer-exact or an intensity change: nothing
+    is resampled, nothing blurs fine structures.
 
     Parameters
     ----------
@@ -289,9 +294,9 @@ class AdaptiveAugment:
     interval : int, default=4
         Discriminator steps between adjustments (the paper's value).
     ramp_images : int, default=500_000
-        Real images it takes ``p`` to rise from 0 to 1 at the fastest (500k in the
-        paper, for runs of millions of images). A run that sees far fewer images
-        should scale it down, to about a tenth of the images it will see.
+        Real images it takes ``p`` to rise from 0 to 1 at the fastest: 500k in the
+        paper, a few percent of its runs of 10-25M images. Scale it to the run:
+        a run that sees 300k images might use 10k.
     max_p : float, default=0.8
         Upper bound of the adapted ``p``, below 1. The paper finds its operations
         leak into the generated images (the generator starts producing augmented

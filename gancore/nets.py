@@ -9,6 +9,9 @@ Image nets accept any channel count (medical images are mostly one channel) and 
 height and width that are multiples of 4. Other sizes are padded up with
 :func:`pad_to_multiple` before training and cropped back with :func:`crop_to` after
 generation; the estimators in ``ganaug`` do that for the user.
+
+Residual nets for larger real images (SNGAN / BigGAN style) are in
+:mod:`gancore.resnets`, which shares this module's label and size checks.
 """
 
 from __future__ import annotations
