@@ -485,9 +485,10 @@ def adversarial_steps(
         Lazy regularisation (StyleGAN2, Karras et al. 2020): the penalty is computed
         on every ``r1_every``-th discriminator step only, starting with the first,
         and multiplied by ``r1_every`` so that its average weight is unchanged.
-        It is logged per epoch as ``r1_penalty`` (unscaled, the mean over the steps
-        that computed it). StyleGAN2 also scales Adam's learning rate and betas by
-        ``r1_every / (r1_every + 1)``; that is the caller's choice.
+        It is logged per epoch as ``r1_penalty`` (with ``gamma``, without the
+        ``r1_every`` factor; the mean over the steps that computed it). StyleGAN2
+        also multiplies Adam's learning rate by ``c = r1_every / (r1_every + 1)`` and
+        raises its betas to the power ``c``; that is the caller's choice.
 
     Returns
     -------
