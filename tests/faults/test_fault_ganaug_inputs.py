@@ -29,7 +29,6 @@ from ganaug.io import (
     ImageReadError,
     load_images,
     read_dicom,
-    read_dicom_series,
     read_nifti,
     read_picture,
 )
@@ -128,11 +127,11 @@ def test_non_image_object_is_an_error_under_strict(tmp_path, name):
         read_dicom(tmp_path / "scans" / name)
 
 
-def test_series_reader_skips_non_images_too(tmp_path):
+def test_series_folder_skips_non_images_too(tmp_path):
     good = _good_ct(tmp_path / "series")
     shutil.copy(get_testdata_file("liver.dcm"), tmp_path / "series" / "seg.dcm")
     with pytest.warns(UserWarning, match="seg.dcm.*Segmentation Storage"):
-        loaded = read_dicom_series(tmp_path / "series")
+        loaded = load_images(tmp_path / "series")
     assert {Path(source).name for source in loaded.sources} == good
 
 

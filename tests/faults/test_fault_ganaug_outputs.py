@@ -168,12 +168,21 @@ def _failing_writer(code: int):
     return Failing
 
 
+def _fail_image_writes(monkeypatch, failing) -> None:
+    """Make every image writer of ganaug.io fail as ``failing`` does."""
+    import ganaug.io.dicom
+    import ganaug.io.nifti
+    import ganaug.io.npz
+    import ganaug.io.pictures
+
+    for module in (ganaug.io.dicom, ganaug.io.nifti, ganaug.io.npz, ganaug.io.pictures):
+        monkeypatch.setattr(module, "atomic_write", failing)
+
+
 @pytest.mark.parametrize("fmt", ["png", "npz", "nifti", "dicom"])
 def test_full_disk_while_generating(fitted, tmp_path, monkeypatch, fmt):
-    import ganaug.io
-
     _, model = fitted
-    monkeypatch.setattr(ganaug.io, "atomic_write", _failing_writer(errno.ENOSPC))
+    _fail_image_writes(monkeypatch, _failing_writer(errno.ENOSPC))
     _expect_one_line_error(
         ["generate", str(model), "-n", "3", "--format", fmt]
         + ["-o", str(tmp_path / "out")],
@@ -185,10 +194,8 @@ def test_full_disk_while_generating(fitted, tmp_path, monkeypatch, fmt):
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS, errno.EDQUOT])
 def test_unwritable_output_while_generating(fitted, tmp_path, monkeypatch, code):
     """The read-only folder above, simulated: it runs as root too."""
-    import ganaug.io
-
     _, model = fitted
-    monkeypatch.setattr(ganaug.io, "atomic_write", _failing_writer(code))
+    _fail_image_writes(monkeypatch, _failing_writer(code))
     _expect_one_line_error(
         ["generate", str(model), "-n", "2", "-o", str(tmp_path / "out")],
         os.strerror(code),

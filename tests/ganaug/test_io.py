@@ -17,7 +17,6 @@ from ganaug.io import (
     ImageReadError,
     load_images,
     read_dicom,
-    read_dicom_series,
     read_dicomdir,
     read_labels_csv,
     read_nifti,
@@ -89,15 +88,13 @@ def test_real_ct_series_sorted_by_position(shared_data, tmp_path):
         target = tmp_path / f"slice_{index}"
         shutil.copy(source, target)
         names[str(target)] = pydicom.dcmread(source)
-    loaded = read_dicom_series(tmp_path)
+    loaded = load_images(tmp_path)
     assert loaded.images.shape == (4, 1, 16, 16)
     z = [float(names[source].ImagePositionPatient[2]) for source in loaded.sources]
     assert z == sorted(z)
     numbers = [int(names[source].InstanceNumber) for source in loaded.sources]
     assert numbers == [18, 180, 181, 182]  # numeric, not string, order
     assert loaded.images.min() < -500  # Hounsfield units (air)
-    folder = load_images(tmp_path)  # a plain folder read sorts series the same way
-    assert folder.sources == loaded.sources
 
 
 def test_series_without_position_sorted_by_instance_number(tmp_path):
@@ -106,7 +103,7 @@ def test_series_without_position_sorted_by_instance_number(tmp_path):
         del ds.ImagePositionPatient
         ds.InstanceNumber = number
         ds.save_as(tmp_path / f"n{number}.dcm")
-    loaded = read_dicom_series(tmp_path)
+    loaded = load_images(tmp_path)
     assert [s.split("/")[-1] for s in loaded.sources] == ["n1.dcm", "n2.dcm", "n10.dcm"]
 
 
@@ -116,6 +113,56 @@ def test_dicomdir():
     assert loaded.images.shape[1:] == (1, 32, 32) and len(loaded.images) > 10
     direct = read_dicomdir(path)
     assert direct.images.ndim == 4 and len(direct.sources) == len(direct.images)
+
+
+def test_dicomdir_reader_sorts_each_series_by_position():
+    loaded = read_dicomdir(get_testdata_file("DICOMDIR"))
+    headers = [pydicom.dcmread(s, stop_before_pixels=True) for s in loaded.sources]
+    series = [str(header.SeriesInstanceUID) for header in headers]
+    assert series == sorted(series)  # one run per series
+
+    def along_normal(header):
+        orientation = np.asarray(header.ImageOrientationPatient, dtype=float)
+        normal = np.cross(orientation[:3], orientation[3:])
+        return float(normal @ np.asarray(header.ImagePositionPatient, dtype=float))
+
+    for uid in set(series):
+        run = [h for h in headers if h.SeriesInstanceUID == uid]
+        if all("ImagePositionPatient" in h for h in run):
+            positions = [along_normal(h) for h in run]
+            assert positions == sorted(positions)
+    # The headers' identifiers come with the images, as from load_images.
+    assert loaded.identifiers.match(str(headers[0].PatientID)) is not None
+
+
+def test_one_table_classifies_every_kind(tmp_path):
+    from ganaug.io.formats import FILE_KINDS, classify_file
+
+    for kind in FILE_KINDS.values():
+        for suffix in kind.suffixes:
+            assert classify_file(tmp_path / f"x{suffix.upper()}") == kind.name
+    assert classify_file(tmp_path / "DICOMDIR") == "dicomdir"
+    shutil.copy(CT_SMALL, tmp_path / "1234")  # PACS exports: no suffix
+    (tmp_path / "notes").write_text("not an image")
+    assert classify_file(tmp_path / "1234") == "dicom"
+    assert classify_file(tmp_path / "notes") is None
+    assert classify_file(tmp_path / "notes.txt") is None
+    assert load_images(tmp_path).sources == [str(tmp_path / "1234")]
+
+
+def test_pixel_budget_raised_on_the_package_is_the_one_readers_use(
+    tmp_path, monkeypatch
+):
+    import ganaug.io
+    import ganaug.io.checks
+
+    Image.fromarray(np.zeros((20, 20), "uint8")).save(tmp_path / "x.png")
+    monkeypatch.setattr(ganaug.io, "PIXEL_BUDGET", 100)
+    assert ganaug.io.checks.PIXEL_BUDGET == 100
+    with pytest.raises(ImageReadError, match="more than the 100 pixel values"):
+        read_picture(tmp_path / "x.png")
+    monkeypatch.undo()
+    assert read_picture(tmp_path / "x.png").shape == (1, 1, 20, 20)
 
 
 def test_compressed_without_decoder_names_the_package():
