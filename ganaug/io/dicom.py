@@ -246,8 +246,9 @@ def read_dicom(
 ) -> np.ndarray:
     """Read one DICOM file as float32 frames ``(n_frames, C, H, W)``.
 
-    The modality LUT (Rescale Slope/Intercept, also from functional groups of
-    enhanced multi-frame objects) is applied, so CT comes out in Hounsfield
+    The modality LUT (a Modality LUT Sequence or Rescale Slope/Intercept, also
+    from the functional groups of enhanced multi-frame objects) is applied with
+    :func:`pydicom.pixels.apply_modality_lut`, so CT comes out in Hounsfield
     units. MONOCHROME1 images are inverted so that bright means dense.
 
     Parameters
@@ -314,10 +315,17 @@ def _decoder_hint(transfer_syntax_name: str) -> str:
     return "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg"
 
 
-def _pixel_transform(ds, frame: int) -> tuple[float, float]:
-    """Rescale slope and intercept of one frame (plain or enhanced objects)."""
-    if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        return float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0))
+def _modality_lut_of(ds, frame: int):
+    """The dataset that holds one frame's modality LUT, for
+    :func:`pydicom.pixels.apply_modality_lut`.
+
+    The object itself when it has a Modality LUT Sequence or Rescale Slope and
+    Intercept; else, for enhanced multi-frame objects, the frame's Pixel Value
+    Transformation item from the per-frame or shared functional groups (pydicom
+    looks only at the top level); else the object, which then has no modality LUT.
+    """
+    if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        return ds
     for groups_name in (
         "PerFrameFunctionalGroupsSequence",
         "SharedFunctionalGroupsSequence",
@@ -331,11 +339,8 @@ def _pixel_transform(ds, frame: int) -> tuple[float, float]:
         item = groups[frame] if per_frame else groups[0]
         transform = item.get("PixelValueTransformationSequence")
         if transform:
-            return (
-                float(transform[0].get("RescaleSlope", 1.0)),
-                float(transform[0].get("RescaleIntercept", 0.0)),
-            )
-    return 1.0, 0.0
+            return transform[0]
+    return ds
 
 
 def _multi_value_type() -> type:
@@ -399,22 +404,27 @@ def _dataset_frames(
     pixels = np.asarray(pixels)
     if n_frames == 1:
         pixels = pixels[None]
-    if samples == 1:
-        pixels = pixels[:, None]  # (frames, 1, H, W)
-    else:
-        pixels = np.moveaxis(pixels, -1, 1)  # (frames, C, H, W)
-    frames = pixels.astype(np.float32)
+    if samples != 1:
+        # Colour pixels are used as stored: a modality LUT is for grey images.
+        frames = np.moveaxis(pixels, -1, 1).astype(np.float32)  # (frames, C, H, W)
+        check_finite(frames, source)
+        return frames
+    from pydicom.pixels import apply_modality_lut
+
+    frames = np.empty((len(pixels), 1, *pixels.shape[1:]), dtype=np.float32)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
     for index in range(frames.shape[0]):
-        if samples == 1:
-            slope, intercept = _pixel_transform(ds, index)
-            frames[index] = frames[index] * slope + intercept
-            frames[index, 0] = _apply_window(frames[index, 0], ds, window)
-            if photometric == "MONOCHROME1":
-                # Low values are displayed white: flip so bright means dense,
-                # as in MONOCHROME2 images of the same kind.
-                frame = frames[index]
-                frames[index] = frame.max() + frame.min() - frame
+        # Frame by frame: pydicom computes in float64, a second copy of a large
+        # multi-frame object if done at once.
+        frames[index, 0] = apply_modality_lut(
+            pixels[index], _modality_lut_of(ds, index)
+        )
+        frames[index, 0] = _apply_window(frames[index, 0], ds, window)
+        if photometric == "MONOCHROME1":
+            # Low values are displayed white: flip so bright means dense,
+            # as in MONOCHROME2 images of the same kind.
+            frame = frames[index]
+            frames[index] = frame.max() + frame.min() - frame
     check_finite(frames, source)
     return frames
 

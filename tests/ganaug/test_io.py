@@ -12,6 +12,8 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut
 
 from ganaug.io import (
     ImageReadError,
@@ -42,6 +44,37 @@ def test_modality_lut_gives_hounsfield_units():
     expected = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     assert frames.shape == (1, 1, 128, 128) and frames.dtype == np.float32
     np.testing.assert_allclose(frames[0, 0], expected)
+
+
+def test_modality_lut_sequence_is_applied():
+    path = get_testdata_file("mlut_18.dcm")  # from pydicom-data
+    if path is None:
+        pytest.skip("pydicom-data is not installed")
+    ds = pydicom.dcmread(path)
+    assert "ModalityLUTSequence" in ds and "RescaleSlope" not in ds
+    expected = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    assert not np.array_equal(expected, ds.pixel_array)  # the LUT changes values
+    np.testing.assert_array_equal(read_dicom(path)[0, 0], expected)
+
+
+@pytest.mark.parametrize(
+    "groups", ["PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"]
+)
+def test_rescale_of_enhanced_objects_comes_from_functional_groups(tmp_path, groups):
+    ds = pydicom.dcmread(CT_SMALL)
+    stored = ds.pixel_array.astype(np.float64)
+    del ds.RescaleSlope, ds.RescaleIntercept
+    transform = Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept = "0.5", "-100"
+    transform.RescaleType = "HU"
+    item = Dataset()
+    item.PixelValueTransformationSequence = [transform]
+    setattr(ds, groups, [item])
+    ds.save_as(tmp_path / "enhanced.dcm")
+    np.testing.assert_array_equal(
+        read_dicom(tmp_path / "enhanced.dcm")[0, 0],
+        (stored * 0.5 - 100).astype(np.float32),
+    )
 
 
 def test_voi_windows(tmp_path):
