@@ -43,6 +43,31 @@ _TRAINING_PARAMS = frozenset(
 )
 
 
+# gancore's DCGAN nets take sides that are multiples of 4: images are padded to
+# them before training (gancore.pad_to_multiple) and cropped back after generation.
+_PAD_MULTIPLE = 4
+
+
+def _train_shape(image_shape: tuple[int, int, int] | None) -> tuple | None:
+    """The shape the DCGAN nets work in: ``image_shape`` with height and width
+    padded up to multiples of :data:`_PAD_MULTIPLE` (None for flat data)."""
+    if image_shape is None:
+        return None
+    channels, *sides = image_shape
+    return (channels, *(-(-side // _PAD_MULTIPLE) * _PAD_MULTIPLE for side in sides))
+
+
+def _saved_random_state(random_state) -> int | None:
+    """``random_state`` as a model file keeps it: an int, from which
+    :meth:`GANAugmenter.sample` restarts its stream after loading; None for None
+    or a RandomState (whose position a JSON configuration cannot hold)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(
+        random_state, bool
+    ):
+        return int(random_state)
+    return None
+
+
 def _hidden_dims(n_features: int) -> tuple[int, int]:
     width = int(min(512, max(64, 2 ** math.ceil(math.log2(max(n_features, 2))))))
     return (width, width)
@@ -357,7 +382,7 @@ class GANAugmenter(BaseOverSampler):
 
         tensor = torch.from_numpy(np.ascontiguousarray(X_unit))
         if self.architecture == "dcgan":
-            tensor = pad_to_multiple(tensor.view(-1, *self.image_shape_), 4)
+            tensor = pad_to_multiple(tensor.view(-1, *self.image_shape_), _PAD_MULTIPLE)
         return tensor
 
     def _augment_fn(self, n_rows: int):
@@ -484,11 +509,7 @@ class GANAugmenter(BaseOverSampler):
 
         n_rows, n_features = X.shape
         self.image_shape_ = self._resolve_image_shape(n_features)
-        self.train_shape_ = (
-            (self.image_shape_[0], *(-(-s // 4) * 4 for s in self.image_shape_[1:]))
-            if self.image_shape_ is not None
-            else None
-        )
+        self.train_shape_ = _train_shape(self.image_shape_)
         self.dtype_ = str(X.dtype)
         self.input_layout_ = self._input_layout
         self.classes_, encoded = np.unique(y, return_inverse=True)
@@ -610,7 +631,10 @@ class GANAugmenter(BaseOverSampler):
             One class for all images, one label per image, or None for classes
             drawn uniformly.
         random_state : int or None, default=None
-            Seed for this call; None continues the sampler's own stream.
+            Seed for this call; None continues the sampler's own stream: where
+            fitting left it or, in a sampler just loaded from a file, from the start
+            of the stream of its int ``random_state`` (fresh entropy when it was
+            fitted without one).
 
         Returns
         -------
@@ -671,7 +695,9 @@ class GANAugmenter(BaseOverSampler):
         """Save the fitted generator(s) to a safe gankit model file.
 
         The file is safetensors weights plus a JSON configuration (no pickle):
-        loading it never executes code. Training images are not stored.
+        loading it never executes code. Training images are not stored. An int
+        ``random_state`` is kept (a RandomState is not), so that :meth:`sample` of
+        the loaded sampler starts the same stream each time.
 
         Parameters
         ----------
@@ -715,9 +741,12 @@ class GANAugmenter(BaseOverSampler):
         classes = self.classes_.tolist()
         config = {
             "params": {
-                key: value
-                for key, value in self.get_params().items()
-                if key not in ("random_state", "sampling_strategy", "image_shape")
+                **{
+                    key: value
+                    for key, value in self.get_params().items()
+                    if key not in ("random_state", "sampling_strategy", "image_shape")
+                },
+                "random_state": _saved_random_state(self.random_state),
             },
             "image_shape": list(self.image_shape_) if self.image_shape_ else None,
             "input_layout": list(self.input_layout_) if self.input_layout_ else None,
@@ -756,14 +785,7 @@ class GANAugmenter(BaseOverSampler):
             sampler.image_shape_ = (
                 tuple(config["image_shape"]) if config["image_shape"] else None
             )
-            sampler.train_shape_ = (
-                (
-                    sampler.image_shape_[0],
-                    *(-(-s // 4) * 4 for s in sampler.image_shape_[1:]),
-                )
-                if sampler.image_shape_ is not None
-                else None
-            )
+            sampler.train_shape_ = _train_shape(sampler.image_shape_)
             layout = config["input_layout"]
             sampler._input_layout = sampler.input_layout_ = (
                 tuple(layout) if layout else None

@@ -479,6 +479,7 @@ def _cmd_generate(args) -> int:
     from ganaug import GANAugmenter
     from ganaug.io import write_images
     from ganaug.privacy import check_labels, memorization_report, safe_display_name
+    from gancore.device import seed_from_random_state
 
     _set_threads(args.threads)
     sampler = GANAugmenter.load(args.model)  # a missing model is the first error
@@ -513,15 +514,18 @@ def _cmd_generate(args) -> int:
         wanted = np.full(args.n_samples, label, dtype=sampler.classes_.dtype)
     else:
         wanted = np.resize(sampler.classes_, args.n_samples)
+    # Without --random-state the noise is fresh entropy: left to itself, a loaded
+    # sampler starts from the model's random_state, the same images every run.
+    seed = args.random_state
+    if seed is None:
+        seed = seed_from_random_state(None)
     chunks_x, chunks_y = [], []
     first = True
     for start in tqdm(range(0, args.n_samples, 256), desc="generating", unit="batch"):
         x, y = sampler.sample(
             len(wanted[start : start + 256]),
             y=wanted[start : start + 256],
-            random_state=args.random_state
-            if first and args.random_state is not None
-            else None,
+            random_state=seed if first else None,
         )
         first = False
         chunks_x.append(x)

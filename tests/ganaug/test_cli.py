@@ -74,6 +74,22 @@ def test_generate_every_format(fitted, tmp_path, fmt, capsys):
             assert set(archive["labels"].tolist()) == {"rare"}
 
 
+def test_generate_draws_fresh_noise_without_random_state(fitted, tmp_path):
+    """The model keeps the fit's --random-state (0); generate still takes fresh
+    entropy unless given one."""
+    _, model = fitted
+
+    def generate(out, *seed):
+        argv = ["generate", str(model), "-n", "4", "-o", str(tmp_path / out)]
+        assert main([*argv, "--format", "npz", *seed]) == 0
+        with np.load(tmp_path / out / "synthetic.npz") as archive:
+            return archive["images"]
+
+    assert not np.array_equal(generate("a"), generate("b"))
+    seeded = generate("c", "--random-state", "3")
+    np.testing.assert_array_equal(seeded, generate("d", "--random-state", "3"))
+
+
 def test_generate_prints_memorization_report(fitted, tmp_path, capsys):
     root, model = fitted
     out = tmp_path / "synthetic"

@@ -230,6 +230,33 @@ def test_save_load_round_trip(tmp_path):
         GANAugmenter.load(tmp_path / "evil.safetensors")
 
 
+def test_sample_after_load_restarts_the_stream_of_random_state(tmp_path):
+    # Float images: a one-epoch generator's uint8 output can be the same for any
+    # noise, and would hide which stream was drawn.
+    X, y = two_class_images(dtype=np.float32)
+    sampler = GANAugmenter(random_state=5, **FAST)
+    sampler.fit_resample(X, y)
+    path = tmp_path / "gan.safetensors"
+    sampler.save(path)
+    fresh_X, fresh_y = sampler.sample(7, random_state=5)  # a fresh stream of 5
+    loaded = GANAugmenter.load(path)
+    assert loaded.random_state == 5
+    X_new, y_new = loaded.sample(7)
+    np.testing.assert_array_equal(X_new, fresh_X)
+    np.testing.assert_array_equal(y_new, fresh_y)
+    # Within one sampler the stream goes on; each load starts it again.
+    assert not np.array_equal(loaded.sample(7)[0], fresh_X)
+    np.testing.assert_array_equal(GANAugmenter.load(path).sample(7)[0], fresh_X)
+
+
+def test_a_random_state_instance_is_not_saved(tmp_path):
+    X, y = two_class_images()
+    sampler = GANAugmenter(random_state=np.random.RandomState(0), **FAST)
+    sampler.fit_resample(X, y)
+    sampler.save(tmp_path / "gan.safetensors")
+    assert GANAugmenter.load(tmp_path / "gan.safetensors").random_state is None
+
+
 def test_finished_checkpoint_resumes_with_other_sampling_options(tmp_path):
     """A checkpoint pins the training options only: a finished training run is
     reused (no more training, same GAN) when only sampling options change, and a
