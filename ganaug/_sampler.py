@@ -144,10 +144,9 @@ class GANAugmenter(BaseOverSampler):
     learning_rate : float, default=2e-4
         Adam learning rate of both networks (betas 0.5, 0.999).
     base_channels : int, default=32
-        Width of the DCGAN nets (channels of the last generator map). 64 trains
-        1.5-2x slower on the CPU; on PneumoniaMNIST (50 normal + 500
-        pneumonia images) it gave the larger classifier gain
-        (``benchmarks/RESULTS.md``, issue 4).
+        Width of the DCGAN nets (channels of the last generator map). 64 is
+        slower to train and gave the larger classifier gain on our PneumoniaMNIST
+        benchmark; figures in ``benchmarks/RESULTS.md`` (issue 4).
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     random_state : int, RandomState instance or None, default=None

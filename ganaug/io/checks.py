@@ -24,8 +24,8 @@ __all__ = [
 #: float, so this bounds one file at 512 MiB in memory. It holds the largest
 #: radiographs (a 4096 x 4096 mammogram is 16.8 M), RGB photographs up to 6600 x
 #: 6600 and CT or MR volumes of 512 x 512 x 512 in one multi-frame file, while a
-#: decompression bomb (a 500 KB deflated DICOM declaring 16000 x 16000 pixels is
-#: 256 M, and took 4.8 GB to read) is refused. Larger scans are better split or
+#: decompression bomb (a 500 KB deflated DICOM declaring 16000 x 16000 pixels:
+#: 256 M values, 1 GiB as float32) is refused. Larger scans are better split or
 #: down-sampled before training a GAN at 64-256 pixels; in Python
 #: ``ganaug.io.PIXEL_BUDGET`` can be raised.
 PIXEL_BUDGET = 512 * 512 * 512

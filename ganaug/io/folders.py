@@ -274,8 +274,8 @@ def _image_files(folder: Path) -> list[tuple[Path, str]]:
 
 
 class _HeaderFacts(NamedTuple):
-    """What a read keeps of a DICOM header (a parsed header is ~90 KiB; these are a
-    few bytes)."""
+    """What a read keeps of a DICOM header: a few bytes, where the parsed header
+    holds every element (for a large folder, headers kept whole would add up)."""
 
     series: str
     position: tuple
