@@ -88,7 +88,8 @@ _NON_IMAGE_MODALITIES = frozenset(
 def has_dicom_preamble(path: Path) -> bool:
     """Whether a file starts with the 128-byte preamble and ``DICM`` of PS3.10.
 
-    For files without a suffix, as PACS exports often name them.
+    For files named otherwise, as PACS exports often name them (by UID, or without
+    a suffix).
     """
     try:
         with open(path, "rb") as handle:

@@ -117,8 +117,9 @@ FILE_KINDS: dict[str, FileKind] = {
 def classify_file(path: Path) -> str | None:
     """The kind of an image file (a key of :data:`FILE_KINDS`), or None.
 
-    By name: ``DICOMDIR``, then the suffixes of the table. A file without a suffix
-    is DICOM when it has the DICOM preamble (PACS exports often name files so).
+    By name: ``DICOMDIR``, then the suffixes of the table.  Any other file is DICOM
+    when it has the DICOM preamble: PACS exports name files by their UID
+    (``1.2.840.113619.2.55.3``, whose "suffix" is ``.3``) or without a suffix.
 
     Examples
     --------
@@ -131,7 +132,7 @@ def classify_file(path: Path) -> str | None:
     for kind in FILE_KINDS.values():
         if kind.suffixes and name.endswith(kind.suffixes):
             return kind.name
-    if not path.suffix and has_dicom_preamble(path):
+    if has_dicom_preamble(path):
         return "dicom"
     return None
 

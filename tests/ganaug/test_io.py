@@ -380,3 +380,21 @@ def test_png_npz_nifti_writers(tmp_path):
     with pytest.raises(ValueError, match="format"):
         write_images(images, tmp_path, fmt="tiff")
     assert not list(tmp_path.rglob(".*"))  # no temporary files left behind
+
+
+def test_dicom_files_named_by_uid_are_read(tmp_path):
+    """PACS exports name files by their UID: ``1.2.840...55.3`` has the "suffix"
+    ``.3``, and was skipped without a word; the DICOM preamble decides."""
+    import shutil
+
+    from pydicom.data import get_testdata_file
+
+    from ganaug.io import load_images
+
+    folder = tmp_path / "export" / "ct"
+    folder.mkdir(parents=True)
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "1.2.840.113619.2.55.3")
+    shutil.copy(get_testdata_file("CT_small.dcm"), folder / "IM0001")
+    (folder / "notes.3").write_text("not an image")
+    loaded = load_images(tmp_path / "export")
+    assert len(loaded.images) == 2
