@@ -9,6 +9,7 @@ Examples
     ganaug generate model.safetensors -n 500 --class pneumonia -o synthetic/ \\
         --format dicom --data scans/ --labels labels.csv
     ganaug demo --output-dir ./ganaug-demo
+    ganaug export model.safetensors -o generator.onnx
     torchrun --nproc_per_node=4 -m ganaug fit scans/ --labels labels.csv \\
         -o model.safetensors
 
@@ -695,6 +696,23 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_export(args) -> int:
+    """The model's generator as one ONNX file (see :mod:`ganaug.export`)."""
+    from gancore.exporting import MissingExtraError
+    from gancore.files import check_outputs
+
+    from .export import export_onnx
+
+    check_outputs([("ONNX file (-o)", args.output)], [("model file", args.model)])
+    _set_threads(args.threads)
+    try:
+        export_onnx(args.model, args.output)
+    except MissingExtraError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"wrote {args.output}: the generator of {args.model}, as ONNX")
+    return 0
+
+
 # --------------------------------------------------------------------- main
 
 
@@ -820,6 +838,20 @@ def _parser() -> argparse.ArgumentParser:
         "--window", nargs="+", metavar="W", help="DICOM VOI window of --data"
     )
     generate.set_defaults(func=_cmd_generate)
+
+    export = sub.add_parser(
+        "export",
+        formatter_class=HelpFormatter,
+        help="write the model's generator as one ONNX file (needs gankit[onnx])",
+    )
+    export.add_argument("model", type=Path, help="model file written by ganaug fit")
+    export.add_argument(
+        "-o", "--output", type=Path, required=True, help="ONNX file to write"
+    )
+    export.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: torch's choice)"
+    )
+    export.set_defaults(func=_cmd_export)
 
     demo = add_parser("demo", help="offline demo on MONAI's synthetic test images")
     demo.add_argument(
