@@ -656,6 +656,29 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         """
         save_model(path, *self._model_contents(), kind=MODEL_KIND)
 
+    def to_onnx(self, path: str | Path | None = None, *, top_k: int = 3) -> Any:
+        """The fitted detector as one ONNX graph: preprocessing, networks, score,
+        threshold and explanations (see :mod:`ganomaly.export`).
+
+        Needs the ``onnx`` extra (``pip install 'gankit[onnx]'``).
+
+        Parameters
+        ----------
+        path : str or Path, optional
+            Write the graph there (atomically), conventionally ``*.onnx``.
+        top_k : int, default=3
+            Columns in the ``top_features`` output.
+
+        Returns
+        -------
+        onnx.ModelProto
+        """
+        from .export import build_onnx
+
+        tensors, config = self._model_contents()
+        arrays = {name: t.detach().cpu().numpy() for name, t in tensors.items()}
+        return build_onnx(arrays, config, path, top_k=top_k)
+
     def _model_contents(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """What a model file holds: the tensors by name and the JSON configuration."""
         check_is_fitted(self)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 
-_COMMANDS = ("fit", "score", "evaluate", "demo")
+_COMMANDS = ("fit", "score", "evaluate", "export", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The ``ganomaly`` command: fit, score, evaluate, demo.
+"""The ``ganomaly`` command: fit, score, evaluate, export, demo.
 
 Examples
 --------
@@ -10,6 +10,7 @@ Examples
     ganomaly score model.safetensors 'data/*.csv' -o out/ --scheduler tcp://host:8786
     torchrun --nproc_per_node=4 -m ganomaly fit train.csv -o model.safetensors
     ganomaly evaluate model.safetensors labelled.csv --label-col Class
+    ganomaly export model.safetensors -o model.onnx
 """
 
 from __future__ import annotations
@@ -328,6 +329,27 @@ def _score_many(args: argparse.Namespace) -> int:
     if args.on_bad_rows == "skip":
         message += f"; {rejected} rejected rows in {args.output}/*.rejects.csv"
     print(message, file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """The model as one ONNX file (see :mod:`ganomaly.export`); no torch."""
+    from gancore.exporting import MissingExtraError
+    from gancore.files import check_outputs
+    from gancore.io import ModelFileError
+
+    from .export import export_onnx
+
+    check_outputs([("ONNX file (-o)", args.output)], [("model file", args.model)])
+    try:
+        export_onnx(args.model, args.output, top_k=args.top_k)
+    except (MissingExtraError, ModelFileError) as exc:
+        raise CliError(str(exc)) from exc
+    print(
+        f"wrote {args.output}: {args.model} as one ONNX graph (preprocessing, "
+        "networks, score, threshold, explanations)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -765,6 +787,18 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.set_defaults(run=_cmd_score)
 
+    export = add_parser(
+        "export",
+        help="write the model as one ONNX file, to score with ONNX Runtime "
+        "(needs gankit[onnx])",
+    )
+    export.add_argument("model", help="model file written by ganomaly fit")
+    export.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    export.add_argument(
+        "--top-k", type=int, default=3, help="columns in the top_features output"
+    )
+    export.set_defaults(run=_cmd_export)
+
     ev = add_parser("evaluate", help="AUROC, AUPRC and plots on labelled rows")
     ev.add_argument("model", help="model file written by ganomaly fit")
     ev.add_argument("labelled", help="labelled CSV or Parquet file")
@@ -855,9 +889,12 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits on --help and usage errors
         return int(exc.code or 0)
     threads = max(1, args.threads)
-    # Scoring on the CPU runs its networks in numpy, so it need not import torch
-    # (about 1.5 s); every other command trains or loads torch networks.
-    lean = args.command == "score" and args.device == "cpu"
+    # Scoring on the CPU runs its networks in numpy and export reads the model
+    # into numpy, so they need not import torch (about 1.5 s); every other command
+    # trains or loads torch networks.
+    lean = args.command == "export" or (
+        args.command == "score" and args.device == "cpu"
+    )
     if not lean or "torch" in sys.modules:
         import torch
 

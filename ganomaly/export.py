@@ -1,0 +1,912 @@
+"""A fitted GANomaly model as one ONNX graph, for scoring outside Python.
+
+:func:`export_onnx` (``ganomaly export MODEL -o model.onnx``) and
+:meth:`GANomalyDetector.to_onnx <ganomaly.GANomalyDetector.to_onnx>` write one
+self-contained ONNX file that holds the fitted preprocessing, the generator's three
+networks, the score and the threshold, so that ONNX Runtime (Java, C#, C++, Python,
+Triton...) scores rows the way ``ganomaly score`` does, without gankit.
+
+The graph's interface (``gankit.onnx_interface`` = :data:`INTERFACE_VERSION`):
+
+Inputs, one per training column, named as the column, each of shape ``[N]`` (any
+number of rows):
+
+* a number column: ``tensor(double)``; ``NaN`` is a missing value; a column fitted
+  on booleans takes 1.0 (true) and 0.0 (false);
+* a categorical column: ``tensor(string)``, the category as the text the model was
+  fitted on; the empty string is a missing value (as an empty CSV field is for
+  ``ganomaly score``); a category never seen in training encodes as "none of the
+  known ones", as in Python.
+
+Outputs:
+
+* ``anomaly_score`` ``tensor(double)[N]``: higher is more suspicious;
+* ``is_anomaly`` ``tensor(bool)[N]``: ``anomaly_score > threshold``;
+* ``contributions`` ``tensor(float)[N, n_columns]``: every input column's share of
+  the row's reconstruction error (one-hot features summed per column), in input
+  order, summing to 1; what :meth:`GANomalyDetector.explain` ranks;
+* ``top_features`` ``tensor(string)[N, k]`` and ``top_contributions``
+  ``tensor(float)[N, k]``: the ``k`` (``top_k``, default 3) largest of them, largest
+  first, ties to the earlier column: ``explain``'s ``feature_i`` and
+  ``contribution_i``.
+
+A row that ``ganomaly score`` would reject as bad (an infinite number, or a missing
+value when the model was fitted with ``missing="error"``) scores ``NaN``, with
+``is_anomaly`` false, ``NaN`` contributions and empty feature names.  A row's
+outputs never depend on the other rows of the batch.
+
+The graph is built with :mod:`onnx.helper` rather than by exporting a torch module:
+string inputs and a string-to-index lookup (``ai.onnx.ml.LabelEncoder``) have no
+torch counterpart, the networks are three small MLPs (a matrix product, a bias and
+a LeakyReLU per layer), and building the graph node by node from the model file's
+arrays keeps it independent of torch's exporter (and of torch: ``ganomaly export``
+never imports it).  The graph computes as ``ganomaly score``'s numpy scorer does:
+preprocessing in float64, rounded to float32; the networks and per-feature errors in
+float32; the score in float64.  Every export is checked against that scorer on
+probe rows before it is returned (:class:`ExportError` if they disagree).
+
+Opset 17 with ``ai.onnx.ml`` 3, IR version 8.  Three parts, each one function:
+:func:`preprocessing_nodes`, :func:`network_nodes` and :func:`combine_scores` (the
+score from the networks' errors, mirroring ``ganomaly._scorer.combine_scores``: a
+change to the score belongs there and here), then :func:`explanation_nodes`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gancore.exporting import require_onnx, save_onnx, set_metadata
+
+__all__ = [
+    "INTERFACE_VERSION",
+    "ExportError",
+    "GraphBuilder",
+    "build_onnx",
+    "combine_scores",
+    "explanation_nodes",
+    "export_onnx",
+    "network_nodes",
+    "preprocessing_nodes",
+]
+
+INTERFACE_VERSION = 1
+MODEL_KIND = "ganomaly.GANomalyDetector"
+OPSET = 17
+ML_OPSET = 3
+IR_VERSION = 8
+OUTPUTS = (
+    "anomaly_score",
+    "is_anomaly",
+    "contributions",
+    "top_features",
+    "top_contributions",
+)
+# gancore.nets' "leaky_relu" activation, between the layers of every MLP.
+_NEGATIVE_SLOPE = 0.2
+# preprocessing's clip, which keeps float32 finite whatever the input.
+_SAFETY_CLIP = 1e6
+_PARTS = ("encoder", "decoder", "second_encoder")
+# LabelEncoder's codes for "no known category" and, under missing="error", for
+# the empty string (a missing value, which makes the row bad).
+_UNKNOWN, _REFUSED = -1, -2
+
+
+class ExportError(ValueError):
+    """The model cannot be exported, or the exported graph does not score as the
+    model does."""
+
+
+class GraphBuilder:
+    """Collects the nodes and constants of an ONNX graph, naming each output.
+
+    Every name it makes starts with ``gankit/``, so that none can collide with an
+    input (a column) or an output.
+
+    Examples
+    --------
+    >>> graph = GraphBuilder()
+    >>> two = graph.constant(np.array([2.0]), "two")
+    >>> graph.op("Mul", "x", two, hint="double")
+    'gankit/double_2'
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        """A fresh name for a value."""
+        self._count += 1
+        return f"gankit/{hint}_{self._count}"
+
+    def constant(self, value: Any, hint: str = "constant") -> str:
+        """A constant tensor (an initializer) holding ``value``; its name."""
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(
+        self,
+        op_type: str,
+        *inputs: str,
+        hint: str | None = None,
+        n_outputs: int = 1,
+        domain: str = "",
+        **attributes: Any,
+    ) -> Any:
+        """Add a node; its output name (a list of them for ``n_outputs > 1``)."""
+        from onnx import helper
+
+        outputs = [self.name(hint or op_type.lower()) for _ in range(n_outputs)]
+        self.nodes.append(
+            helper.make_node(
+                op_type, list(inputs), outputs, domain=domain or None, **attributes
+            )
+        )
+        return outputs[0] if n_outputs == 1 else outputs
+
+
+# ------------------------------------------------------------------ preprocessing
+def preprocessing_nodes(
+    graph: GraphBuilder, preprocessor: Any, inputs: dict[str, str]
+) -> tuple[str, str]:
+    """The fitted preprocessing of :class:`~ganomaly.preprocessing.TabularPreprocessor`
+    as nodes: the encoded rows and which rows are bad.
+
+    Number columns are worked on together, as a ``[n_numbers, N]`` float64 matrix:
+    missing values filled, then ``(x - center) / scale`` (robust columns) or the
+    interpolation through stored quantiles with linear extrapolation (quantile
+    columns), then clipped and rounded to float32, as ``transform`` does.  Each
+    categorical column goes through a ``LabelEncoder`` to its category's index and
+    becomes a one-hot block.  The blocks are put back in the preprocessor's feature
+    order by one ``Gather``.
+
+    Parameters
+    ----------
+    graph : GraphBuilder
+    preprocessor : TabularPreprocessor
+        Fitted.
+    inputs : dict of str to str
+        Graph input of every input column.
+
+    Returns
+    -------
+    encoded : str
+        ``tensor(float)[N, n_features_out_]``.
+    bad : str
+        ``tensor(bool)[N]``: rows that ``ganomaly score`` would reject.
+    """
+    specs = preprocessor.specs_
+    numbers = [s for s in specs if s["kind"] == "numeric"]
+    strict = preprocessor.missing == "error"
+    blocks: list[str] = []  # [N, width] float32 pieces, numbers first
+    block_features: list[str] = []  # their feature names, in that order
+    bad: list[str] = []  # [N] bool
+    if numbers:
+        matrix, missing, infinite = _number_matrix(graph, numbers, inputs)
+        bad.append(infinite)
+        if strict:
+            bad.append(_any_row(graph, missing))
+        scaled_rows, names = _scaled_numbers(graph, numbers, matrix)
+        indicated = [i for i, s in enumerate(numbers) if s["missing_indicator"]]
+        if indicated:
+            flags = graph.op(
+                "Gather", missing, graph.constant(np.array(indicated, np.int64))
+            )
+            scaled_rows.append(graph.op("Cast", flags, to=_DOUBLE))
+            names += [f"{numbers[i]['name']}__missing" for i in indicated]
+        stacked = (
+            graph.op("Concat", *scaled_rows, axis=0)
+            if len(scaled_rows) > 1
+            else scaled_rows[0]
+        )
+        as_float = graph.op("Cast", stacked, to=_FLOAT)
+        blocks.append(graph.op("Transpose", as_float, perm=[1, 0]))
+        block_features += names
+    for spec in specs:
+        if spec["kind"] != "categorical":
+            continue
+        one_hot, refused = _one_hot(graph, spec, inputs[spec["name"]], strict)
+        blocks.append(one_hot)
+        block_features += [f"{spec['name']}={c}" for c in spec["categories"]]
+        if spec["missing_category"]:
+            block_features.append(f"{spec['name']}=<missing>")
+        if refused is not None:
+            bad.append(refused)
+    together = graph.op("Concat", *blocks, axis=1) if len(blocks) > 1 else blocks[0]
+    position = {name: i for i, name in enumerate(block_features)}
+    order = [position[name] for name in preprocessor.feature_names_out_]
+    encoded = together
+    if order != list(range(len(order))):
+        encoded = graph.op(
+            "Gather", together, graph.constant(np.array(order, np.int64)), axis=1
+        )
+    return encoded, _any_of(graph, bad, inputs[specs[0]["name"]])
+
+
+_FLOAT, _DOUBLE, _BOOL, _UINT8, _INT64 = 1, 11, 9, 2, 7  # onnx.TensorProto codes
+
+
+def _number_matrix(
+    graph: GraphBuilder, numbers: list[dict], inputs: dict[str, str]
+) -> tuple[str, str, str]:
+    """The number columns as a ``[k, N]`` float64 matrix with missing values
+    filled; the ``[k, N]`` missing mask; the ``[N]`` rows with an infinite value."""
+    columns = [inputs[s["name"]] for s in numbers]
+    flat = graph.op("Concat", *columns, axis=0) if len(columns) > 1 else columns[0]
+    matrix = graph.op(
+        "Reshape", flat, graph.constant(np.array([len(numbers), -1], np.int64))
+    )
+    missing = graph.op("IsNaN", matrix, hint="missing")
+    infinite = _any_row(graph, graph.op("IsInf", matrix))
+    fill = np.array([[float(s["fill"])] for s in numbers])
+    filled = graph.op("Where", missing, graph.constant(fill, "fill"), matrix)
+    return filled, missing, infinite
+
+
+def _any_row(graph: GraphBuilder, mask: str) -> str:
+    """``[N]`` bool: whether any of the ``k`` rows of a ``[k, N]`` mask is true."""
+    as_number = graph.op("Cast", mask, to=_FLOAT)
+    return graph.op(
+        "Cast", graph.op("ReduceMax", as_number, axes=[0], keepdims=0), to=_BOOL
+    )
+
+
+def _any_of(graph: GraphBuilder, masks: list[str], like: str) -> str:
+    """``[N]`` bool: the union of ``masks``, or all false (shaped as ``like``)."""
+    if not masks:
+        shape = graph.op("Shape", like)
+        zeros = graph.op(
+            "ConstantOfShape",
+            shape,
+            value=_tensor(np.zeros(1, dtype=bool)),
+        )
+        return zeros
+    result = masks[0]
+    for mask in masks[1:]:
+        result = graph.op("Or", result, mask)
+    return result
+
+
+def _tensor(value: np.ndarray) -> Any:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(value)
+
+
+def _scaled_numbers(
+    graph: GraphBuilder, numbers: list[dict], filled: str
+) -> tuple[list[str], list[str]]:
+    """The scaled, clipped number columns (``[k_i, N]`` float64 pieces: robust
+    columns, then quantile columns) and the features they are, in that order."""
+    robust = [i for i, s in enumerate(numbers) if s["scaling"] == "robust"]
+    quantile = [i for i, s in enumerate(numbers) if s["scaling"] != "robust"]
+    pieces, names = [], []
+    if robust:
+        rows = filled
+        if len(robust) < len(numbers):
+            rows = graph.op(
+                "Gather", filled, graph.constant(np.array(robust, np.int64))
+            )
+        center = np.array([[float(numbers[i]["center"])] for i in robust])
+        scale = np.array([[float(numbers[i]["scale"])] for i in robust])
+        # (x - center) / scale, in transform's order of operations.
+        shifted = graph.op("Sub", rows, graph.constant(center, "center"))
+        pieces.append(graph.op("Div", shifted, graph.constant(scale, "scale")))
+        names += [numbers[i]["name"] for i in robust]
+    if quantile:
+        rows = filled
+        if len(quantile) < len(numbers):
+            rows = graph.op(
+                "Gather", filled, graph.constant(np.array(quantile, np.int64))
+            )
+        pieces.append(_interpolate(graph, [numbers[i] for i in quantile], rows))
+        names += [numbers[i]["name"] for i in quantile]
+    low = graph.constant(np.array(-_SAFETY_CLIP))
+    high = graph.constant(np.array(_SAFETY_CLIP))
+    return [graph.op("Clip", piece, low, high) for piece in pieces], names
+
+
+def _interpolate(graph: GraphBuilder, specs: list[dict], values: str) -> str:
+    """``numpy.interp`` through each column's quantiles, extrapolated linearly
+    beyond them with the stored slopes: the quantile transform of ``transform``.
+
+    The segment of a value is the first quantile above it, found by comparing the
+    value with every quantile of its column (``ArgMax`` over the comparisons; ONNX
+    has no binary search).  Quantile tables are padded to one width with +inf, so
+    that there always is a quantile above a finite value.
+    """
+    width = max(len(s["quantiles"]) for s in specs) + 1
+    quantiles = np.full((len(specs), width), np.inf)
+    references = np.zeros((len(specs), width))
+    slopes = np.zeros((len(specs), width))
+    last_segment = np.zeros((len(specs), 1), dtype=np.int64)
+    for row, spec in enumerate(specs):
+        xp = np.asarray(spec["quantiles"], dtype=np.float64)
+        fp = np.asarray(spec["references"], dtype=np.float64)
+        quantiles[row, : xp.size] = xp
+        references[row, : fp.size] = fp
+        # numpy.interp's slope of a segment, and its formula below.
+        slopes[row, : xp.size - 1] = (fp[1:] - fp[:-1]) / (xp[1:] - xp[:-1])
+        last_segment[row] = xp.size - 2
+    above_value = graph.op(
+        "Greater",
+        graph.constant(quantiles[:, :, None], "quantiles"),
+        graph.op("Unsqueeze", values, graph.constant(np.array([1], np.int64))),
+    )
+    first_above = graph.op(
+        "ArgMax", graph.op("Cast", above_value, to=_UINT8), axis=1, keepdims=0
+    )
+    segment = graph.op("Sub", first_above, graph.constant(np.array(1, np.int64)))
+    segment = graph.op("Min", segment, graph.constant(last_segment, "last_segment"))
+    segment = graph.op("Max", segment, graph.constant(np.array(0, np.int64)))
+    offsets = (np.arange(len(specs), dtype=np.int64) * width)[:, None]
+    flat_index = graph.op("Add", segment, graph.constant(offsets, "offsets"))
+
+    def table(array: np.ndarray, hint: str) -> str:
+        return graph.op("Gather", graph.constant(array.reshape(-1), hint), flat_index)
+
+    start, level, slope = (
+        table(quantiles, "q"),
+        table(references, "r"),
+        table(slopes, "slope"),
+    )
+    # slope * (x - x_j) + y_j, as numpy.interp computes it.
+    inside = graph.op(
+        "Add", graph.op("Mul", slope, graph.op("Sub", values, start)), level
+    )
+
+    def column(key: str, index: int) -> str:
+        return graph.constant(np.array([[float(s[key][index])] for s in specs]))
+
+    def line(edge: str, level: str, slope_key: str) -> str:
+        # reference + (x - quantile) * slope, as transform computes it.
+        slope = graph.constant(np.array([[float(s[slope_key])] for s in specs]))
+        return graph.op(
+            "Add", level, graph.op("Mul", graph.op("Sub", values, edge), slope)
+        )
+
+    first_q, last_q = column("quantiles", 0), column("quantiles", -1)
+    below = line(first_q, column("references", 0), "low_slope")
+    beyond = line(last_q, column("references", -1), "high_slope")
+    result = graph.op("Where", graph.op("Greater", values, last_q), beyond, inside)
+    return graph.op("Where", graph.op("Less", values, first_q), below, result)
+
+
+def _one_hot(
+    graph: GraphBuilder, spec: dict, column: str, strict: bool
+) -> tuple[str, str | None]:
+    """A categorical column's ``[N, width]`` float32 one-hot block, and under
+    ``missing="error"`` its ``[N]`` bad rows (empty strings)."""
+    categories = [str(c) for c in spec["categories"]]
+    if "" in categories:
+        raise ExportError(
+            f"column {spec['name']!r} has the empty string as a category; the "
+            "exported graph reads the empty string as a missing value"
+        )
+    keys, codes = list(categories), list(range(len(categories)))
+    if spec["missing_category"]:
+        keys.append("")
+        codes.append(len(categories))
+    elif strict:
+        keys.append("")
+        codes.append(_REFUSED)
+    code = graph.op(
+        "LabelEncoder",
+        column,
+        domain="ai.onnx.ml",
+        keys_strings=keys,
+        values_int64s=codes,
+        default_int64=_UNKNOWN,
+        hint="category",
+    )
+    width = len(categories) + int(spec["missing_category"])
+    as_column = graph.op("Unsqueeze", code, graph.constant(np.array([1], np.int64)))
+    hot = graph.op(
+        "Equal", as_column, graph.constant(np.arange(width, dtype=np.int64)[None])
+    )
+    refused = None
+    if strict and not spec["missing_category"]:
+        refused = graph.op("Equal", code, graph.constant(np.array(_REFUSED)))
+    return graph.op("Cast", hot, to=_FLOAT), refused
+
+
+# ----------------------------------------------------------------------- networks
+def network_nodes(
+    graph: GraphBuilder,
+    layers: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    encoded: str,
+    reconstruction_errors: str,
+    feature_error_scale: np.ndarray,
+    need_latent: bool,
+) -> tuple[str, str | None]:
+    """GANomaly's generator on the encoded rows: per-feature errors and latent
+    errors, as :meth:`ganomaly.Scorer.errors` computes them.
+
+    Parameters
+    ----------
+    graph : GraphBuilder
+    layers : dict
+        ``(weight, bias)`` of every linear layer of ``"encoder"``, ``"decoder"``
+        and ``"second_encoder"`` (torch's layout: weight ``(out, in)``), with a
+        LeakyReLU(0.2) between layers.
+    encoded : str
+        ``tensor(float)[N, F]``.
+    reconstruction_errors : {"scaled_squared", "absolute"}
+    feature_error_scale : ndarray of shape (F,)
+    need_latent : bool
+        Whether the score uses the latent error (the second encoder runs only then).
+
+    Returns
+    -------
+    errors : str
+        ``tensor(float)[N, F]``: ``(x - G(x))^2 / feature_error_scale`` or
+        ``|x - G(x)|``.
+    latent : str or None
+        ``tensor(double)[N]``: the mean of ``(G_E(x) - E(G(x)))^2``.
+    """
+
+    def mlp(x: str, part: str) -> str:
+        for index, (weight, bias) in enumerate(layers[part]):
+            product = graph.op(
+                "MatMul",
+                x,
+                graph.constant(np.ascontiguousarray(weight.T, np.float32), part),
+            )
+            x = graph.op("Add", product, graph.constant(bias.astype(np.float32)))
+            if index < len(layers[part]) - 1:
+                x = graph.op("LeakyRelu", x, alpha=_NEGATIVE_SLOPE)
+        return x
+
+    latent = mlp(encoded, "encoder")
+    reconstruction = mlp(latent, "decoder")
+    difference = graph.op("Sub", encoded, reconstruction)
+    if reconstruction_errors == "absolute":
+        errors = graph.op("Abs", difference, hint="errors")
+    elif reconstruction_errors == "scaled_squared":
+        squared = graph.op("Mul", difference, difference)
+        scale = graph.constant(feature_error_scale.astype(np.float32), "error_scale")
+        errors = graph.op("Div", squared, scale, hint="errors")
+    else:
+        raise ExportError(f"unknown reconstruction_errors {reconstruction_errors!r}")
+    latent_error = None
+    if need_latent:
+        gap = graph.op("Sub", latent, mlp(reconstruction, "second_encoder"))
+        squares = graph.op("Cast", graph.op("Mul", gap, gap), to=_DOUBLE)
+        latent_error = graph.op(
+            "ReduceMean", squares, axes=[1], keepdims=0, hint="latent_error"
+        )
+    return errors, latent_error
+
+
+# -------------------------------------------------------------------------- score
+def combine_scores(
+    graph: GraphBuilder,
+    errors: str,
+    latent: str | None,
+    score_type: str,
+    score_scale: dict[str, float],
+) -> str:
+    """The anomaly score from per-feature errors and latent errors, as nodes.
+
+    Mirrors :func:`ganomaly._scorer.combine_scores` (the score of ``ganomaly
+    score`` and of the estimator): ``"reconstruction"``, the mean of the
+    per-feature errors; ``"latent"``, the latent error; ``"combined"``, the mean of
+    both, each divided by its median on held-out normal rows.  When the score
+    changes there, it changes here; the probe rows of every export
+    (:func:`build_onnx`) catch a graph that no longer agrees.
+
+    Parameters
+    ----------
+    graph : GraphBuilder
+    errors : str
+        ``tensor(float)[N, F]`` from :func:`network_nodes`.
+    latent : str or None
+        ``tensor(double)[N]``; None when ``score_type`` is ``"reconstruction"``.
+    score_type : {"reconstruction", "latent", "combined"}
+    score_scale : dict
+        ``{"reconstruction": r, "latent": l}``.
+
+    Returns
+    -------
+    str
+        ``tensor(double)[N]``.
+    """
+    if score_type == "latent":
+        return latent
+    reconstruction = graph.op(
+        "ReduceMean", graph.op("Cast", errors, to=_DOUBLE), axes=[1], keepdims=0
+    )
+    if score_type == "reconstruction":
+        return reconstruction
+    if score_type != "combined":
+        raise ExportError(f"the export does not know the score {score_type!r}")
+
+    def scaled(value: str, key: str) -> str:
+        return graph.op("Div", value, graph.constant(np.array(score_scale[key])))
+
+    both = graph.op(
+        "Add", scaled(reconstruction, "reconstruction"), scaled(latent, "latent")
+    )
+    return graph.op("Mul", both, graph.constant(np.array(0.5)))
+
+
+# ------------------------------------------------------------------- explanations
+def explanation_nodes(
+    graph: GraphBuilder,
+    errors: str,
+    sources: np.ndarray,
+    columns: list[str],
+    top_k: int,
+) -> tuple[str, str, str]:
+    """Every input column's share of a row's error, and the ``top_k`` largest, as
+    :func:`ganomaly._scorer.top_contributions` computes them.
+
+    Parameters
+    ----------
+    graph : GraphBuilder
+    errors : str
+        ``tensor(float)[N, F]``.
+    sources : ndarray of shape (F,)
+        Input column of every feature.
+    columns : list of str
+        Input column names.
+    top_k : int
+
+    Returns
+    -------
+    contributions, top_features, top_contributions : str
+        ``tensor(float)[N, n_columns]``, ``tensor(string)[N, k]``,
+        ``tensor(float)[N, k]``.
+    """
+    n_columns = len(columns)
+    per_column = errors
+    if list(sources) != list(range(n_columns)):  # one-hot blocks: summed
+        summing = np.zeros((len(sources), n_columns), dtype=np.float32)
+        summing[np.arange(len(sources)), sources] = 1.0
+        per_column = graph.op("MatMul", errors, graph.constant(summing, "by_column"))
+    total = graph.op(
+        "ReduceSum", per_column, graph.constant(np.array([1], np.int64)), keepdims=1
+    )
+    positive = graph.op("Greater", total, graph.constant(np.array(0, np.float32)))
+    total = graph.op("Where", positive, total, graph.constant(np.array(1, np.float32)))
+    shares = graph.op("Div", per_column, total)
+    k = min(int(top_k), n_columns)
+    top_values, top_indices = graph.op(
+        "TopK",
+        shares,
+        graph.constant(np.array([k], np.int64)),
+        axis=1,
+        largest=1,
+        sorted=1,
+        n_outputs=2,
+    )
+    names = graph.constant(np.array(columns, dtype=object), "column_names")
+    return shares, graph.op("Gather", names, top_indices), top_values
+
+
+# ---------------------------------------------------------------------- the model
+def _mlp_layers(arrays: dict[str, np.ndarray], part: str) -> list[tuple]:
+    """``(weight, bias)`` of the generator's MLP ``part``, in order; an
+    ExportError for anything but linear layers."""
+    prefix = f"generator.{part}.net."
+    keys = [k for k in arrays if k.startswith(prefix)]
+    indices = sorted({int(k[len(prefix) :].split(".")[0]) for k in keys})
+    expected = {f"{prefix}{i}.{p}" for i in indices for p in ("weight", "bias")}
+    if not indices or set(keys) != expected:
+        raise ExportError(
+            f"the generator's {part} is not a stack of linear layers "
+            f"({sorted(keys)[:4]}...); this export does not know it"
+        )
+    return [
+        (
+            np.asarray(arrays[f"{prefix}{i}.weight"]),
+            np.asarray(arrays[f"{prefix}{i}.bias"]),
+        )
+        for i in indices
+    ]
+
+
+def build_onnx(
+    arrays: dict[str, np.ndarray],
+    config: dict,
+    path: str | os.PathLike | None = None,
+    *,
+    top_k: int = 3,
+) -> Any:
+    """The ONNX graph of a fitted GANomalyDetector, checked against its scorer.
+
+    Parameters
+    ----------
+    arrays : dict of str to ndarray
+        The model's tensors (what a model file holds: ``generator.*``,
+        ``calibration.feature_error_scale``...).
+    config : dict
+        The model's JSON configuration.
+    path : str or path-like, optional
+        Where to write the graph (atomically); not written if None.
+    top_k : int, default=3
+        Columns in ``top_features`` and ``top_contributions``.
+
+    Returns
+    -------
+    onnx.ModelProto
+
+    Raises
+    ------
+    ImportError
+        Without the ``onnx`` extra (one line naming it).
+    ExportError
+        A model this export does not know, or a graph that does not score as the
+        model's scorer does on probe rows.
+
+    Examples
+    --------
+    >>> from ganomaly import GANomalyDetector, make_transactions
+    >>> X, y = make_transactions(500, random_state=0, return_X_y=True)
+    >>> detector = GANomalyDetector(n_epochs=1, random_state=0).fit(X[y == 0])
+    >>> model = detector.to_onnx()
+    >>> [i.name for i in model.graph.input][:3]
+    ['amount', 'merchant_category', 'hour']
+    >>> print(*[o.name for o in model.graph.output])
+    anomaly_score is_anomaly contributions top_features top_contributions
+    """
+    onnx, _ = require_onnx("onnx", "onnxruntime")
+    from onnx import TensorProto, helper
+
+    from ._scorer import Scorer
+
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    try:
+        scorer = Scorer.from_model(arrays, config, dtype=np.float64)
+        layers = {part: _mlp_layers(arrays, part) for part in _PARTS}
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ExportError):
+            raise
+        raise ExportError(f"not a model this export knows ({exc})") from exc
+    preprocessor = scorer.preprocessor_
+    columns = list(preprocessor.input_columns_)
+    clashes = sorted(set(columns) & set(OUTPUTS))
+    if clashes:
+        raise ExportError(
+            f"column(s) {clashes} have the names of the graph's outputs; rename them"
+        )
+    graph = GraphBuilder()
+    inputs = {name: name for name in columns}
+    encoded, bad = preprocessing_nodes(graph, preprocessor, inputs)
+    errors, latent = network_nodes(
+        graph,
+        layers,
+        encoded,
+        scorer.reconstruction_errors_,
+        scorer.feature_error_scale_,
+        need_latent=scorer.score_type != "reconstruction",
+    )
+    score = combine_scores(
+        graph, errors, latent, scorer.score_type, scorer.score_scale_
+    )
+    shares, names, values = explanation_nodes(
+        graph, errors, np.asarray(preprocessor.source_columns_), columns, top_k
+    )
+    # Bad rows: NaN scores and contributions, no flag, no feature names.
+    by_row = graph.op("Unsqueeze", bad, graph.constant(np.array([1], np.int64)))
+    nan = graph.constant(np.array(np.nan))
+    nan32 = graph.constant(np.array(np.nan, np.float32))
+    finals = {
+        "anomaly_score": ("Where", bad, nan, score),
+        "is_anomaly": None,
+        "contributions": ("Where", by_row, nan32, shares),
+        "top_features": ("Where", by_row, graph.constant(np.array("", object)), names),
+        "top_contributions": ("Where", by_row, nan32, values),
+    }
+    for output, node in finals.items():
+        if node is not None:
+            graph.nodes.append(helper.make_node(node[0], list(node[1:]), [output]))
+    threshold = graph.constant(np.array(scorer.threshold_))
+    graph.nodes.append(
+        helper.make_node("Greater", ["anomaly_score", threshold], ["is_anomaly"])
+    )
+    k = min(top_k, len(columns))
+    kinds = {s["name"]: s["kind"] for s in preprocessor.specs_}
+    graph_inputs = [
+        helper.make_tensor_value_info(
+            name,
+            TensorProto.STRING if kinds[name] == "categorical" else TensorProto.DOUBLE,
+            ["N"],
+        )
+        for name in columns
+    ]
+    graph_outputs = [
+        helper.make_tensor_value_info("anomaly_score", TensorProto.DOUBLE, ["N"]),
+        helper.make_tensor_value_info("is_anomaly", TensorProto.BOOL, ["N"]),
+        helper.make_tensor_value_info(
+            "contributions", TensorProto.FLOAT, ["N", len(columns)]
+        ),
+        helper.make_tensor_value_info("top_features", TensorProto.STRING, ["N", k]),
+        helper.make_tensor_value_info("top_contributions", TensorProto.FLOAT, ["N", k]),
+    ]
+    for value_info in graph_inputs:
+        value_info.doc_string = _input_doc(value_info.name, kinds[value_info.name])
+    model = helper.make_model(
+        helper.make_graph(
+            graph.nodes,
+            "ganomaly",
+            graph_inputs,
+            graph_outputs,
+            initializer=graph.initializers,
+        ),
+        opset_imports=[
+            helper.make_opsetid("", OPSET),
+            helper.make_opsetid("ai.onnx.ml", ML_OPSET),
+        ],
+        ir_version=IR_VERSION,
+        doc_string=_MODEL_DOC,
+    )
+    set_metadata(
+        model,
+        MODEL_KIND,
+        INTERFACE_VERSION,
+        {
+            "gankit.columns": json.dumps(_column_doc(preprocessor)),
+            "gankit.threshold": repr(scorer.threshold_),
+            "gankit.score_type": scorer.score_type,
+            "gankit.top_k": str(k),
+            "gankit.missing": "NaN for a number, the empty string for a category",
+            "gankit.outputs": ", ".join(OUTPUTS),
+        },
+    )
+    onnx.checker.check_model(model, full_check=True)
+    check_graph(model, scorer, top_k=k)
+    if path is not None:
+        save_onnx(model, path)
+    return model
+
+
+_MODEL_DOC = (
+    "GANomaly anomaly scorer exported by gankit. Inputs: one [N] tensor per training "
+    "column, named as the column: double for numbers (NaN = missing), string for "
+    "categories (empty string = missing). Outputs: anomaly_score (double, higher = "
+    "more suspicious), is_anomaly (score > threshold), contributions (each column's "
+    "share of the error), top_features and top_contributions (the largest shares). "
+    "Metadata gankit.columns lists the columns and their known categories."
+)
+
+
+def _input_doc(name: str, kind: str) -> str:
+    if kind == "categorical":
+        return f"{name}: category as text; empty string = missing"
+    return f"{name}: number; NaN = missing"
+
+
+def _column_doc(preprocessor: Any) -> list[dict]:
+    """The columns as a caller needs them: name, input type, known categories."""
+    described = []
+    for spec in preprocessor.specs_:
+        entry: dict[str, Any] = {"name": spec["name"]}
+        if spec["kind"] == "categorical":
+            entry.update(type="string", categories=list(spec["categories"]))
+        else:
+            entry["type"] = "double"
+            if spec.get("boolean"):
+                entry["boolean"] = True
+        described.append(entry)
+    return described
+
+
+def check_graph(model: Any, scorer: Any, *, top_k: int, n_rows: int = 64) -> None:
+    """Score probe rows with ONNX Runtime and with ``scorer``; an ExportError
+    unless scores (1e-4 relative), flags and top features agree.
+
+    The probe rows take every number column around its typical values and far
+    beyond them, every known category, unknown ones and, where the model imputes,
+    missing values.  A flag or a ranking is compared only where the scorer's value
+    is not within the tolerance of the threshold or of the next column's share.
+    """
+    import onnxruntime
+
+    columns, feeds = _probe_rows(scorer.preprocessor_, n_rows)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(
+        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    scores, flags, _, names, _ = session.run(list(OUTPUTS), feeds)
+    encoded = scorer.preprocessor_.transform(columns)
+    expected, top, shares = scorer.score_and_explain(encoded, top_k)
+    tolerance = 1e-4 * np.maximum(np.abs(expected), 1e-3)
+    worst = float(np.max(np.abs(scores - expected) / np.maximum(tolerance, 1e-300)))
+    clear = np.abs(expected - scorer.threshold_) > tolerance
+    decided = np.diff(shares, axis=1, append=-1.0) < -1e-4
+    expected_names = np.asarray(scorer.preprocessor_.input_columns_, object)[top]
+    if worst > 1 or not np.array_equal(
+        flags[clear], (expected > scorer.threshold_)[clear]
+    ):
+        raise ExportError(
+            "the exported graph does not score as the model does on probe rows "
+            f"(largest difference {worst:.3g} times the tolerance); this export "
+            "does not know this model's score"
+        )
+    if not np.array_equal(names[decided], expected_names[decided]):
+        raise ExportError(
+            "the exported graph does not explain scores as the model does on "
+            "probe rows (top features differ)"
+        )
+
+
+def _probe_rows(preprocessor: Any, n_rows: int) -> tuple[dict, dict]:
+    """Probe rows for :func:`check_graph`: the columns for ``transform`` and the
+    graph's inputs."""
+    rng = np.random.default_rng(0)
+    imputes = preprocessor.missing == "impute"
+    columns, feeds = {}, {}
+    spread = np.r_[np.ones(n_rows // 2), np.full(n_rows - n_rows // 2, 30.0)]
+    for spec in preprocessor.specs_:
+        if spec["kind"] == "categorical":
+            choices = list(spec["categories"]) + ["gankit probe: unknown"]
+            texts = np.array([choices[i % len(choices)] for i in range(n_rows)], object)
+            if imputes:
+                texts[1::7] = None
+            columns[spec["name"]] = texts
+            feeds[spec["name"]] = np.array(
+                ["" if t is None else t for t in texts], dtype=object
+            )
+            continue
+        if spec["scaling"] == "robust":
+            center, unit = spec["center"], spec["scale"]
+        else:
+            quantiles = spec["quantiles"]
+            center = quantiles[len(quantiles) // 2]
+            unit = (quantiles[-1] - quantiles[0]) / 4 or 1.0
+        values = center + unit * spread * rng.standard_normal(n_rows)
+        if spec.get("boolean"):
+            values = (rng.random(n_rows) < 0.5).astype(np.float64)
+        if imputes:
+            values[2::5] = np.nan
+        columns[spec["name"]] = values
+        feeds[spec["name"]] = values
+    return columns, feeds
+
+
+def export_onnx(
+    model: str | os.PathLike, path: str | os.PathLike, *, top_k: int = 3
+) -> Any:
+    """Write a GANomalyDetector model file as one ONNX file (``ganomaly export``).
+
+    The model file is read without torch (:func:`gancore.io.load_arrays`, with its
+    checks); see the module docstring for the graph's inputs and outputs.
+
+    Parameters
+    ----------
+    model : str or path-like
+        A model file written by ``ganomaly fit`` or ``GANomalyDetector.save``.
+    path : str or path-like
+        The ONNX file to write (atomically).
+    top_k : int, default=3
+
+    Returns
+    -------
+    onnx.ModelProto
+
+    Raises
+    ------
+    gancore.ModelFileError
+        Not a GANomalyDetector model file, or a damaged one.
+    ImportError
+        Without the ``onnx`` extra.
+    ExportError
+        See :func:`build_onnx`.
+    """
+    from gancore.io import load_arrays
+
+    require_onnx("onnx", "onnxruntime")
+    arrays, config = load_arrays(Path(model), kind=MODEL_KIND)
+    return build_onnx(arrays, config, path, top_k=top_k)
