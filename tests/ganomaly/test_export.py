@@ -32,6 +32,12 @@ def _session(model):
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
 
+def _column_names(session) -> np.ndarray:
+    """The input columns' names, in the order top_columns counts them."""
+    columns = json.loads(session.get_modelmeta().custom_metadata_map["gankit.columns"])
+    return np.array([column["name"] for column in columns], dtype=object)
+
+
 def _feeds(session, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The graph's inputs from a table, using only what the ONNX file says (as a
     caller without gankit would): strings with "" for missing, doubles with NaN."""
@@ -58,6 +64,7 @@ def _score_with_both(model: Path, frame: pd.DataFrame, tmp_path: Path):
     scored = pd.read_csv(scored_path)
     rows = pd.read_csv(table, keep_default_na=False, na_values=[""])
     session = _session(exported)
+    names = _column_names(session)
     outputs = dict(
         zip(
             [o.name for o in session.get_outputs()],
@@ -65,6 +72,7 @@ def _score_with_both(model: Path, frame: pd.DataFrame, tmp_path: Path):
             strict=True,
         )
     )
+    outputs["top_names"] = names[outputs["top_columns"]]
     # The unrounded scores of ganomaly score's engine (its default precision).
     scorer = as_scorer(model)
     columns = {name: rows[name] for name in scorer.preprocessor_.input_columns_}
@@ -79,7 +87,8 @@ def _assert_parity(scored, outputs, engine) -> None:
     np.testing.assert_allclose(scores, engine[0], rtol=1e-5, atol=0)
     np.testing.assert_allclose(scores, scored["anomaly_score"], rtol=1e-5, atol=5e-7)
     np.testing.assert_array_equal(flags, scored["is_anomaly"].to_numpy())
-    np.testing.assert_array_equal(outputs["top_features"], scored[TOP].to_numpy())
+    np.testing.assert_array_equal(outputs["top_names"], scored[TOP].to_numpy())
+    np.testing.assert_array_equal(outputs["top_columns"], engine[1])
     # Shares: the CSV rounds them to 4 decimals; the scorer's unrounded ones.
     np.testing.assert_allclose(outputs["top_contributions"], engine[2], atol=1e-6)
     contributions = outputs["contributions"]
@@ -160,7 +169,8 @@ def test_to_onnx_matches_the_estimator(fitted, transactions, tmp_path):
     expected, explanations = fitted.score_and_explain(X, top_k=2)
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
     np.testing.assert_array_equal(flags, fitted.predict(X) == -1)
-    np.testing.assert_array_equal(top, explanations[["feature_1", "feature_2"]])
+    named = _column_names(session)[top]
+    np.testing.assert_array_equal(named, explanations[["feature_1", "feature_2"]])
     assert shares.shape == (500, 2)
 
 
@@ -203,7 +213,7 @@ def test_bad_rows_score_nan(transactions):
     scores, flags, shares, top, _ = session.run(None, feeds)
     assert np.isfinite(scores[0]) and np.isnan(scores[1:]).all()
     assert not flags[1:].any()
-    assert np.isnan(shares[1:]).all() and (top[1:] == "").all()
+    assert np.isnan(shares[1:]).all() and (top[1:] == -1).all()
     np.testing.assert_allclose(
         scores[0], detector.anomaly_score(rows.iloc[:1]), rtol=1e-5
     )
@@ -260,7 +270,7 @@ session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProv
 meta = session.get_modelmeta().custom_metadata_map
 inputs = dict(np.load(sys.argv[2]))
 scores, flags, _, top, _ = session.run(None, inputs)
-np.savez(sys.argv[3], scores=scores, flags=flags, top=top.astype(str))
+np.savez(sys.argv[3], scores=scores, flags=flags, top=top)
 print(meta["gankit.version"], meta["gankit.format_version"])
 """
 
@@ -306,6 +316,6 @@ def test_scored_by_onnx_runtime_without_gankit(fitted, transactions, tmp_path):
     scores, expected_flags, _, top, _ = session.run(None, feeds)
     np.testing.assert_array_equal(out["scores"], scores)
     np.testing.assert_array_equal(out["flags"], expected_flags)
-    np.testing.assert_array_equal(out["top"], top.astype(str))
+    np.testing.assert_array_equal(out["top"], top)
     expected, _ = fitted.score_and_explain(rows)
     np.testing.assert_allclose(out["scores"], expected, rtol=1e-5)
