@@ -69,6 +69,7 @@ __all__ = [
     "ExportError",
     "GraphBuilder",
     "build_onnx",
+    "check_graph",
     "combine_scores",
     "explanation_nodes",
     "export_onnx",
@@ -96,6 +97,8 @@ _PARTS = ("encoder", "decoder", "second_encoder")
 # LabelEncoder's codes for "no known category" and, under missing="error", for
 # the empty string (a missing value, which makes the row bad).
 _UNKNOWN, _REFUSED = -1, -2
+# onnx.TensorProto's codes of the element types used (onnx is imported lazily).
+_FLOAT, _DOUBLE, _BOOL, _UINT8, _INT64 = 1, 11, 9, 2, 7
 
 
 class ExportError(ValueError):
@@ -232,9 +235,6 @@ def preprocessing_nodes(
         )
     encoded = graph.op("Transpose", together, perm=[1, 0], hint="encoded")
     return encoded, _any_of(graph, bad, inputs[specs[0]["name"]])
-
-
-_FLOAT, _DOUBLE, _BOOL, _UINT8, _INT64 = 1, 11, 9, 2, 7  # onnx.TensorProto codes
 
 
 def _number_matrix(
@@ -674,10 +674,11 @@ def build_onnx(
         raise ExportError(f"not a model this export knows ({exc})") from exc
     preprocessor = scorer.preprocessor_
     columns = list(preprocessor.input_columns_)
-    clashes = sorted(set(columns) & set(OUTPUTS))
+    clashes = [c for c in columns if c in OUTPUTS or c.startswith("gankit/")]
     if clashes:
         raise ExportError(
-            f"column(s) {clashes} have the names of the graph's outputs; rename them"
+            f"column(s) {clashes} have the names of the graph's outputs or of its "
+            "inner values (gankit/...); rename them"
         )
     graph = GraphBuilder()
     inputs = {name: name for name in columns}
