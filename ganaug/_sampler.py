@@ -23,6 +23,13 @@ _MODEL_KIND = "ganaug.GANAugmenter"
 # also helps little).
 _SMALL_DATA = 5000
 _DEFAULT_POLICY = "color,translation,cutout"
+# n_epochs="auto": train until the discriminator has seen this many pixels (about
+# 40,000 images at 64x64, 200,000 at 28x28), in at most _AUTO_MAX_EPOCHS epochs.
+# Why this budget: benchmarks/RESULTS.md (issue 20).
+_AUTO_BUDGET_PIXELS = 40_000 * 64 * 64
+_AUTO_MAX_EPOCHS = 400
+# filter_synthetic: candidates drawn per wanted image before giving up on a class.
+_FILTER_MAX_DRAWS = 8
 # The parameters that change what training does (a checkpoint pins these); the
 # others only change what is generated from the trained networks, or how.
 _TRAINING_PARAMS = frozenset(
@@ -30,7 +37,9 @@ _TRAINING_PARAMS = frozenset(
         "image_shape",
         "architecture",
         "loss",
+        "r1_gamma",
         "conditional",
+        "balance_classes",
         "diffaugment",
         "ema",
         "n_epochs",
@@ -43,9 +52,10 @@ _TRAINING_PARAMS = frozenset(
 )
 
 
-# gancore's DCGAN nets take sides that are multiples of 4: images are padded to
-# them before training (gancore.pad_to_multiple) and cropped back after generation.
+# gancore's convolutional nets take sides that are multiples of 4: images are padded
+# to them before training (gancore.pad_to_multiple) and cropped back after generation.
 _PAD_MULTIPLE = 4
+_CONV_ARCHITECTURES = frozenset({"dcgan", "resnet"})
 
 
 def _train_shape(image_shape: tuple[int, int, int] | None) -> tuple | None:
@@ -121,32 +131,55 @@ class GANAugmenter(BaseOverSampler):
         still sees them as half of their class. On PneumoniaMNIST with 50
         normal images, this with ``augment_ratio=1`` is where the synthetic
         images helped a classifier (``benchmarks/RESULTS.md``, issue 4).
-    architecture : {"dcgan", "mlp"}, default="dcgan"
-        Convolutional DCGAN nets (images) or MLPs (any flattened data).
+    architecture : {"dcgan", "resnet", "mlp"}, default="dcgan"
+        Convolutional DCGAN nets (images), the residual nets of
+        :mod:`gancore.resnets` (SNGAN/BigGAN: class-conditional batch norm in the
+        generator, projection and spectral norm in the discriminator; several
+        times slower per image on a CPU) or MLPs (any flattened data).
     loss : {"hinge", "wgan-gp", "bce"}, default="hinge"
         Adversarial loss (see :mod:`gancore.losses`).
     conditional : bool, default=True
         One class-conditional GAN (projection discriminator) for all classes;
         ``False`` trains one unconditional GAN per class that needs samples.
+    balance_classes : bool, default=False
+        Train the conditional GAN on a class-balanced set: each class's images
+        repeated (as ``RandomOverSampler`` does) to the largest class's count,
+        so that the generator learns the rare classes as often as the common
+        ones. An epoch is then a pass over the balanced set.
     diffaugment : str, "auto" or None, default="auto"
         DiffAugment policy applied to real and fake images before the
         discriminator (``"color,translation,cutout"`` or a subset). "auto"
         uses the full policy for image data below 5000 images and none
-        otherwise; None or "" disables it.
+        otherwise; "ada" uses adaptive augmentation instead
+        (:class:`gancore.AdaptiveAugment`, its ramp scaled to the run); None or
+        "" disables it.
+    r1_gamma : float, default=0.0
+        Weight of the R1 penalty on real images (:func:`gancore.r1_penalty`,
+        lazily every 16 discriminator steps); 0 turns it off.
     ema : bool or float, default=True
         Sample from an exponential moving average of the generator's weights.
         True picks the decay from the number of generator steps
         (``1 - 10 / steps``, clipped to [0.9, 0.999]); a float is the decay.
-    n_epochs : int, default=200
-        Passes over the training images.
+    n_epochs : int or "auto", default=200
+        Passes over the training images. "auto" trains until the discriminator
+        has seen a fixed number of pixels, about 40,000 images at 64x64 (10,000
+        at 128x128, 200,000 at 28x28; at most 400 epochs), so that training
+        time depends on the image size, not on the number of images.
     batch_size : int, default=64
     latent_dim : int, default=64
     learning_rate : float, default=2e-4
         Adam learning rate of both networks (betas 0.5, 0.999).
     base_channels : int, default=32
-        Width of the DCGAN nets (channels of the last generator map). 64 is
-        slower to train and gave the larger classifier gain on our PneumoniaMNIST
-        benchmark; figures in ``benchmarks/RESULTS.md`` (issue 4).
+        Width of the convolutional nets (channels of the last generator map).
+        64 is slower to train and gave the larger classifier gain on our
+        PneumoniaMNIST benchmark; figures in ``benchmarks/RESULTS.md`` (issue 4).
+    filter_synthetic : bool, default=False
+        Keep only the synthetic images that a small classifier trained on the
+        real images (:class:`ganaug.reference.RealImageClassifier`) assigns to
+        their intended class, drawing up to 8 candidates per kept image (a
+        class that falls short gets the rejected candidates that class found
+        most like it). The classifier is kept (``judge_``) and saved with the
+        model, so :meth:`sample` filters too.
     device : str, default="auto"
         "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     random_state : int, RandomState instance or None, default=None
@@ -184,6 +217,14 @@ class GANAugmenter(BaseOverSampler):
         (min, max) of the training pixel values; generated values lie inside.
     n_features_in_ : int
         Number of values per image (C*H*W).
+    n_epochs_ : int
+        Epochs trained (``n_epochs``, resolved when "auto").
+    judge_ : ganaug.reference.RealImageClassifier
+        With ``filter_synthetic``: the classifier of the real images (scaled to
+        [-1, 1] by ``data_range_``) that screens synthetic ones.
+    filter_acceptance_ : dict or None
+        With ``filter_synthetic``: the fraction of candidates accepted per class
+        in ``fit_resample``; None without it.
 
     See Also
     --------
@@ -210,16 +251,22 @@ class GANAugmenter(BaseOverSampler):
         "image_shape": [tuple, list, None],
         "augment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
         "rebalance": [StrOptions({"synthetic", "duplicate"})],
-        "architecture": [StrOptions({"dcgan", "mlp"})],
+        "architecture": [StrOptions({"dcgan", "resnet", "mlp"})],
         "loss": [StrOptions({"hinge", "wgan-gp", "bce"})],
         "conditional": ["boolean"],
+        "balance_classes": ["boolean"],
         "diffaugment": [str, None],
+        "r1_gamma": [Interval(numbers.Real, 0, None, closed="left")],
         "ema": ["boolean", Interval(numbers.Real, 0, 1, closed="left")],
-        "n_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_epochs": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
         "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "filter_synthetic": ["boolean"],
         "device": [str],
         "verbose": ["verbose"],
         "checkpoint_path": [str, None],
@@ -235,13 +282,16 @@ class GANAugmenter(BaseOverSampler):
         architecture: str = "dcgan",
         loss: str = "hinge",
         conditional: bool = True,
+        balance_classes: bool = False,
         diffaugment: str | None = "auto",
+        r1_gamma: float = 0.0,
         ema: bool | float = True,
-        n_epochs: int = 200,
+        n_epochs: int | str = 200,
         batch_size: int = 64,
         latent_dim: int = 64,
         learning_rate: float = 2e-4,
         base_channels: int = 32,
+        filter_synthetic: bool = False,
         device: str = "auto",
         random_state=None,
         verbose: bool = False,
@@ -254,13 +304,16 @@ class GANAugmenter(BaseOverSampler):
         self.architecture = architecture
         self.loss = loss
         self.conditional = conditional
+        self.balance_classes = balance_classes
         self.diffaugment = diffaugment
+        self.r1_gamma = r1_gamma
         self.ema = ema
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.latent_dim = latent_dim
         self.learning_rate = learning_rate
         self.base_channels = base_channels
+        self.filter_synthetic = filter_synthetic
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -309,7 +362,7 @@ class GANAugmenter(BaseOverSampler):
         side = math.isqrt(n_features)
         if side * side == n_features and side >= 4:
             return (1, side, side)
-        if self.architecture == "dcgan":
+        if self.architecture in _CONV_ARCHITECTURES:
             raise ValueError(
                 f"X has {n_features} features, not a square image: pass "
                 "image_shape=(C, H, W) or use architecture='mlp'"
@@ -345,9 +398,21 @@ class GANAugmenter(BaseOverSampler):
             DCGANGenerator,
             MLPDiscriminator,
             MLPGenerator,
+            ResNetDiscriminator,
+            ResNetGenerator,
         )
 
-        if self.architecture == "dcgan":
+        if self.architecture == "resnet":
+            generator = ResNetGenerator(
+                self.latent_dim,
+                self.train_shape_,
+                n_classes=n_classes,
+                base_channels=self.base_channels,
+            )
+            discriminator = ResNetDiscriminator(
+                self.train_shape_, n_classes=n_classes, base_channels=self.base_channels
+            )
+        elif self.architecture == "dcgan":
             generator = DCGANGenerator(
                 self.latent_dim,
                 self.train_shape_,
@@ -380,12 +445,13 @@ class GANAugmenter(BaseOverSampler):
         from gancore import pad_to_multiple
 
         tensor = torch.from_numpy(np.ascontiguousarray(X_unit))
-        if self.architecture == "dcgan":
+        if self.architecture in _CONV_ARCHITECTURES:
             tensor = pad_to_multiple(tensor.view(-1, *self.image_shape_), _PAD_MULTIPLE)
         return tensor
 
-    def _augment_fn(self, n_rows: int):
-        from gancore import DiffAugment
+    def _augment_fn(self, n_rows: int, n_images_seen: int):
+        """The augmentation of the discriminator's inputs (None for none)."""
+        from gancore import AdaptiveAugment, DiffAugment
 
         policy = self.diffaugment
         if policy == "auto":
@@ -395,20 +461,37 @@ class GANAugmenter(BaseOverSampler):
                 else None
             )
         if not policy:
-            return None, None
+            return None
         if self.image_shape_ is None:
             raise ValueError(
                 "diffaugment needs images; pass image_shape or diffaugment=None"
             )
-        augment = DiffAugment(policy)
-        if self.architecture == "dcgan":
-            return augment, augment.policy
+        if policy == "ada":
+            # ADA's ramp (500k images in the paper, a few percent of its runs)
+            # scaled to this run: p can climb from 0 to 1 in a quarter of it.
+            augment = AdaptiveAugment(ramp_images=max(1000, n_images_seen // 4))
+        else:
+            augment = DiffAugment(policy)
+        if self.architecture in _CONV_ARCHITECTURES:
+            return augment
         shape = self.image_shape_
 
         def flat_augment(x: torch.Tensor, generator=None) -> torch.Tensor:
             return augment(x.view(-1, *shape), generator).flatten(1)
 
-        return flat_augment, augment.policy
+        return flat_augment
+
+    def _resolve_n_epochs(self, n_rows: int) -> int:
+        """``n_epochs``, or for "auto" the epochs of the default training budget."""
+        if self.n_epochs != "auto":
+            return int(self.n_epochs)
+        pixels = (
+            self.image_shape_[1] * self.image_shape_[2]
+            if self.image_shape_ is not None
+            else self.n_features_in_
+        )
+        images = _AUTO_BUDGET_PIXELS / pixels
+        return int(np.clip(math.ceil(images / n_rows), 1, _AUTO_MAX_EPOCHS))
 
     def _train_one(self, X_unit, labels, n_classes, rngs, device, desc, part=""):
         """Train one GAN; return its generator (EMA weights) and loss history."""
@@ -424,7 +507,7 @@ class GANAugmenter(BaseOverSampler):
         if n_classes is not None:
             data.append(torch.from_numpy(labels.astype(np.int64)))
         batch_size = min(self.batch_size, len(X_unit))
-        steps = self.n_epochs * max(1, len(X_unit) // batch_size)
+        steps = self.n_epochs_ * max(1, len(X_unit) // batch_size)
         ema = None
         if self.ema is not False:
             decay = (
@@ -433,7 +516,7 @@ class GANAugmenter(BaseOverSampler):
                 else float(self.ema)
             )
             ema = EMA(generator, decay=decay)
-        augment, _ = self._augment_fn(len(X_unit))
+        augment = self._augment_fn(len(X_unit), self.n_epochs_ * len(X_unit))
         betas = (0.5, 0.999)
         g_optimizer = torch.optim.Adam(
             generator.parameters(), lr=self.learning_rate, betas=betas
@@ -449,6 +532,7 @@ class GANAugmenter(BaseOverSampler):
             rngs=rngs,
             diffaugment=augment,
             conditional=n_classes is not None,
+            r1_gamma=float(self.r1_gamma),
         )
         history = train_gan(
             generator=generator,
@@ -458,7 +542,7 @@ class GANAugmenter(BaseOverSampler):
             d_loss_fn=d_loss_fn,
             g_loss_fn=g_loss_fn,
             data=data,
-            n_epochs=self.n_epochs,
+            n_epochs=self.n_epochs_,
             batch_size=batch_size,
             n_critic=5 if self.loss == "wgan-gp" else 1,
             ema=ema,
@@ -532,9 +616,19 @@ class GANAugmenter(BaseOverSampler):
         device = resolve_device(self.device)
         rngs = make_rngs(self.random_state, device)
         X_unit = self._to_unit(X)
+        self.n_epochs_ = self._resolve_n_epochs(n_rows)
         if self.conditional:
+            rows = np.arange(n_rows)
+            if self.balance_classes:
+                rows = self._balanced_rows(encoded, rngs.numpy)
+                self.n_epochs_ = self._resolve_n_epochs(len(rows))
             generator, history = self._train_one(
-                X_unit, encoded, len(self.classes_), rngs, device, "ganaug training"
+                X_unit[rows],
+                encoded[rows],
+                len(self.classes_),
+                rngs,
+                device,
+                "ganaug training",
             )
             self.generator_, self.history_ = generator, history
         else:
@@ -566,7 +660,9 @@ class GANAugmenter(BaseOverSampler):
             or [np.empty(0, dtype=y.dtype)]
         )
         labels = labels.astype(y.dtype)
-        X_synthetic = self._generate(labels, rngs.torch_cpu)
+        if self.filter_synthetic:
+            self.judge_ = self._train_judge(X_unit, encoded, rngs)
+        X_synthetic, self.filter_acceptance_ = self._synthesise(labels, rngs.torch_cpu)
         # sample() continues this stream; a state tensor (unlike a Generator)
         # keeps the fitted sampler picklable.
         self._sample_state = rngs.torch_cpu.get_state()
@@ -577,6 +673,17 @@ class GANAugmenter(BaseOverSampler):
         y_resampled = np.concatenate([y, y[duplicated], labels])
         return self._layout(X_resampled), y_resampled
 
+    @staticmethod
+    def _balanced_rows(encoded: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Rows of a class-balanced training set: every class's rows, topped up
+        with random repeats to the largest class's count."""
+        counts = np.bincount(encoded)
+        rows = []
+        for code, count in enumerate(counts):
+            own = np.flatnonzero(encoded == code)
+            rows += [own, rng.choice(own, counts.max() - count, replace=True)]
+        return np.concatenate(rows)
+
     def _duplicate_rows(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Rows of real samples to copy, drawn with replacement within each class."""
         rows = [
@@ -585,6 +692,65 @@ class GANAugmenter(BaseOverSampler):
             if count
         ]
         return np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
+
+    # ---------------------------------------------------------------- filtering
+
+    def _train_judge(self, X_unit, encoded, rngs):
+        """The classifier of the real images that screens the synthetic ones."""
+        from .reference import RealImageClassifier
+
+        if self.image_shape_ is None:
+            raise ValueError(
+                "filter_synthetic needs images; pass image_shape or "
+                "filter_synthetic=False"
+            )
+        judge = RealImageClassifier(random_state=int(rngs.numpy.integers(0, 2**62)))
+        return judge.fit(X_unit.reshape(-1, *self.image_shape_), encoded)
+
+    def _synthesise(self, labels: np.ndarray, rng: torch.Generator):
+        """Synthetic samples for ``labels``, filtered by the judge when there is one;
+        and the fraction of candidates the judge accepted, per class (None
+        without a judge).
+
+        Without a judge this is :meth:`_generate`. With one, candidates are drawn
+        class by class and kept when the judge gives their intended class the
+        highest probability, until the class has its count or
+        ``_FILTER_MAX_DRAWS`` candidates per image have been drawn; a shortfall is
+        made up with the rejected candidates the judge found most like the class.
+        """
+        judge = getattr(self, "judge_", None)
+        if judge is None:
+            return self._generate(labels, rng), None
+        out = np.empty((len(labels), self.n_features_in_), dtype=np.dtype(self.dtype_))
+        acceptance = {}
+        for label in np.unique(labels):
+            rows = np.flatnonzero(labels == label)
+            code = int(np.searchsorted(self.classes_, label))
+            kept, rejected, rejected_score = [], [], []
+            n_kept = n_drawn = 0
+            while n_kept < len(rows) and n_drawn < _FILTER_MAX_DRAWS * len(rows):
+                size = max(len(rows) - n_kept, 64)
+                candidates = self._generate(np.full(size, label), rng)
+                proba = judge.predict_proba(self._unit_images(candidates))
+                accepted = proba.argmax(axis=1) == code
+                kept.append(candidates[accepted])
+                rejected.append(candidates[~accepted])
+                rejected_score.append(proba[~accepted, code])
+                n_kept += int(accepted.sum())
+                n_drawn += size
+            chosen = np.concatenate(kept)[: len(rows)]
+            if len(chosen) < len(rows):
+                order = np.argsort(-np.concatenate(rejected_score), kind="stable")
+                fill = np.concatenate(rejected)[order[: len(rows) - len(chosen)]]
+                chosen = np.concatenate([chosen, fill])
+            out[rows] = chosen
+            acceptance[label.item() if hasattr(label, "item") else label] = (
+                n_kept / n_drawn
+            )
+        return out, acceptance
+
+    def _unit_images(self, flat: np.ndarray) -> np.ndarray:
+        return self._to_unit(flat).reshape(-1, *self.image_shape_)
 
     # ---------------------------------------------------------------- sampling
 
@@ -606,14 +772,14 @@ class GANAugmenter(BaseOverSampler):
             else:
                 shape = (
                     self.train_shape_
-                    if self.architecture == "dcgan"
+                    if self.architecture in _CONV_ARCHITECTURES
                     else (self.n_features_in_,)
                 )
                 fake = torch.empty((len(codes), *shape))
                 for code in codes.unique().tolist():
                     rows = codes == code
                     fake[rows] = self.generator_[code](z[rows])
-            if self.architecture == "dcgan":
+            if self.architecture in _CONV_ARCHITECTURES:
                 fake = crop_to(fake, self.image_shape_[1:])
             fake = fake.reshape(len(codes), -1).numpy()
             out[start : start + chunk] = self._from_unit(fake)
@@ -683,7 +849,7 @@ class GANAugmenter(BaseOverSampler):
                     "only classes that were over-sampled get one"
                 )
         labels = labels.astype(self.classes_.dtype)
-        X = self._layout(self._generate(labels, rng))
+        X = self._layout(self._synthesise(labels, rng)[0])
         if continue_stream:
             self._sample_state = rng.get_state()
         return X, labels
@@ -737,6 +903,9 @@ class GANAugmenter(BaseOverSampler):
             tensors = {}
             for index, net in self.generator_.items():
                 tensors.update(module_tensors(f"generator{index}", net))
+        judge = getattr(self, "judge_", None)
+        if judge is not None:  # so that a loaded sampler filters as this one does
+            tensors.update(module_tensors("judge", judge.network_))
         classes = self.classes_.tolist()
         config = {
             "params": {
@@ -760,6 +929,7 @@ class GANAugmenter(BaseOverSampler):
             "history": self.history_
             if self.conditional
             else {str(k): v for k, v in self.history_.items()},
+            "judge": judge.to_config() if judge is not None else None,
             "metadata": metadata or {},
         }
         # Scalars (batch norm's num_batches_tracked) are stored as 1-element
@@ -811,6 +981,12 @@ class GANAugmenter(BaseOverSampler):
                     net.load_state_dict(_match_shapes(net, state))
                     sampler.generator_[index] = net.eval()
                 sampler.history_ = config["history"]
+            if config.get("judge"):
+                from .reference import RealImageClassifier
+
+                sampler.judge_ = RealImageClassifier.from_config(
+                    config["judge"], module_state("judge", tensors)
+                )
             sampler.metadata_ = config.get("metadata", {})
         except (KeyError, TypeError, RuntimeError, ValueError) as err:
             raise ModelFileError(

@@ -304,6 +304,9 @@ def test_one_gan_per_class(tmp_path):
         dict(architecture="mlp", diffaugment="translation"),
         dict(diffaugment=None),
         dict(diffaugment="cutout"),
+        dict(architecture="resnet"),
+        dict(diffaugment="ada", r1_gamma=1.0),
+        dict(balance_classes=True),
     ],
 )
 def test_options_train(params):
@@ -312,6 +315,55 @@ def test_options_train(params):
     X_res, _ = sampler.fit_resample(X, y)
     assert X_res.shape == (60, 8, 8)
     assert all(np.isfinite(r["g_loss"]) for r in sampler.history_)
+
+
+def test_auto_epochs_follow_the_pixel_budget(monkeypatch):
+    import ganaug._sampler as sampler_module
+
+    X, y = two_class_images()  # 40 images of 8x8
+    monkeypatch.setattr(sampler_module, "_AUTO_BUDGET_PIXELS", 3 * 40 * 64)
+    sampler = GANAugmenter(random_state=0, **{**FAST, "n_epochs": "auto"})
+    sampler.fit_resample(X, y)
+    assert sampler.n_epochs_ == 3 and len(sampler.history_) == 3
+    sampler.fit_resample(X[:20], y[:20].clip(0, 0) + np.arange(20) % 2)
+    assert sampler.n_epochs_ == 6  # half the images, twice the epochs
+    # balance_classes: an epoch is a pass over the balanced set (30 + 30 rows)
+    sampler.set_params(balance_classes=True).fit_resample(X, y)
+    assert sampler.n_epochs_ == 2
+
+
+def test_filter_keeps_what_the_real_image_classifier_accepts(tmp_path):
+    """filter_synthetic: a classifier trained on the real images screens the
+    synthetic ones; counts stay as promised, the accepted fraction is recorded,
+    and every kept image is one the classifier assigns to its class (unless a
+    class fell short)."""
+    X, y = two_class_images(n0=40, n1=12, size=16)
+    sampler = GANAugmenter(
+        filter_synthetic=True,
+        rebalance="duplicate",
+        augment_ratio=0.5,
+        random_state=0,
+        **{**FAST, "n_epochs": 3},
+    )
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert Counter(y_res.tolist()) == {0: 60, 1: 60}
+    assert set(sampler.filter_acceptance_) == {0, 1}
+    synthetic = X_res[80:].reshape(40, 1, 16, 16)
+    low, high = sampler.data_range_  # the judge sees images scaled as the GAN does
+    verdict = sampler.judge_.predict((synthetic - low) / (high - low) * 2 - 1)
+    for label, accepted in sampler.filter_acceptance_.items():
+        assert 0 <= accepted <= 1
+        if accepted * 8 >= 1:  # enough candidates were accepted
+            assert (verdict[y_res[80:] == label] == label).all()
+    again = GANAugmenter(**sampler.get_params()).fit_resample(X, y)[0]
+    np.testing.assert_array_equal(X_res, again)
+    # the classifier travels with the model: a loaded sampler filters alike
+    sampler.save(tmp_path / "m.safetensors")
+    loaded = GANAugmenter.load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(
+        loaded.sample(6, y=1, random_state=5)[0],
+        sampler.sample(6, y=1, random_state=5)[0],
+    )
 
 
 def test_bad_parameters_and_shapes():
@@ -324,6 +376,12 @@ def test_bad_parameters_and_shapes():
         GANAugmenter(diffaugment="rotate", **FAST).fit_resample(X, y)
     with pytest.raises(ValueError, match="loss"):
         GANAugmenter(loss="lsgan", **FAST).fit_resample(X, y)
+    with pytest.raises(ValueError, match="n_epochs"):
+        GANAugmenter(**{**FAST, "n_epochs": "long"}).fit_resample(X, y)
+    with pytest.raises(ValueError, match="filter_synthetic needs images"):
+        GANAugmenter(architecture="mlp", filter_synthetic=True, **FAST).fit_resample(
+            X.reshape(40, -1)[:, :60], y
+        )
 
 
 # ------------------------------------------------------------- pipelines
