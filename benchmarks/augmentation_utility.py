@@ -1,47 +1,69 @@
-"""Does GAN augmentation help a classifier in a low-data, imbalanced regime?
+"""Does GAN augmentation help a classifier on small, imbalanced medical image sets?
 
-Data: ``../shared/data/pneumoniamnist_28.npz`` (PneumoniaMNIST, 28x28 chest
-X-rays; 0 = normal, 1 = pneumonia). For every seed, ``--n-normal`` normal and
-``--n-pneumonia`` pneumonia images are drawn from ``train``; every model is
-evaluated on the whole ``val`` split (524 images). The same small CNN, defined
-here, is trained with the same number of optimiser steps in each arm:
+Three dev sets from ``../shared/data``, each at its own resolution:
 
-a. ``none``          the imbalanced training images as they are
-b. ``ros``           imblearn RandomOverSampler (duplicates normals to balance)
-c. ``classical``     MONAI random flips / rotations / zoom, on the fly
-c2. ``ros+classical``  both; the fair peer of (e)
-d. ``gan``           GANAugmenter (conditional DCGAN, hinge, DiffAugment, EMA);
-                     by default ``rebalance="duplicate", augment_ratio=1``: the
-                     normals are re-balanced with copies (as in b) and 500
-                     synthetic images per class come on top; and
-                     ``base_channels=64`` (the sampler's default is 32: faster,
-                     and a smaller gain here, see benchmarks/RESULTS.md)
-e. ``gan+classical`` GANAugmenter output, then the classical augmentations
+* ``pneumoniamnist28``: evaluation part the official ``val`` split (524 images);
+  training sets of 40 normal + 400 pneumonia drawn from ``train``.
+* ``chest64`` (``chest_xray_64.npz``, 1 channel): evaluation part 30 % of the
+  patients of each class (1,567 images); training sets of 100 normal + 1,000
+  pneumonia drawn from the rest.
+* ``skin64`` (``skin_lesions_64.npz``, RGB, 7 classes): evaluation part 30 % of
+  each class, stratified (1,796 images); training sets of akiec 40, bcc 60,
+  bkl 120, df 15, mel 100, nv 500, vasc 20 drawn from the rest (855 images, all
+  seven classes, imbalanced 33:1).
 
-All arms run in one invocation on the same splits. Also reported: a Frechet
-distance between real and synthetic images in the feature space of the
-``ros`` classifier (trained on the real training images only; no downloaded
-Inception weights) next to the same distance between the train and val splits,
-and the memorisation report of the synthetic images (held-out set: val).
+The evaluation parts are fixed (split seed 2020, whatever the run's seeds): for
+``chest64`` the split is by patient (``personN`` of the pneumonia file names, the
+``IM-NNNN`` or ``NORMAL2-IM-NNNN`` stem of the normal ones), so no patient is on
+both sides; HAM10000 holds one image per lesion and no patient identifier, so
+``skin64`` is split by image. The official test splits stay held back.
 
-Run (about 40 minutes on 2 CPU cores: per seed, 8 min for the GAN and 4 min for
-the classifiers)::
+Arms, each trained with the same classifier for the same number of steps:
 
-    python benchmarks/augmentation_utility.py
-    python benchmarks/augmentation_utility.py --quick   # a few-minute smoke run
+=================  ===========================================================
+``none``           the imbalanced training images as they are
+``ros``            imblearn ``RandomOverSampler``
+``classical``      MONAI random flips, rotations (10 degrees), zoom (0.9-1.1)
+``ros+classical``  both
+``gan``            ``GANAugmenter()`` with its defaults (``--gan-param`` to vary)
+``gan+classical``  the GAN's output, then the classical augmentation
+=================  ===========================================================
 
-or one process per seed, then the summary of all three::
+The classifier (:class:`SmallCNN`, defined here, no downloaded weights) has a 3x3
+conv stem (stride 2 at 48 px and above) and conv / batch-norm / ReLU stages with
+max-pooling down to 8 pixels or less, global average pooling, dropout and a
+linear layer; Adam with cosine decay, 600 steps of 64 images, cross-entropy.
+Reported per arm: balanced accuracy (argmax), macro AUROC (one-vs-rest), recall
+of the rarest class of the training set. For the GAN: fit seconds and epochs,
+FID / KID / precision / recall / density / coverage per class
+(:mod:`ganaug.quality`, in the features of a
+:class:`ganaug.reference.RealImageClassifier` trained on the training set; the
+synthetic images against the evaluation part, beside the training images
+against it), and the memorisation audit (:func:`ganaug.privacy.memorization_report`).
 
-    for s in 0 1 2; do python benchmarks/augmentation_utility.py --seeds $s \
-        --json out/seed$s.json & done; wait
-    python benchmarks/augmentation_utility.py --summarise out/seed*.json
+GANs are cached: with ``--checkpoint-dir`` each set, seed and GAN training
+configuration keeps its checkpoint, and a finished one is resumed (sampling only,
+identical on the CPU), so arms and sampling options share trained GANs.
+
+Run (single-threaded; see benchmarks/RESULTS.md for times)::
+
+    python benchmarks/augmentation_utility.py --checkpoint-dir ck --json-dir out
+    python benchmarks/augmentation_utility.py --summarise out/*.json
+
+    # a variant of the GAN arms only, on the same splits and cached peers:
+    python benchmarks/augmentation_utility.py --sets chest64 --seeds 0 \\
+        --arms gan gan+classical --variant resnet \\
+        --gan-param architecture=resnet base_channels=16 \\
+        --checkpoint-dir ck --json-dir out
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -52,42 +74,165 @@ from torch import nn
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "pneumoniamnist_28.npz"
+DATA = ROOT.parent / "shared" / "data"
 ARMS = ("none", "ros", "classical", "ros+classical", "gan", "gan+classical")
+PEER_ARMS = ARMS[:4]
+SPLIT_SEED = 2020
+EVAL_FRACTION = 0.3
+SKIN_DRAW = {
+    "akiec": 40,
+    "bcc": 60,
+    "bkl": 120,
+    "df": 15,
+    "mel": 100,
+    "nv": 500,
+    "vasc": 20,
+}
+# GANAugmenter options that do not change the trained GAN: variants differing only
+# in these share one checkpoint.
+SAMPLING_ONLY = {"augment_ratio", "rebalance", "filter_synthetic", "sampling_strategy"}
+
+
+# ------------------------------------------------------------------------ data
+
+
+class DevSet:
+    """A dev set: its fixed pool and evaluation part, and the per-seed draw."""
+
+    def __init__(self, name, pool_x, pool_y, eval_x, eval_y, classes, draw):
+        self.name, self.classes = name, list(classes)
+        self.pool_x, self.pool_y = pool_x, pool_y
+        self.eval_x, self.eval_y = eval_x, eval_y
+        self.draw_counts = draw  # class index -> images per training set
+
+    def draw(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        rows = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(self.pool_y == k), n, replace=False)
+                for k, n in self.draw_counts.items()
+            ]
+        )
+        rng.shuffle(rows)
+        return self.pool_x[rows], self.pool_y[rows]
+
+
+def _patient(name: str) -> str:
+    """The patient of a Kermany chest X-ray file name."""
+    stem = Path(name).name
+    match = re.match(r"(person\d+)_", stem)
+    if match:
+        return match.group(1)
+    match = re.match(r"((?:NORMAL2-)?IM-\d+)", stem)
+    return match.group(1) if match else stem
+
+
+def _grouped_split(labels, groups, fraction, seed) -> np.ndarray:
+    """Evaluation mask: per class, whole groups drawn until ``fraction`` of it."""
+    rng = np.random.default_rng(seed)
+    evaluation = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        names = np.unique(groups[rows])
+        rng.shuffle(names)
+        taken = 0
+        for name in names:
+            if taken >= fraction * len(rows):
+                break
+            members = rows[groups[rows] == name]
+            evaluation[members] = True
+            taken += len(members)
+    return evaluation
+
+
+def load_set(name: str, data: Path) -> DevSet:
+    if name == "pneumoniamnist28":
+        archive = np.load(data / "pneumoniamnist_28.npz")
+        return DevSet(
+            name,
+            archive["train_images"][:, None],
+            archive["train_labels"].ravel(),
+            archive["val_images"][:, None],
+            archive["val_labels"].ravel(),
+            ["normal", "pneumonia"],
+            {0: 40, 1: 400},
+        )
+    if name == "chest64":
+        archive = np.load(data / "chest_xray_64.npz")
+        x, y = archive["images"][:, None], archive["labels"]
+        patients = np.array([_patient(str(f)) for f in archive["files"]])
+        evaluation = _grouped_split(y, patients, EVAL_FRACTION, SPLIT_SEED)
+        return DevSet(
+            name,
+            x[~evaluation],
+            y[~evaluation],
+            x[evaluation],
+            y[evaluation],
+            ["normal", "pneumonia"],
+            {0: 100, 1: 1000},
+        )
+    if name == "skin64":
+        from sklearn.model_selection import train_test_split
+
+        archive = np.load(data / "skin_lesions_64.npz")
+        x = np.moveaxis(archive["images"], -1, 1)  # (n, 3, 64, 64)
+        y = archive["labels"]
+        classes = [str(c) for c in archive["classes"]]
+        pool, evaluation = train_test_split(
+            np.arange(len(y)),
+            test_size=EVAL_FRACTION,
+            stratify=y,
+            random_state=SPLIT_SEED,
+        )
+        return DevSet(
+            name,
+            x[pool],
+            y[pool],
+            x[evaluation],
+            y[evaluation],
+            classes,
+            {classes.index(c): n for c, n in SKIN_DRAW.items()},
+        )
+    raise ValueError(f"unknown set {name!r}")
+
+
+SETS = ("pneumoniamnist28", "chest64", "skin64")
+
+
+# ------------------------------------------------------------------ classifier
 
 
 class SmallCNN(nn.Module):
-    """Two conv blocks and a linear head; ``features`` is the penultimate layer."""
+    """Conv stem, conv stages with max-pooling down to 8 px, pooling, linear head."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, channels: int, side: int, n_classes: int, width: int = 16):
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, width, 3, padding=1),
+        stride = 2 if side >= 48 else 1
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, stride=stride, padding=1),
             nn.BatchNorm2d(width),
             nn.ReLU(),
-            nn.MaxPool2d(2),  # 14x14
-            nn.Conv2d(width, 2 * width, 3, padding=1),
-            nn.BatchNorm2d(2 * width),
-            nn.ReLU(),
-            nn.MaxPool2d(2),  # 7x7
-            nn.Conv2d(2 * width, 4 * width, 3, padding=1),
-            nn.BatchNorm2d(4 * width),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
+        ]
+        in_c, side, out_c = width, side // stride, 2 * width
+        while side > 8:
+            layers += [
+                nn.MaxPool2d(2),
+                nn.Conv2d(in_c, out_c, 3, padding=1),
+                nn.BatchNorm2d(out_c),
+                nn.ReLU(),
+            ]
+            in_c, side, out_c = out_c, side // 2, min(2 * out_c, 8 * width)
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.body = nn.Sequential(*layers)
         self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(4 * width, 1)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        self.head = nn.Linear(in_c, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.body(x))).squeeze(1)
+        return self.head(self.dropout(self.body(x)))
 
 
 def classical_augmenter(seed: int, group: int = 8):
-    """MONAI random flips, rotations and zoom for (C, H, W) images."""
+    """MONAI random flips, rotations and zoom for (n, C, H, W) float batches."""
     from monai.transforms import Compose, RandFlip, RandRotate, RandZoom
 
     transform = Compose(
@@ -100,424 +245,423 @@ def classical_augmenter(seed: int, group: int = 8):
     transform.set_random_state(seed=seed)
 
     def augment(batch: np.ndarray) -> np.ndarray:
-        # MONAI transforms draw one set of random parameters per call and apply it
-        # to all channels: stacking groups of images as channels gives each group
-        # its own flip/rotation/zoom at a fraction of the per-image cost.
+        # MONAI draws one set of parameters per call and applies it to every
+        # channel: stacking a group of images as channels gives each group its
+        # own flip / rotation / zoom at a fraction of the per-image cost.
+        n, channels = batch.shape[:2]
         out = np.empty_like(batch)
-        for start in range(0, len(batch), group):
-            chunk = batch[start : start + group, 0]
-            out[start : start + group, 0] = np.asarray(transform(chunk))
+        for start in range(0, n, group):
+            chunk = batch[start : start + group]
+            stacked = chunk.reshape(1, -1, *chunk.shape[2:])[0]
+            out[start : start + group] = np.asarray(transform(stacked)).reshape(
+                chunk.shape
+            )
         return out
 
     return augment
 
 
-def train_classifier(
-    images: np.ndarray,
-    labels: np.ndarray,
-    *,
-    seed: int,
-    steps: int,
-    batch_size: int = 64,
-    augment=None,
-) -> SmallCNN:
-    """Train the CNN for a fixed number of steps on uint8 (n, 28, 28) images.
-
-    Deterministic for a given ``seed`` on the CPU, whatever ran before in the
-    process: the initial weights and the dropout masks come from torch's global
-    generator, seeded here (in a fork, so the caller's stream is untouched).
-    PyTorch seeds that generator at random in every process, and before this the
-    dropout masks were drawn from it unseeded: in four runs of seed 0, the arm
-    without augmentation gave balanced accuracies from 0.879 to 0.894, and
-    RandomOverSampler + classical from 0.907 to 0.915.
-    """
+def train_classifier(images, labels, n_classes, *, seed, steps, augment=None):
+    """Train :class:`SmallCNN` on uint8 (n, C, H, W) images; deterministic per seed
+    (weights and dropout from a fork of torch's generator seeded here)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _train_classifier(images, labels, seed, steps, batch_size, augment)
-
-
-def _train_classifier(images, labels, seed, steps, batch_size, augment) -> SmallCNN:
-    generator = torch.Generator().manual_seed(seed)
-    model = SmallCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    # Cosine decay to zero: the final model is a converged one, not a snapshot
-    # of a noisy iterate, which keeps the seed-to-seed spread honest.
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-    x_all = images.astype(np.float32)[:, None] / 255.0
-    y_all = torch.from_numpy(labels.astype(np.float32))
-    model.train()
-    order = torch.randperm(len(x_all), generator=generator)
-    position = 0
-    for _ in range(steps):
-        if position + batch_size > len(order):
-            order, position = torch.randperm(len(x_all), generator=generator), 0
-        rows = order[position : position + batch_size].numpy()
-        position += batch_size
-        batch = x_all[rows]
-        if augment is not None:
-            batch = augment(batch)
-        logits = model(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)))
-        loss = F.binary_cross_entropy_with_logits(logits, y_all[rows])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+        generator = torch.Generator().manual_seed(seed)
+        model = SmallCNN(images.shape[1], images.shape[2], n_classes)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        x_all = images.astype(np.float32) / 255.0
+        y_all = torch.from_numpy(labels.astype(np.int64))
+        model.train()
+        order, position, batch_size = (
+            torch.randperm(len(x_all), generator=generator),
+            0,
+            64,
+        )
+        for _ in range(steps):
+            if position + batch_size > len(order):
+                order, position = torch.randperm(len(x_all), generator=generator), 0
+            rows = order[position : position + batch_size].numpy()
+            position += batch_size
+            batch = x_all[rows]
+            if augment is not None:
+                batch = augment(batch)
+            logits = model(torch.from_numpy(np.ascontiguousarray(batch)))
+            loss = F.cross_entropy(logits, y_all[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
     return model.eval()
 
 
 @torch.no_grad()
-def predict(model: SmallCNN, images: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(images.astype(np.float32)[:, None] / 255.0)
-    return torch.sigmoid(torch.cat([model(c) for c in x.split(512)])).numpy()
+def predict_proba(model, images):
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    return torch.cat([torch.softmax(model(c), 1) for c in x.split(512)]).numpy()
 
 
-@torch.no_grad()
-def features(model: SmallCNN, images: np.ndarray) -> np.ndarray:
-    x = torch.from_numpy(images.astype(np.float32)[:, None] / 255.0)
-    return torch.cat([model.features(c) for c in x.split(512)]).numpy()
+def scores(eval_y, proba, rarest: int) -> dict:
+    from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
+
+    predicted = proba.argmax(1)
+    if proba.shape[1] == 2:
+        auroc = roc_auc_score(eval_y, proba[:, 1])
+    else:
+        auroc = roc_auc_score(eval_y, proba, multi_class="ovr", average="macro")
+    rarest_recall = recall_score(eval_y, predicted, labels=[rarest], average=None)
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(eval_y, predicted)),
+        "auroc": float(auroc),
+        "rarest_recall": float(rarest_recall[0]),
+    }
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Frechet distance between Gaussians fitted to two feature sets."""
-    from scipy import linalg
-
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    root = np.real(linalg.sqrtm(cov_a @ cov_b))
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+# ----------------------------------------------------------------------- a run
 
 
-def draw_split(train_x, train_y, n_normal, n_pneumonia, seed):
-    rng = np.random.default_rng(seed)
-    rows = np.concatenate(
-        [
-            rng.choice(np.flatnonzero(train_y == 0), n_normal, replace=False),
-            rng.choice(np.flatnonzero(train_y == 1), n_pneumonia, replace=False),
-        ]
-    )
-    rng.shuffle(rows)
-    return train_x[rows], train_y[rows]
+def _gan_params(pairs: list[str]) -> dict:
+    params = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
 
 
-def run_seed(seed: int, args, val_x, val_y, train_x, train_y) -> dict:
+def _training_tag(params: dict) -> str:
+    training = {k: v for k, v in sorted(params.items()) if k not in SAMPLING_ONLY}
+    return hashlib.sha256(json.dumps(training).encode()).hexdigest()[:10]
+
+
+def run(dev: DevSet, seed: int, args) -> dict:
     from imblearn.over_sampling import RandomOverSampler
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from ganaug import GANAugmenter
     from ganaug.privacy import memorization_report
+    from ganaug.quality import quality_report
+    from ganaug.reference import RealImageClassifier
 
-    x, y = draw_split(train_x, train_y, args.n_normal, args.n_pneumonia, seed)
-    result = {"seed": seed, "arms": {}}
-    x_ros, y_ros = RandomOverSampler(random_state=seed).fit_resample(
-        x.reshape(len(x), -1), y
-    )
-    x_ros = x_ros.reshape(-1, 28, 28)
-
-    checkpoint = (
-        args.checkpoint_dir / f"gan_seed{seed}.ckpt" if args.checkpoint_dir else None
-    )
-    result["gan"] = {
-        "epochs": args.gan_epochs,
-        "rebalance": args.rebalance,
-        "augment_ratio": args.augment_ratio,
-        "base_channels": args.base_channels,
-        "ema": args.gan_ema,
-        "diffaugment": args.diffaugment,
-        "loss": args.gan_loss,
-        # then fit seconds count only what was left to train (none if finished)
-        "resumed_from_checkpoint": bool(checkpoint and checkpoint.exists()),
+    x, y = dev.draw(seed)
+    n_classes = len(dev.classes)
+    counts = np.bincount(y, minlength=n_classes)
+    rarest = int(np.argmin(counts))
+    record = {
+        "set": dev.name,
+        "seed": seed,
+        "variant": args.variant,
+        "train_counts": counts.tolist(),
+        "eval_counts": np.bincount(dev.eval_y, minlength=n_classes).tolist(),
+        "classes": dev.classes,
+        "rarest": dev.classes[rarest],
+        "arms": {},
     }
-    started = time.perf_counter()
-    sampler = GANAugmenter(
-        n_epochs=args.gan_epochs,
-        augment_ratio=args.augment_ratio,
-        rebalance=args.rebalance,
-        base_channels=args.base_channels,
-        ema=args.gan_ema,
-        diffaugment=args.diffaugment,
-        loss=args.gan_loss,
-        random_state=seed,
-        device="cpu",
-        verbose=args.verbose,
-        checkpoint_path=str(checkpoint) if checkpoint else None,
-    )
-    x_gan, y_gan = sampler.fit_resample(x, y)
-    result["gan_fit_seconds"] = time.perf_counter() - started
-    # Copies of real images (rebalance="duplicate") come before the synthetic
-    # ones; the distances and the memorisation audit are of synthetic images only.
-    first_synthetic = len(x) + sum(sampler.n_duplicated_.values())
-    synthetic = x_gan[first_synthetic:]
-    synthetic_y = y_gan[first_synthetic:]
+    flat = x.reshape(len(x), -1)
+    x_ros, y_ros = RandomOverSampler(random_state=seed).fit_resample(flat, y)
+    x_ros = x_ros.reshape(-1, *x.shape[1:])
+    sets = {"none": (x, y), "ros": (x_ros, y_ros)}
+    gan_arms = [arm for arm in args.arms if arm.startswith("gan")]
+    if gan_arms:
+        params = _gan_params(args.gan_param)
+        checkpoint = None
+        if args.checkpoint_dir:
+            args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            checkpoint = (
+                args.checkpoint_dir
+                / f"{dev.name}_seed{seed}_{_training_tag(params)}.ckpt"
+            )
+        resumed = bool(checkpoint and checkpoint.exists())
+        sampler = GANAugmenter(
+            **params,
+            random_state=seed,
+            device="cpu",
+            verbose=args.verbose,
+            checkpoint_path=str(checkpoint) if checkpoint else None,
+        )
+        started = time.perf_counter()
+        x_gan, y_gan = sampler.fit_resample(x, y)
+        seconds = time.perf_counter() - started
+        first = len(x) + sum(sampler.n_duplicated_.values())
+        synthetic, synthetic_y = x_gan[first:], y_gan[first:]
+        sets["gan"] = (x_gan, y_gan)
+        record["gan"] = {
+            "params": params,
+            "fit_seconds": seconds,
+            "resumed_from_checkpoint": resumed,
+            "n_epochs": int(sampler.n_epochs_),
+            "n_synthetic": {int(k): int(v) for k, v in sampler.n_synthetic_.items()},
+            "filter_acceptance": (
+                {int(k): float(v) for k, v in sampler.filter_acceptance_.items()}
+                if sampler.filter_acceptance_
+                else None
+            ),
+        }
+        print(f"  {dev.name} seed {seed} GAN: {record['gan']}", flush=True)
+        if not args.no_metrics and len(synthetic):
+            judge = RealImageClassifier(random_state=seed).fit(
+                x.astype(np.float32) / 255.0, y
+            )
 
-    training_sets = {
-        "none": (x, y, False),
-        "ros": (x_ros, y_ros, False),
-        "classical": (x, y, True),
-        "ros+classical": (x_ros, y_ros, True),
-        "gan": (x_gan, y_gan, False),
-        "gan+classical": (x_gan, y_gan, True),
-    }
-    models = {}
+            def feature_fn(images):
+                return judge.features(images.astype(np.float32) / 255.0)
+
+            report = quality_report(
+                feature_fn,
+                dev.eval_x,
+                dev.eval_y,
+                synthetic,
+                synthetic_y,
+                x,
+                y,
+                random_state=seed,
+            )
+            record["quality"] = report.to_dict()
+            print(report.summary(), flush=True)
+            memo = memorization_report(
+                synthetic[:1000], x, dev.eval_x[:1000], feature_fn=feature_fn
+            )
+            record["memorization"] = {
+                "n_synthetic": int(min(1000, len(synthetic))),
+                "flagged_pixels": int(memo.n_flagged),
+                "flagged_features": int(memo.feature_flagged.sum()),
+            }
+            if args.grid_dir:
+                save_grid(
+                    args.grid_dir / f"{args.variant}_{dev.name}_seed{seed}.png",
+                    x,
+                    y,
+                    synthetic,
+                    synthetic_y,
+                    dev.classes,
+                )
     for arm in args.arms:
-        images, labels, classical = training_sets[arm]
+        base = arm.replace("classical", "").rstrip("+") or "none"
+        images, labels = sets[base]
         started = time.perf_counter()
         model = train_classifier(
             images,
             labels,
+            n_classes,
             seed=seed,
             steps=args.clf_steps,
-            augment=classical_augmenter(seed) if classical else None,
+            augment=classical_augmenter(seed) if arm.endswith("classical") else None,
         )
-        scores = predict(model, val_x)
-        result["arms"][arm] = {
-            "balanced_accuracy": float(balanced_accuracy_score(val_y, scores > 0.5)),
-            "auroc": float(roc_auc_score(val_y, scores)),
-            "seconds": time.perf_counter() - started,
-        }
-        models[arm] = model
-        print(f"  seed {seed} {arm:14s} {result['arms'][arm]}", flush=True)
-
-    reference = models.get("ros") or train_classifier(
-        x_ros, y_ros, seed=seed, steps=args.clf_steps
-    )
-    train_features = features(reference, x)
-    result["frechet"] = {
-        "synthetic_vs_train": frechet_distance(
-            features(reference, synthetic), train_features
-        ),
-        "val_vs_train": frechet_distance(features(reference, val_x), train_features),
-    }
-    for label in (0, 1):
-        synthetic_rows = synthetic_y == label
-        if synthetic_rows.sum() > 10:
-            result["frechet"][f"synthetic_vs_train_class{label}"] = frechet_distance(
-                features(reference, synthetic[synthetic_rows]),
-                features(reference, x[y == label]),
-            )
-            result["frechet"][f"val_vs_train_class{label}"] = frechet_distance(
-                features(reference, val_x[val_y == label]),
-                features(reference, x[y == label]),
-            )
-    figure = (
-        args.output_dir / f"memorization_seed{seed}.png" if args.output_dir else None
-    )
-    report = memorization_report(
-        synthetic,
-        x,
-        val_x,
-        feature_fn=lambda images: features(reference, images),
-        figure_path=figure,
-    )
-    result["memorization"] = {
-        "n_synthetic": len(synthetic),
-        "flagged_pixels": report.n_flagged,
-        "flagged_fraction_pixels": report.flagged_fraction,
-        "flagged_features": int(report.feature_flagged.sum()),
-        "median_distance_synthetic": float(np.median(report.synthetic_distance)),
-        "median_distance_holdout": float(np.median(report.holdout_distance)),
-        "threshold": report.threshold,
-    }
-    print(f"  seed {seed} frechet {result['frechet']}", flush=True)
-    print(report.summary(), flush=True)
-    if args.output_dir:
-        grid_path = args.output_dir / f"samples_seed{seed}.png"
-        save_grid(grid_path, x, y, synthetic, synthetic_y)
-    return result
+        result = scores(dev.eval_y, predict_proba(model, dev.eval_x), rarest)
+        result["seconds"] = time.perf_counter() - started
+        record["arms"][arm] = result
+        print(f"  {dev.name} seed {seed} {arm:14s} {result}", flush=True)
+    return record
 
 
-def save_grid(path: Path, real, real_y, synthetic, synthetic_y, per_row: int = 10):
+def save_grid(path: Path, real, real_y, synthetic, synthetic_y, classes, per_row=8):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(4, per_row, figsize=(per_row * 0.9, 4 * 1.0))
-    rows = [
-        ("real normal", real[real_y == 0]),
-        ("synthetic normal", synthetic[synthetic_y == 0]),
-        ("real pneumonia", real[real_y == 1]),
-        ("synthetic pneumonia", synthetic[synthetic_y == 1]),
-    ]
-    for row, (title, images) in enumerate(rows):
-        for column in range(per_row):
-            axis = axes[row, column]
-            axis.axis("off")
-            if column < len(images):
-                axis.imshow(images[column], cmap="gray", vmin=0, vmax=255)
-        axes[row, 0].set_title(title, fontsize=7, loc="left")
+    figure, axes = plt.subplots(
+        2 * len(classes), per_row, figsize=(per_row, 2 * len(classes)), squeeze=False
+    )
+    for index, name in enumerate(classes):
+        for offset, (kind, images) in enumerate(
+            (
+                ("real", real[real_y == index]),
+                ("synthetic", synthetic[synthetic_y == index]),
+            )
+        ):
+            for column in range(per_row):
+                axis = axes[2 * index + offset, column]
+                axis.axis("off")
+                if column < len(images):
+                    image = images[column]
+                    if image.shape[0] == 1:
+                        axis.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+                    else:
+                        axis.imshow(np.moveaxis(image, 0, -1))
+            axes[2 * index + offset, 0].set_title(
+                f"{kind} {name}", fontsize=7, loc="left"
+            )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    figure.savefig(path, dpi=80)
     plt.close(figure)
 
 
-def summarise(results: list[dict], arms) -> str:
-    lines = [
-        "| arm | balanced accuracy (mean +- sd) | AUROC (mean +- sd) "
-        "| per seed (bal. acc.) |",
-        "|---|---|---|---|",
-    ]
-    for arm in arms:
-        bal = np.array([r["arms"][arm]["balanced_accuracy"] for r in results])
-        auc = np.array([r["arms"][arm]["auroc"] for r in results])
-        per_seed = ", ".join(f"{v:.3f}" for v in bal)
-        bal_sd = bal.std(ddof=1) if len(bal) > 1 else 0.0
-        auc_sd = auc.std(ddof=1) if len(auc) > 1 else 0.0
-        lines.append(
-            f"| {arm} | {bal.mean():.3f} +- {bal_sd:.3f} "
-            f"| {auc.mean():.3f} +- {auc_sd:.3f} | {per_seed} |"
+# --------------------------------------------------------------------- summary
+
+
+def _mean_sd(values) -> str:
+    values = np.asarray(values, dtype=float)
+    sd = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.3f} +- {sd:.3f}"
+
+
+def summarise(records: list[dict]) -> str:
+    """Markdown tables per set: peers and every GAN variant, mean +- sd over seeds,
+    and each GAN arm's paired difference with its peer."""
+    lines = []
+    for name in [s for s in SETS if any(r["set"] == s for r in records)]:
+        own = [r for r in records if r["set"] == name]
+        rows: dict[str, dict[int, dict]] = {}
+        extra: dict[str, dict[int, dict]] = {}
+        for record in own:
+            for arm, result in record["arms"].items():
+                key = arm if arm in PEER_ARMS else f"{arm} [{record['variant']}]"
+                rows.setdefault(key, {})[record["seed"]] = result
+            if "gan" in record:
+                extra.setdefault(record["variant"], {})[record["seed"]] = record
+        rarest = own[0]["rarest"]
+        lines += [
+            f"### {name}: train {own[0]['train_counts']}, evaluation "
+            f"{own[0]['eval_counts']} ({', '.join(own[0]['classes'])})",
+            "",
+            f"| arm | seeds | balanced accuracy | macro AUROC | recall {rarest} "
+            "| paired bal. acc. vs peer |",
+            "|---|---|---|---|---|---|",
+        ]
+        order = [k for k in PEER_ARMS if k in rows] + sorted(
+            k for k in rows if k not in PEER_ARMS
         )
-    # The GAN arms against their fair peer, seed by seed: the seeds' data draws move
-    # all arms together, so the paired differences show what the spread hides.
-    for gan_arm, peer in (("gan", "ros"), ("gan+classical", "ros+classical")):
-        if gan_arm in arms and peer in arms and len(results) > 1:
-            diff = np.array(
-                [
-                    r["arms"][gan_arm]["balanced_accuracy"]
-                    - r["arms"][peer]["balanced_accuracy"]
-                    for r in results
-                ]
-            )
+        for key in order:
+            by_seed = rows[key]
+            seeds = sorted(by_seed)
+            cells = [
+                _mean_sd([by_seed[s][metric] for s in seeds])
+                for metric in ("balanced_accuracy", "auroc", "rarest_recall")
+            ]
+            paired = ""
+            if key.startswith("gan"):
+                peer = "ros+classical" if "+classical" in key else "ros"
+                common = [s for s in seeds if s in rows.get(peer, {})]
+                if common:
+                    diff = [
+                        by_seed[s]["balanced_accuracy"]
+                        - rows[peer][s]["balanced_accuracy"]
+                        for s in common
+                    ]
+                    paired = (
+                        f"{np.mean(diff):+.3f} vs {peer} ("
+                        + ", ".join(f"{d:+.3f}" for d in diff)
+                        + ")"
+                    )
             lines.append(
-                f"| {gan_arm} - {peer}, paired | {diff.mean():+.3f} +- "
-                f"{diff.std(ddof=1):.3f} | | "
-                + ", ".join(f"{v:+.3f}" for v in diff)
-                + " |"
+                f"| {key} | {','.join(map(str, seeds))} | "
+                + " | ".join(cells)
+                + f" | {paired} |"
             )
-    frechet = {
-        key: np.mean([r["frechet"][key] for r in results if key in r["frechet"]])
-        for key in results[0]["frechet"]
-    }
-    lines.append("")
-    lines.append("Frechet distance in the ros classifier's features (mean over seeds):")
-    lines.extend(f"  {key}: {value:.3f}" for key, value in frechet.items())
-    memo = [r["memorization"] for r in results]
-    lines.append(
-        "Memorisation: flagged (pixels) "
-        + ", ".join(f"{m['flagged_pixels']}/{m['n_synthetic']}" for m in memo)
-        + "; flagged (features) "
-        + ", ".join(f"{m['flagged_features']}/{m['n_synthetic']}" for m in memo)
-        + " (about 1% expected without copying)"
-    )
-    lines.append(
-        "GAN fit seconds per seed: "
-        + ", ".join(f"{r['gan_fit_seconds']:.0f}" for r in results)
-    )
-    settings = {json.dumps(r.get("gan"), sort_keys=True) for r in results}
-    lines.append("GAN settings: " + "; ".join(sorted(settings)))
+        for variant, by_seed in sorted(extra.items()):
+            runs = [by_seed[s] for s in sorted(by_seed)]
+            fits = [
+                f"{r['gan']['fit_seconds']:.0f}"
+                + ("*" if r["gan"]["resumed_from_checkpoint"] else "")
+                for r in runs
+            ]
+            lines.append("")
+            lines.append(
+                f"GAN [{variant}] {runs[0]['gan']['params']}: epochs "
+                f"{runs[0]['gan']['n_epochs']}, fit seconds {', '.join(fits)} "
+                "(* resumed from a finished checkpoint: sampling only)"
+            )
+            accept = [r["gan"]["filter_acceptance"] for r in runs]
+            if any(accept):
+                lines.append(
+                    "filter acceptance per class: "
+                    + "; ".join(
+                        ", ".join(f"{k}: {v:.2f}" for k, v in a.items())
+                        for a in accept
+                        if a
+                    )
+                )
+            quality = [r["quality"]["rows"] for r in runs if "quality" in r]
+            if quality:
+                lines.append(
+                    "| class | FID syn (real) | KID syn (real) | precision | recall "
+                    "| density | coverage |"
+                )
+                lines.append("|---|---|---|---|---|---|---|")
+                for index, first in enumerate(quality[0]):
+
+                    def cell(metric, digits=2, index=index, quality=quality):
+                        syn = np.mean([q[index][metric] for q in quality])
+                        real = np.mean([q[index]["real_" + metric] for q in quality])
+                        return f"{syn:.{digits}f} ({real:.{digits}f})"
+
+                    label = first["class"]
+                    label = own[0]["classes"][label] if label != "all" else "all"
+                    lines.append(
+                        f"| {label} | {cell('fid')} | {cell('kid', 4)} | "
+                        f"{cell('precision')} | {cell('recall')} | "
+                        f"{cell('density')} | {cell('coverage')} |"
+                    )
+            memo = [r["memorization"] for r in runs if "memorization" in r]
+            if memo:
+                lines.append(
+                    "memorisation (flagged pixels / features of n): "
+                    + ", ".join(
+                        f"{m['flagged_pixels']}/{m['flagged_features']} of "
+                        f"{m['n_synthetic']}"
+                        for m in memo
+                    )
+                )
+        lines.append("")
     return "\n".join(lines)
-
-
-def _ema_option(value: str) -> bool | float:
-    return True if value == "auto" else float(value)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--n-normal", type=int, default=50)
-    parser.add_argument("--n-pneumonia", type=int, default=500)
-    parser.add_argument("--gan-epochs", "--epochs", type=int, default=200)
-    parser.add_argument(
-        "--base-channels",
-        type=int,
-        default=64,
-        help="GANAugmenter base_channels (its own default: 32)",
-    )
-    parser.add_argument(
-        "--gan-ema",
-        type=_ema_option,
-        default=True,
-        help="GANAugmenter ema: 'auto' (decay from the number of steps) or a decay",
-    )
-    parser.add_argument(
-        "--diffaugment",
-        default="auto",
-        help="GANAugmenter diffaugment policy ('auto', '' for none, or e.g. "
-        "'translation,cutout')",
-    )
-    parser.add_argument(
-        "--gan-loss", choices=["hinge", "wgan-gp", "bce"], default="hinge"
-    )
-    parser.add_argument(
-        "--augment-ratio",
-        type=float,
-        default=1.0,
-        help="GANAugmenter augment_ratio: synthetic images per class, as a fraction "
-        "of the balanced class size",
-    )
-    parser.add_argument(
-        "--rebalance",
-        choices=["synthetic", "duplicate"],
-        default="duplicate",
-        help="GANAugmenter rebalance: fill the minority class with synthetic images "
-        "or with copies of its real ones (the synthetic ones then come on top)",
-    )
-    parser.add_argument("--clf-steps", type=int, default=600)
     parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
     parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (1 is fastest for these small nets)",
-    )
-    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "out")
-    parser.add_argument("--json", type=Path, help="also write the raw results here")
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        help="keep each seed's GAN training checkpoint here; a finished one is "
-        "resumed (on the CPU: the same GAN and samples as training it again), so "
-        "sampling options can be compared without retraining",
+        "--gan-param",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="GANAugmenter options (JSON values), e.g. architecture=resnet",
     )
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="one seed, 40 GAN epochs, 300 classifier steps",
+        "--variant", default="default", help="name of these GAN options"
     )
+    parser.add_argument("--clf-steps", type=int, default=600)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--checkpoint-dir", type=Path)
+    parser.add_argument("--json-dir", type=Path, help="one JSON per set and seed")
+    parser.add_argument("--grid-dir", type=Path, help="sample grids (PNG)")
+    parser.add_argument("--no-metrics", action="store_true")
     parser.add_argument("--verbose", action="store_true")
-    parser.add_argument(
-        "--summarise",
-        type=Path,
-        nargs="+",
-        metavar="JSON",
-        help="only print the summary of earlier --json outputs (e.g. one run per "
-        "seed, run in parallel)",
-    )
+    parser.add_argument("--summarise", type=Path, nargs="+", metavar="JSON")
     args = parser.parse_args(argv)
     if args.summarise:
-        results = [r for path in args.summarise for r in json.loads(path.read_text())]
-        arms = [a for a in ARMS if all(a in r["arms"] for r in results)]
-        print(summarise(sorted(results, key=lambda r: r["seed"]), arms))
+        records = [json.loads(path.read_text()) for path in args.summarise]
+        print(summarise(records))
         return 0
-    if args.quick:
-        args.seeds, args.gan_epochs, args.clf_steps = args.seeds[:1], 40, 300
-    if not args.data.is_file():
-        print(f"error: {args.data} not found (needs ../shared/data)", file=sys.stderr)
+    if not (args.data / "chest_xray_64.npz").is_file():
+        print(f"error: {args.data} has no dev sets (../shared/data)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    if args.output_dir:
-        args.output_dir.mkdir(parents=True, exist_ok=True)
-    data = np.load(args.data)
-    train_x, train_y = data["train_images"], data["train_labels"].ravel()
-    val_x, val_y = data["val_images"], data["val_labels"].ravel()
     print(
         f"augmentation_utility: {time.strftime('%Y-%m-%d %H:%M')} "
         f"{platform.processor() or platform.machine()}, torch threads {args.threads}; "
-        f"{args.n_normal} normal + {args.n_pneumonia} pneumonia, seeds {args.seeds}, "
-        f"GAN epochs {args.gan_epochs}, classifier steps {args.clf_steps}",
+        f"sets {args.sets}, seeds {args.seeds}, arms {args.arms}, variant "
+        f"{args.variant} {args.gan_param}",
         flush=True,
     )
-    started = time.perf_counter()
-    results = [
-        run_seed(seed, args, val_x, val_y, train_x, train_y) for seed in args.seeds
-    ]
+    records = []
+    for name in args.sets:
+        dev = load_set(name, args.data)
+        for seed in args.seeds:
+            record = run(dev, seed, args)
+            records.append(record)
+            if args.json_dir:
+                args.json_dir.mkdir(parents=True, exist_ok=True)
+                label = args.variant if "gan" in record else "peers"
+                path = args.json_dir / f"{label}_{name}_seed{seed}.json"
+                path.write_text(json.dumps(record, indent=1))
     print()
-    print(summarise(results, args.arms))
-    print(f"total {time.perf_counter() - started:.0f} s")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    print(summarise(records))
     return 0
 
 
