@@ -72,7 +72,7 @@ def feature_metrics(
         Features of the images to judge (synthetic, or real for real vs. real).
     nearest_k : int, default=5
         ``k`` of precision / recall / density / coverage; lowered to
-        ``n - 1`` for smaller sets.
+        ``n - 2`` for smaller sets (``n`` the smaller set's size).
     kid_subsets : int, default=50
         Random subsets KID is averaged over (each of the smaller set's size, at
         most 1,000).
@@ -83,7 +83,8 @@ def feature_metrics(
     -------
     dict
         ``fid``, ``kid`` (mean over subsets), ``precision``, ``recall``,
-        ``density``, ``coverage``; NaN where a set has fewer than 2 rows.
+        ``density``, ``coverage``; NaN where a set has fewer than 2 rows (the
+        last four: fewer than 3).
 
     Examples
     --------
@@ -119,13 +120,17 @@ def feature_metrics(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         kid_mean, _ = kid.compute()
-    k = max(1, min(nearest_k, n - 1))
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
-        prdc = compute_prdc(
-            real_features=reference.astype(np.float32),
-            fake_features=other.astype(np.float32),
-            nearest_k=k,
-        )
+    # prdc takes the (k + 1)-th smallest distance of each row, itself included:
+    # k <= n - 2.
+    k = min(nearest_k, n - 2)
+    prdc = dict.fromkeys(_METRICS[2:], math.nan)
+    if k >= 1:
+        with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the sizes
+            prdc = compute_prdc(
+                real_features=reference.astype(np.float32),
+                fake_features=other.astype(np.float32),
+                nearest_k=k,
+            )
     return {
         "fid": float(fid.compute()),
         "kid": float(kid_mean),
