@@ -102,6 +102,21 @@ def _audit_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return held_out
 
 
+def _epochs(value: str) -> int | str:
+    """--n-epochs: a positive int or "auto"."""
+    if value == "auto":
+        return value
+    try:
+        epochs = int(value)
+    except ValueError:
+        epochs = 0
+    if epochs < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of epochs or 'auto', got {value!r}"
+        )
+    return epochs
+
+
 def _window(value: list[str] | None):
     if value is None:
         return None
@@ -374,12 +389,16 @@ def _cmd_fit(args) -> int:
         print(
             f"{len(images)} images of {images.shape[1:]} (C, H, W), classes "
             + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-            + f"; {int(held_out.sum())} held out for the memorisation audit",
+            + f"; {int(held_out.sum())} held out for the quality metrics and the "
+            "memorisation audit",
             file=sys.stderr,
         )
     sampler = GANAugmenter(
         architecture=args.architecture,
         loss=args.loss,
+        diffaugment=None if args.diffaugment == "none" else args.diffaugment,
+        r1_gamma=args.r1_gamma,
+        filter_synthetic=args.filter_synthetic,
         n_epochs=args.n_epochs,
         batch_size=args.batch_size,
         latent_dim=args.latent_dim,
@@ -423,6 +442,21 @@ def _cmd_fit(args) -> int:
     curve = save_loss_curve(written["loss curve"], sampler.history_)
     print(f"sample grid: {grid}\nloss curve: {curve}")
     if held_out.any():
+        from ganaug.quality import sampler_quality
+
+        quality = sampler_quality(
+            sampler,
+            train_images,
+            train_labels,
+            images[held_out],
+            labels[held_out],
+            random_state=args.random_state,
+        )
+        print(
+            f"synthetic against the {int(held_out.sum())} held-out images, beside "
+            f"the {len(train_images)} training images against them:\n"
+            + quality.summary()
+        )
         n_audit = int(min(1000, max(len(train_images), 50)))
         audit, _ = sampler.sample(n_audit, random_state=args.random_state + 1)
         report = memorization_report(
@@ -586,6 +620,12 @@ def _cmd_generate(args) -> int:
     return 0
 
 
+# The demo's image size and GAN batch: 32 pixels, and small batches for more
+# generator steps in the couple of minutes the demo may take on 2 CPU cores.
+_DEMO_SIZE = 32
+_DEMO_BATCH = 16
+
+
 def _demo_images(n_per_class: dict[str, int], size: int, seed: int):
     """Two visibly different classes of MONAI test images: few large blobs
     ("large") against many small ones ("small")."""
@@ -622,76 +662,103 @@ def _demo_images(n_per_class: dict[str, int], size: int, seed: int):
 
 
 def _cmd_demo(args) -> int:
+    from imblearn.over_sampling import RandomOverSampler
     from imblearn.pipeline import make_pipeline
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.preprocessing import FunctionTransformer
 
     from ganaug import GANAugmenter
+    from ganaug.quality import sampler_quality
 
     _set_threads(args.threads)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    size = 32
-    train_x, train_y = _demo_images(
-        {"large": 160, "small": 16}, size, args.random_state
-    )
+    size = _DEMO_SIZE
+    n_train = {"large": 200, "small": 20}
+    train_x, train_y = _demo_images(n_train, size, args.random_state)
     test_x, test_y = _demo_images(
         {"large": 200, "small": 200}, size, args.random_state + 1
     )
-    print(
-        f"demo: {len(train_x)} training images ({size}x{size}, 160 'large' vs 16 "
-        f"'small'), {len(test_x)} test images; training a conditional DCGAN for "
-        f"{args.n_epochs} epochs...",
-        file=sys.stderr,
-    )
 
-    def classifier():
-        return make_pipeline(
-            FunctionTransformer(lambda x: x.reshape(len(x), -1) / 255.0),
+    def flat(images):
+        return images.reshape(len(images), -1)
+
+    def accuracy(*steps) -> float:
+        classifier = make_pipeline(
+            *steps,
+            FunctionTransformer(lambda x: x / 255.0),
             LogisticRegression(C=0.1, max_iter=2000),
-        )
+        ).fit(flat(train_x), train_y)
+        return balanced_accuracy_score(test_y, classifier.predict(flat(test_x)))
 
-    baseline = classifier().fit(train_x.reshape(len(train_x), -1), train_y)
-    base_score = balanced_accuracy_score(
-        test_y, baseline.predict(test_x.reshape(len(test_x), -1))
-    )
     sampler = GANAugmenter(
         image_shape=(1, size, size),
         n_epochs=args.n_epochs,
-        augment_ratio=0.5,
+        batch_size=_DEMO_BATCH,
         random_state=args.random_state,
         device=args.device,
         verbose=True,
     )
+    network = {"dcgan": "DCGAN", "resnet": "residual GAN", "mlp": "MLP GAN"}
+    print(
+        f"demo: {len(train_x)} training images ({size}x{size}, "
+        f"{n_train['large']} 'large' vs {n_train['small']} 'small'), "
+        f"{len(test_x)} test images; training GANAugmenter's "
+        f"{'conditional ' if sampler.conditional else ''}"
+        f"{network[sampler.architecture]} for {sampler.n_epochs} epochs of batch "
+        f"{sampler.batch_size}, then a logistic regression without over-sampling, "
+        "with RandomOverSampler and with the synthetic images, and the quality "
+        "metrics...",
+        file=sys.stderr,
+    )
     started = time.perf_counter()
-    augmented = make_pipeline(sampler, classifier()).fit(
-        train_x.reshape(len(train_x), -1), train_y
-    )
+    gan_score = accuracy(sampler)
     seconds = time.perf_counter() - started
-    gan_score = balanced_accuracy_score(
-        test_y, augmented.predict(test_x.reshape(len(test_x), -1))
-    )
-    fitted = augmented.steps[0][1]
-    synthetic, synthetic_y = fitted.sample(
+    scores = {
+        "without over-sampling": accuracy(),
+        "RandomOverSampler": accuracy(RandomOverSampler(random_state=0)),
+        "GANAugmenter": gan_score,
+    }
+    # imblearn's pipeline (without memory) fits its steps in place: the sampler
+    # is the fitted one.
+    synthetic, synthetic_y = sampler.sample(
         16, y=np.repeat(["large", "small"], 8), random_state=args.random_state
     )
+    images = (-1, 1, size, size)
     grid = save_sample_grid(
         out / "samples.png",
-        train_x.reshape(-1, 1, size, size),
+        train_x.reshape(images),
         train_y,
-        synthetic.reshape(-1, 1, size, size),
+        synthetic.reshape(images),
         synthetic_y,
-        fitted.data_range_,
+        sampler.data_range_,
     )
-    curve = save_loss_curve(out / "losses.png", fitted.history_)
-    fitted.save(out / "demo-model.safetensors")
-    print(f"GAN trained in {seconds:.0f} s; sample grid: {grid}; loss curve: {curve}")
+    curve = save_loss_curve(out / "losses.png", sampler.history_)
+    sampler.save(out / "demo-model.safetensors")
+    quality = sampler_quality(
+        sampler,
+        flat(train_x),
+        train_y,
+        flat(test_x),
+        test_y,
+        random_state=args.random_state,
+    )
     print(
-        "balanced accuracy of a logistic regression on the test images:\n"
-        f"  without synthetic images: {base_score:.3f}\n"
-        f"  with synthetic images:    {gan_score:.3f}\n"
-        f"  gain:                     {gan_score - base_score:+.3f}"
+        f"GAN and its classifier trained in {seconds:.0f} s; sample grid: {grid}; "
+        f"loss curve: {curve}"
+    )
+    print(
+        "synthetic images against the test images, beside the training images "
+        "against them:\n" + quality.summary()
+    )
+    print("balanced accuracy of a logistic regression on the test images:")
+    for name, score in scores.items():
+        print(f"  {name + ':':24s}{score:.3f}")
+    none, ros = scores["without over-sampling"], scores["RandomOverSampler"]
+    print(
+        f"  gain over no over-sampling: {gan_score - none:+.3f}, over "
+        f"RandomOverSampler: {gan_score - ros:+.3f}"
     )
     return 0
 
@@ -744,9 +811,14 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--random-state", type=int, **kwargs)
         add_hidden_alias(command, "--seed", "random_state", type=int)
 
-    def n_epochs(command: argparse.ArgumentParser, **kwargs) -> None:
-        command.add_argument("--n-epochs", type=int, **kwargs)
-        add_hidden_alias(command, "--epochs", "n_epochs", type=int)
+    def n_epochs(command: argparse.ArgumentParser, type=int, **kwargs) -> None:
+        command.add_argument("--n-epochs", type=type, **kwargs)
+        add_hidden_alias(command, "--epochs", "n_epochs", type=type)
+
+    # fit's defaults are GANAugmenter's: one home for them.
+    from ganaug import GANAugmenter
+
+    default = GANAugmenter().get_params()
 
     fit = add_parser("fit", help="train a GAN on labelled images")
     fit.add_argument("data", type=Path, help="folder of DICOM/NIfTI/PNG/JPEG, or .npz")
@@ -759,32 +831,74 @@ def _parser() -> argparse.ArgumentParser:
         metavar="W",
         help="DICOM VOI window: 'dicom' or CENTER WIDTH",
     )
-    n_epochs(fit, default=200, help="passes over the images")
-    fit.add_argument("--batch-size", type=int, default=64, help="images per step")
-    fit.add_argument("--latent-dim", type=int, default=64, help="noise vector size")
-    fit.add_argument(
-        "--learning-rate", type=float, default=2e-4, help="Adam step size, G and D"
+    n_epochs(
+        fit,
+        type=_epochs,
+        default=default["n_epochs"],
+        help="passes over the images, or 'auto': as many as show the discriminator "
+        "about 40,000 images at 64x64 (10,000 at 128x128, 200,000 at 28x28; at "
+        "most 400 epochs)",
     )
     fit.add_argument(
-        "--base-channels", type=int, default=32, help="width of the networks"
+        "--batch-size", type=int, default=default["batch_size"], help="images per step"
+    )
+    fit.add_argument(
+        "--latent-dim", type=int, default=default["latent_dim"], help="noise size"
+    )
+    fit.add_argument(
+        "--learning-rate",
+        type=float,
+        default=default["learning_rate"],
+        help="Adam step size, G and D",
+    )
+    fit.add_argument(
+        "--base-channels",
+        type=int,
+        default=default["base_channels"],
+        help="width of the networks",
     )
     fit.add_argument(
         "--architecture",
-        choices=["dcgan", "mlp"],
-        default="dcgan",
-        help="network family",
+        choices=["dcgan", "resnet", "mlp"],
+        default=default["architecture"],
+        help="network family (resnet: residual nets, several times slower per "
+        "image on a CPU)",
     )
     fit.add_argument(
         "--loss",
         choices=["hinge", "wgan-gp", "bce"],
-        default="hinge",
+        default=default["loss"],
         help="adversarial loss",
+    )
+    fit.add_argument(
+        "--diffaugment",
+        default=default["diffaugment"],
+        help="augmentation of the discriminator's inputs: a DiffAugment policy "
+        "such as 'color,translation,cutout' (or a subset), 'ada' (adaptive "
+        "augmentation), 'none', or 'auto' (the full policy below 5,000 images, "
+        "none above)",
+    )
+    fit.add_argument(
+        "--r1-gamma",
+        type=float,
+        default=default["r1_gamma"],
+        help="weight of the R1 penalty on real images (0: off)",
+    )
+    fit.add_argument(
+        "--filter",
+        dest="filter_synthetic",
+        action=argparse.BooleanOptionalAction,
+        default=default["filter_synthetic"],
+        help="keep only synthetic images that a classifier trained on the real "
+        "images assigns to their class (it is saved with the model, so generate "
+        "filters too; up to 8 candidates drawn per kept image)",
     )
     fit.add_argument(
         "--holdout-fraction",
         type=float,
         default=0.1,
-        help="images kept out of training for the memorisation audit",
+        help="fraction of each class kept out of training, for the quality "
+        "metrics and the memorisation audit",
     )
     random_state(fit, default=0, help="seeds weights, noise and the audit split")
     fit.add_argument(
@@ -853,7 +967,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(func=_cmd_export)
 
-    demo = add_parser("demo", help="offline demo on MONAI's synthetic test images")
+    demo = sub.add_parser(
+        "demo",
+        formatter_class=HelpFormatter,
+        help="offline demo on MONAI's synthetic test images",
+    )
+    demo.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    demo.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads: the demo's small batches gain little from a second "
+        "one, and run many times slower with two when another process keeps a "
+        "core busy",
+    )
     demo.add_argument(
         "--output-dir", type=Path, default=Path("ganaug-demo"), help="where to write"
     )

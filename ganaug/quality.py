@@ -106,13 +106,20 @@ def feature_metrics(
         return dict.fromkeys(_METRICS, math.nan)
     dim = reference.shape[1]
     real_t, other_t = torch.from_numpy(reference), torch.from_numpy(other)
-    fid = FrechetInceptionDistance(feature=_Identity(dim))
+    # Every feature is here: no gathering from other processes, which in a
+    # torch.distributed job (ganaug fit under torchrun: rank 0 reports alone)
+    # would wait for ranks that never compute these.
+    local = {"sync_on_compute": False}
+    fid = FrechetInceptionDistance(feature=_Identity(dim), **local)
     fid.update(real_t, real=True)
     fid.update(other_t, real=False)
     with warnings.catch_warnings():  # that it keeps the features: they are small
         warnings.filterwarnings("ignore", message=".*save all extracted features")
         kid = KernelInceptionDistance(
-            feature=_Identity(dim), subsets=kid_subsets, subset_size=min(n, 1000)
+            feature=_Identity(dim),
+            subsets=kid_subsets,
+            subset_size=min(n, 1000),
+            **local,
         )
     kid.update(real_t, real=True)
     kid.update(other_t, real=False)

@@ -74,6 +74,70 @@ def test_generate_every_format(fitted, tmp_path, fmt, capsys):
             assert set(archive["labels"].tolist()) == {"rare"}
 
 
+def test_rgb_fit_reports_quality_and_generate_keeps_colour(tmp_path, capsys):
+    """RGB pictures give an RGB model and RGB output; fit reports the quality
+    metrics of its synthetic images on the held-out images, beside real vs. real."""
+    rng = np.random.default_rng(0)
+    pictures = rng.integers(0, 255, (24, 3, 16, 16)).astype(np.uint8)
+    pictures[12:, 0] //= 4  # the second class has little red
+    write_png(pictures, tmp_path / "data", labels=["red"] * 12 + ["blue"] * 12)
+    model = tmp_path / "rgb.safetensors"
+    argv = ["fit", str(tmp_path / "data"), "-o", str(model), *FAST]
+    assert main([*argv, "--holdout-fraction", "0.25", "--architecture", "resnet"]) == 0
+    printed = capsys.readouterr().out
+    assert "real vs. real" in printed and "coverage" in printed
+    assert "all | 6/" in printed  # 3 held-out images of each class
+    out = tmp_path / "out"
+    assert main(["generate", str(model), "-n", "3", "-o", str(out), "--seed", "0"]) == 0
+    for path in out.rglob("*.png"):
+        with Image.open(path) as picture:
+            assert picture.mode == "RGB" and picture.size == (16, 16)
+    npz = tmp_path / "s.npz"
+    assert (
+        main(["generate", str(model), "-n", "2", "-o", str(npz), "--format", "npz"])
+        == 0
+    )
+    with np.load(npz) as archive:
+        assert archive["images"].shape == (2, 3, 16, 16)
+
+
+def test_fit_defaults_are_the_samplers(fitted):
+    """Options left out of fit take GANAugmenter's own defaults."""
+    from ganaug import GANAugmenter
+
+    _, model = fitted
+    params = GANAugmenter.load(model).get_params()
+    defaults = GANAugmenter().get_params()
+    for name in (
+        "architecture",
+        "loss",
+        "diffaugment",
+        "r1_gamma",
+        "filter_synthetic",
+        "batch_size",
+        "learning_rate",
+    ):
+        assert params[name] == defaults[name], name
+
+
+def test_fit_training_options_reach_the_model(tmp_path):
+    """--n-epochs auto, --diffaugment none, --r1-gamma and --filter are the
+    sampler's n_epochs="auto", diffaugment=None, r1_gamma and filter_synthetic."""
+    from ganaug import GANAugmenter
+
+    write_png(_images(12, size=8), tmp_path / "data", labels=["a"] * 8 + ["b"] * 4)
+    model = tmp_path / "m.safetensors"
+    argv = ["fit", str(tmp_path / "data"), "-o", str(model), *FAST]
+    argv += ["--n-epochs", "auto", "--diffaugment", "none", "--r1-gamma", "0.5"]
+    assert main([*argv, "--filter", "--holdout-fraction", "0"]) == 0
+    loaded = GANAugmenter.load(model)
+    params = loaded.get_params()
+    assert params["n_epochs"] == "auto"
+    assert len(loaded.history_) == 400  # the budget's cap for 12 images of 8x8
+    assert params["diffaugment"] is None and params["r1_gamma"] == 0.5
+    assert params["filter_synthetic"] and loaded.judge_ is not None
+
+
 def test_generate_draws_fresh_noise_without_random_state(fitted, tmp_path):
     """The model keeps the fit's --random-state (0); generate still takes fresh
     entropy unless given one."""
@@ -187,6 +251,10 @@ def test_bad_inputs_exit_non_zero_with_a_message(tmp_path, capsys):
     _expect_error(["fit", str(unlabelled), "-o", out, *FAST], capsys, "no labels")
 
     _expect_error(["fit", str(tmp_path / "nope"), "-o", out], capsys, "nope")
+    for epochs in ("many", "0"):
+        _expect_error(
+            ["fit", str(mixed), "-o", out, "--n-epochs", epochs], capsys, "'auto'"
+        )
     (tmp_path / "bad.safetensors").write_bytes(b"garbage" * 20)
     _expect_error(
         ["generate", str(tmp_path / "bad.safetensors"), "-n", "2", "-o", str(tmp_path)],
@@ -209,7 +277,8 @@ def test_demo_runs_offline(tmp_path, capsys):
     code = main(["demo", "--output-dir", str(tmp_path / "demo"), "--epochs", "2"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "without synthetic images" in printed and "gain" in printed
+    assert "RandomOverSampler" in printed and "gain" in printed
+    assert "real vs. real" in printed
     assert (tmp_path / "demo" / "samples.png").is_file()
     assert (tmp_path / "demo" / "losses.png").is_file()
 

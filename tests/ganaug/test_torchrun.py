@@ -33,7 +33,9 @@ def test_torchrun_two_processes_fit_one_model(tmp_path, torchrun):
     )
     # Only rank 0 reports and writes the model, the sample grid and the loss curve.
     assert result.stdout.count("model written to") == 1, result.stdout
-    assert result.stderr.count("held out for the memorisation audit") == 1
+    assert result.stderr.count("memorisation audit") == 1
+    # rank 0 computes the quality metrics alone, without waiting for rank 1
+    assert result.stdout.count("real vs. real") == 1, result.stdout
     sampler = GANAugmenter.load(model)
     assert [r["epoch"] for r in sampler.history_] == [1, 2]
     synthetic, labels = sampler.sample(4, y=np.array(["rare"] * 4), random_state=0)
