@@ -31,7 +31,7 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["TabularPreprocessor", "InputDataError"]
+__all__ = ["NUMERIC_SCALINGS", "InputDataError", "TabularPreprocessor"]
 
 _FORMAT_VERSION = 1
 _N_QUANTILES = 201
@@ -42,6 +42,8 @@ _P_EDGE = 1e-3
 # "extremely unusual" anyway.
 _SAFETY_CLIP = 1e6
 _MISSING_CATEGORY = "<missing>"
+# How numeric columns are scaled (TabularPreprocessor's numeric_scaling).
+NUMERIC_SCALINGS = ("standard_log", "robust", "auto", "quantile")
 
 
 class InputDataError(ValueError):
@@ -298,12 +300,16 @@ class TabularPreprocessor:
 
     Parameters
     ----------
-    numeric_scaling : {"auto", "robust", "quantile"}, default="auto"
-        ``"robust"``: ``(x - median) / IQR``.  ``"quantile"``: map each numeric column
-        through its training quantiles to normal scores (extrapolated linearly beyond
-        the training range).  ``"auto"``: quantile for strongly skewed columns
-        (``|skewness| > 2`` with more than 20 distinct values, such as amounts), robust
-        for the others.
+    numeric_scaling : {"standard_log", "robust", "auto", "quantile"}, \
+default="standard_log"
+        ``"standard_log"``: ``(x - mean) / std``, then, for strongly skewed columns
+        (``|skewness| > 2`` with more than 20 distinct values, such as amounts), the
+        signed logarithm ``sign(z) * log(1 + |z|)`` of that: extreme values stay
+        extreme but no longer dwarf every other column.  ``"robust"``: ``(x -
+        median) / IQR``.  ``"quantile"``: map each numeric column through its
+        training quantiles to normal scores (extrapolated linearly beyond the
+        training range).  ``"auto"``: quantile for strongly skewed columns, robust
+        for the others.  Binary columns stay 0/1 whatever the choice.
     missing : {"impute", "error"}, default="impute"
         Missing-value policy, see the module docstring.
     max_categories : int, default=50
@@ -338,7 +344,7 @@ class TabularPreprocessor:
     def __init__(
         self,
         *,
-        numeric_scaling: str = "auto",
+        numeric_scaling: str = "standard_log",
         missing: str = "impute",
         max_categories: int = 50,
     ):
@@ -359,9 +365,9 @@ class TabularPreprocessor:
         -------
         self : TabularPreprocessor
         """
-        if self.numeric_scaling not in ("auto", "robust", "quantile"):
+        if self.numeric_scaling not in NUMERIC_SCALINGS:
             raise ValueError(
-                "numeric_scaling must be 'auto', 'robust' or 'quantile', "
+                f"numeric_scaling must be one of {NUMERIC_SCALINGS}, "
                 f"got {self.numeric_scaling!r}"
             )
         if self.missing not in ("impute", "error"):
@@ -436,6 +442,15 @@ class TabularPreprocessor:
             # rare-but-normal 1 look extreme.
             low, high = float(present.min()), float(present.max())
             spec.update(scaling="robust", center=low, scale=(high - low) or 1.0)
+            return spec
+        if self.numeric_scaling == "standard_log":
+            scale = float(present.std())
+            spec.update(
+                scaling="standard",
+                center=float(present.mean()),
+                scale=scale if scale > 0 else 1.0,
+                log=bool(skewed),
+            )
             return spec
         q1, q3 = np.quantile(present, [0.25, 0.75])
         scale = float(q3 - q1)
@@ -590,9 +605,11 @@ class TabularPreprocessor:
         missing = self._check_numeric(name, values)
         if missing.any():
             values = np.where(missing, spec["fill"], values)
-        if spec["scaling"] == "robust":
+        if spec["scaling"] in ("robust", "standard"):
             scaled = values - spec["center"]
             scaled /= spec["scale"]
+            if spec.get("log"):  # the signed logarithm of a skewed column
+                np.copysign(np.log1p(np.abs(scaled)), scaled, out=scaled)
         else:
             quantiles = np.asarray(spec["quantiles"])
             references = np.asarray(spec["references"])

@@ -41,12 +41,34 @@ def test_encodes_numeric_and_categorical_columns():
 
 
 def test_auto_scaling_uses_quantiles_for_skewed_amounts():
-    pre = TabularPreprocessor().fit(_frame())
+    pre = TabularPreprocessor(numeric_scaling="auto").fit(_frame())
     scalings = {s["name"]: s.get("scaling") for s in pre.specs_}
     assert scalings["amount"] == "quantile"
     assert scalings["hour"] == "robust"
     robust = TabularPreprocessor(numeric_scaling="robust").fit(_frame())
     assert robust.specs_[0]["scaling"] == "robust"
+
+
+def test_standard_log_scaling_logs_only_skewed_columns():
+    frame = _frame()
+    pre = TabularPreprocessor().fit(frame)  # the default, "standard_log"
+    specs = {s["name"]: s for s in pre.specs_}
+    assert specs["amount"]["scaling"] == "standard" and specs["amount"]["log"]
+    assert specs["hour"]["scaling"] == "standard" and not specs["hour"]["log"]
+    amount = frame["amount"].fillna(specs["amount"]["fill"])
+    z = (amount - amount.mean()) / amount.std(ddof=0)
+    expected = np.sign(z) * np.log1p(np.abs(z))
+    encoded = pre.transform(frame)[:, pre.feature_names_out_.index("amount")]
+    np.testing.assert_allclose(encoded, expected, rtol=1e-5, atol=1e-6)
+    # Monotonic, and extreme amounts stay the most extreme.
+    values = pd.DataFrame({"amount": [-10.0, 0.5, 20.0, 100.0, 1e4, 1e6]})
+    restored = TabularPreprocessor.from_dict(pre.to_dict())
+    column = restored.transform(
+        values.assign(**{c: frame[c].iloc[0] for c in frame.columns if c != "amount"})[
+            frame.columns
+        ]
+    )[:, pre.feature_names_out_.index("amount")]
+    assert np.all(np.diff(column) > 0)
 
 
 def test_quantile_transform_is_monotonic_and_extrapolates():
