@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from numbers import Integral, Real
 from pathlib import Path
@@ -33,74 +32,82 @@ from gancore import (
     train_gan,
 )
 
-from ._losses import generator_loss
-from ._model import GANomalyNet, default_sizes, init_weights, make_discriminator
-from ._scorer import (
-    MODEL_KIND,
-    RECONSTRUCTION_ERRORS,
-    SCORES,
-    Scorer,
-    combine_scores,
-    feature_errors,
-    top_contributions,
-)
-from .preprocessing import TabularPreprocessor
+from ._losses import generator_loss, known_anomaly_loss
+from ._model import EnsembleDiscriminator, GANomalyEnsemble, default_sizes, init_weights
+from ._scorer import SCORES, Scorer, feature_error_scale
+from .defaults import DEFAULTS
+from .model_file import MODEL_KIND, ModelConfig
+from .preprocessing import NUMERIC_SCALINGS, TabularPreprocessor
 
 __all__ = ["GANomalyDetector"]
 # Without a target_fpr, contamination="auto" flags this share of held-out normals.
 AUTO_FPR = 0.01
 # n_epochs="auto" trains for about this many generator steps (at least 1 epoch).
-AUTO_STEPS = 3000
+AUTO_STEPS = 1500
 _MAX_AUTO_EPOCHS = 300
 # The generator is scored with an exponential moving average of its weights over
 # about the last 1 / (1 - EMA_DECAY) = 500 generator steps, or the last EMA_SHARE of
 # them in shorter runs (see `ema_decay`).
 EMA_DECAY = 0.998
 EMA_SHARE = 0.3
-_SCORING_BATCH = 8192
+# Prototypes are k-means centres of the latent codes of at most this many training
+# rows (per member).
+_PROTOTYPE_SAMPLE = 2048
 
 
 class GANomalyDetector(OutlierMixin, BaseEstimator):
     """GANomaly (Akcay et al., ACCV 2018) as a scikit-learn outlier detector for tables.
 
-    Trained on normal rows only.  The generator encodes a row, decodes it and encodes
-    the reconstruction again; a discriminator keeps reconstructions realistic.  Rows
-    unlike the training rows reconstruct badly, and that is the anomaly score.
+    Trained on normal rows only.  Each of ``n_members`` GANomaly generators (an
+    encoder-decoder-encoder, with its own discriminator keeping reconstructions
+    realistic; trained side by side from their own initialisations and shuffling)
+    encodes a row, decodes it and encodes the reconstruction again.  A row unlike
+    the training rows reconstructs badly, and its code lies far from the codes of
+    training rows; the anomaly score measures both, per member, each term in units
+    of its median on held-out normal rows (see ``score_type``).
 
     The conventions are those of :class:`sklearn.ensemble.IsolationForest`:
     :meth:`score_samples` is higher for more normal rows, :meth:`decision_function`
     is negative for anomalies, :meth:`predict` returns -1 for anomalies and +1 for
-    normal rows.  :meth:`anomaly_score` is the non-negative "higher = more suspicious"
-    number fraud teams want (and the CLI writes).
+    normal rows.  :meth:`anomaly_score` is the positive "higher = more suspicious"
+    number fraud teams want (and the CLI writes): about 1 for a typical normal row.
+
+    The defaults were chosen on half of a pool of 26 real tables and checked on the
+    other half (benchmarks/anomaly_quality.py; figures in benchmarks/RESULTS.md).
 
     Parameters
     ----------
+    n_members : int, default=2
+        GANomaly networks trained side by side; the score averages them.  More
+        members make scores steadier across random states and a little better, and
+        cost as many times the networks' scoring time.
     n_epochs : int or "auto", default="auto"
-        Passes over the training rows.  ``"auto"``: about 3000 generator steps (at
+        Passes over the training rows.  ``"auto"``: about 1500 generator steps (at
         least one epoch, at most 300).
-    batch_size : int, default=256
+    batch_size : int, default=128
+        Rows per step, for each member.
     learning_rate : float, default=1e-3
         Adam learning rate (betas 0.5, 0.999) for both networks.
     latent_dim : int, optional
-        Bottleneck size; default about a third of the encoded width (2 to 32).
+        Bottleneck size; default about two thirds of the encoded width (4 to 64).
     hidden_dims : tuple of int, optional
         Encoder hidden widths (the decoder mirrors them); default two layers of about
         twice and once the encoded width.
     w_adv, w_con, w_enc : float, default=1, 50, 1
         Weights of the feature-matching, contextual (L1) and encoder losses; the
         paper's defaults.
-    score_type : {"combined", "reconstruction", "latent"}, default="combined"
-        ``"reconstruction"``: mean over features of the squared reconstruction
-        error ``(x_j - G(x)_j)^2``, each divided by its mean on held-out normal
-        rows, so that features the networks reconstruct poorly even on normal rows
-        do not drown the others.  ``"latent"``: the paper's
-        ``||G_E(x) - E(G(x))||^2``.  ``"combined"``: both, each divided by its
-        median on held-out normal rows, averaged.  The default comes from
-        ``benchmarks/anomaly_quality.py`` (five real tables, three seeds): combined
-        0.93 mean AUROC against 0.91 for reconstruction and 0.89 for latent alone;
-        alone, the latent score is the least stable across seeds.  (Called
-        ``score`` in the issue; renamed because scikit-learn reserves the attribute
-        ``score`` for the ``score(X, y)`` method that ``GridSearchCV`` calls.)
+    score_type : {"combined", "reconstruction"}, default="combined"
+        ``"combined"``: for every member, the mean over features of the squared
+        reconstruction error ``(x_j - G(x)_j)^2`` (each feature in units of its mean
+        on held-out normal rows) and the squared distance from the row's latent code
+        ``G_E(x)`` to the nearest of ``n_prototypes`` prototypes of the training
+        rows' codes; each divided by its median on held-out normal rows; the score
+        is the geometric mean of these ratios.  ``"reconstruction"``: the
+        reconstruction ratios alone.  (Called ``score`` in the CLI; renamed because
+        scikit-learn reserves ``score`` for the ``score(X, y)`` method.)
+    n_prototypes : int, default=256
+        k-means centres, per member, of the latent codes of (at most 2048 of) the
+        training rows; the nearest-prototype term measures the distance to them.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Float: the share of the training rows expected to be anomalies; the
         threshold is that quantile of the scores of the rows passed to ``fit``
@@ -110,27 +117,26 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         held-out normal rows, i.e. the false-positive rate (alert budget) on normal
         traffic.
     validation_fraction : float in [0, 1), default=0.1
-        Share of the training rows held out (never trained on) to standardise
-        scores and set the threshold.  With 0, or too few rows to hold out, the
-        training rows are used.
-    numeric_scaling : {"robust", "auto", "quantile"}, default="robust"
-        See :class:`ganomaly.preprocessing.TabularPreprocessor`.  ``"robust"`` by
-        default: the quantile transform that ``"auto"`` applies to skewed columns
-        squashes the extreme values that make anomalies on tables such as the
-        thyroid data (annthyroid AUROC 0.76 with ``"auto"``, 0.94 with
-        ``"robust"``, other parameters at their defaults, on the splits of
-        ``benchmarks/anomaly_quality.py``).  The other way round on heavy-tailed
-        columns whose extreme values are normal, such as log-normal amounts: on
-        :func:`~ganomaly.make_transactions` data (``ganomaly demo``) ``"auto"``
-        gives AUPRC 0.77 and ``"robust"`` 0.19 (AUROC 0.989 and 0.980).  Compare
-        both on held-out labelled rows when you have them.
+        Share of the training rows held out (never trained on) to calibrate the
+        score terms and set the threshold.  With 0, or too few rows to hold out,
+        the training rows are used.
+    numeric_scaling : {"standard_log", "robust", "auto", "quantile"}, \
+default="standard_log"
+        See :class:`ganomaly.preprocessing.TabularPreprocessor`.
     missing : {"impute", "error"}, default="impute"
         Missing-value policy, see :class:`~ganomaly.preprocessing.TabularPreprocessor`.
+    use_labels : bool, default=False
+        Use the anomalies you already know (confirmed frauds, chargebacks): with
+        ``fit(X, y)``, the rows with ``y == 1`` are kept out of the normal rows and
+        every member is trained to reconstruct them badly, with Deep SAD's inverse
+        error term (Ruff et al., ICLR 2020), see
+        :func:`ganomaly._losses.known_anomaly_loss`.  Without it ``y`` is ignored,
+        as scikit-learn's outlier detectors do, and ``X`` must hold normal rows.
     device : str, default="auto"
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     random_state : int, RandomState instance or None, default=None
-        Seeds weights, shuffling and the held-out split; results are reproducible on
-        the CPU for a fixed int.
+        Seeds weights, shuffling, the held-out split and the prototypes; results
+        are reproducible on the CPU for a fixed int.
     verbose : bool or int, default=False
         Show a training progress bar.
     checkpoint_path : str, optional
@@ -150,17 +156,18 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
     feature_names_in_ : ndarray of str
         Only when fitted on a DataFrame with string column names.
     preprocessor_ : TabularPreprocessor
-    generator_ : GANomalyNet
-        The exponential moving average of the generator's weights over about the
-        last 500 steps of training (see :func:`ema_decay`), which scores more
-        reliably than the last iterate of the adversarial game.
-    discriminator_ : gancore.MLPDiscriminator
-    score_scale_ : dict
-        Median reconstruction and latent scores of held-out normal rows.
-    feature_error_scale_ : ndarray of shape (n_encoded_features,)
-        Per-feature unit of the reconstruction score: the mean squared
-        reconstruction error, on held-out normal rows, of the input column the
-        feature encodes (see :func:`feature_error_scale`).
+    generator_ : GANomalyEnsemble
+        The members' generators: an exponential moving average of their weights
+        over about the last 500 steps of training (see :func:`ema_decay`), which
+        scores more reliably than the last iterate of the adversarial game.
+    discriminator_ : EnsembleDiscriminator
+    prototypes_ : ndarray of shape (n_members, n_prototypes, latent_dim)
+    calibration_ : dict
+        Per member, the medians of the score terms on held-out normal rows.
+    feature_error_scale_ : ndarray of shape (n_members, n_encoded_features)
+        Per-feature unit of each member's reconstruction errors: the mean squared
+        error, on held-out normal rows, of the input column the feature encodes
+        (see :func:`ganomaly._scorer.feature_error_scale`).
     validation_anomaly_scores_ : ndarray
         Anomaly scores of the held-out normal rows (for thresholds and plots).
     history_ : list of dict
@@ -187,6 +194,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        "n_members": [Interval(Integral, 1, None, closed="left")],
         "n_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -196,11 +204,13 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         "w_con": [Interval(Real, 0, None, closed="left")],
         "w_enc": [Interval(Real, 0, None, closed="left")],
         "score_type": [StrOptions(set(SCORES))],
+        "n_prototypes": [Interval(Integral, 1, None, closed="left")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "target_fpr": [Interval(Real, 0, 1, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
-        "numeric_scaling": [StrOptions({"auto", "robust", "quantile"})],
+        "numeric_scaling": [StrOptions(set(NUMERIC_SCALINGS))],
         "missing": [StrOptions({"impute", "error"})],
+        "use_labels": ["boolean"],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -210,25 +220,29 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
     def __init__(
         self,
         *,
-        n_epochs: int | str = "auto",
-        batch_size: int = 256,
-        learning_rate: float = 1e-3,
+        n_members: int = DEFAULTS["n_members"],
+        n_epochs: int | str = DEFAULTS["n_epochs"],
+        batch_size: int = DEFAULTS["batch_size"],
+        learning_rate: float = DEFAULTS["learning_rate"],
         latent_dim: int | None = None,
         hidden_dims: tuple[int, ...] | None = None,
         w_adv: float = 1.0,
         w_con: float = 50.0,
         w_enc: float = 1.0,
-        score_type: str = "combined",
+        score_type: str = DEFAULTS["score_type"],
+        n_prototypes: int = DEFAULTS["n_prototypes"],
         contamination: float | str = "auto",
         target_fpr: float | None = None,
         validation_fraction: float = 0.1,
-        numeric_scaling: str = "robust",
+        numeric_scaling: str = DEFAULTS["numeric_scaling"],
         missing: str = "impute",
+        use_labels: bool = False,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
         verbose: bool | int = False,
         checkpoint_path: str | None = None,
     ):
+        self.n_members = n_members
         self.n_epochs = n_epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -238,24 +252,30 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         self.w_con = w_con
         self.w_enc = w_enc
         self.score_type = score_type
+        self.n_prototypes = n_prototypes
         self.contamination = contamination
         self.target_fpr = target_fpr
         self.validation_fraction = validation_fraction
         self.numeric_scaling = numeric_scaling
         self.missing = missing
+        self.use_labels = use_labels
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         self.checkpoint_path = checkpoint_path
 
-    def _checkpoint_meta(self, encoded: np.ndarray) -> dict:
+    def _checkpoint_meta(self, encoded: np.ndarray, known: np.ndarray | None) -> dict:
         """What a checkpoint must match to be resumed: the data and configuration."""
         import hashlib
 
+        digest = hashlib.sha256(np.ascontiguousarray(encoded))
+        if known is not None:
+            digest.update(np.ascontiguousarray(known))
         return {
             "kind": MODEL_KIND,
-            "data_sha256": hashlib.sha256(np.ascontiguousarray(encoded)).hexdigest(),
+            "data_sha256": digest.hexdigest(),
             "shape": [int(n) for n in encoded.shape],
+            "n_members": int(self.n_members),
             "n_epochs": int(self.n_epochs_),
             "batch_size": int(self.batch_size),
             "learning_rate": float(self.learning_rate),
@@ -278,7 +298,9 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
 
     # ----------------------------------------------------------------- input
     def _validate_input(self, X: Any, *, reset: bool) -> pd.DataFrame | np.ndarray:
-        """A DataFrame (any column types) or a float64 array (NaN allowed)."""
+        """A DataFrame (any column types), or a float64 array (NaN allowed) when
+        fitted on one: the check returns what it checked and stores nothing but
+        scikit-learn's feature names and count."""
         table = isinstance(X, pd.DataFrame)
         if table and (reset or getattr(self, "fitted_on_frame_", False)):
             _check_feature_names(self, X, reset=reset)
@@ -288,10 +310,8 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                     f"Found a table with {X.shape[0]} sample(s) while a minimum of "
                     f"{2 if reset else 1} is required."
                 )
-            if reset:
-                self.fitted_on_frame_ = True
             return X
-        X = validate_data(
+        return validate_data(
             self,
             X,
             reset=reset,
@@ -299,54 +319,91 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             ensure_all_finite="allow-nan",
             ensure_min_samples=2 if reset else 1,
         )
-        if reset:
-            self.fitted_on_frame_ = False
-        return X
+
+    def _known_anomalies(self, y: Any, n_rows: int) -> np.ndarray | None:
+        """With ``use_labels``, which rows are known anomalies (``y == 1``)."""
+        if not self.use_labels:
+            return None
+        if y is None:
+            raise ValueError("use_labels=True needs labels: fit(X, y), y == 1 anomaly")
+        labels = np.asarray(y).ravel()
+        if labels.shape[0] != n_rows:
+            raise ValueError(f"y has {labels.shape[0]} labels for {n_rows} rows")
+        known = pd.isna(labels)
+        if known.any():
+            raise ValueError(f"y: missing label at row {int(np.flatnonzero(known)[0])}")
+        values = set(np.unique(labels).tolist())
+        if not values <= {0, 1}:  # (True == 1 and False == 0 in a set)
+            raise ValueError(
+                f"y must be 0 (normal) or 1 (known anomaly), got {sorted(values)}"
+            )
+        anomalous = labels.astype(bool)
+        if (~anomalous).sum() < 2:
+            raise ValueError("use_labels=True: fewer than 2 rows are labelled normal")
+        return anomalous
 
     # ----------------------------------------------------------------- fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any = None) -> GANomalyDetector:
-        """Train on normal rows.
+        """Train on normal rows (and, with ``use_labels``, the known anomalies).
 
         Parameters
         ----------
         X : DataFrame or array-like of shape (n_samples, n_features)
-            Normal rows.  DataFrames may hold categorical columns and missing values.
-        y : Ignored
-            Present for API consistency.
+            Normal rows (with ``use_labels``: labelled rows).  DataFrames may hold
+            categorical columns and missing values.
+        y : array-like of shape (n_samples,), optional
+            Ignored unless ``use_labels``: then 0 for normal rows, 1 for known
+            anomalies.
 
         Returns
         -------
         self : GANomalyDetector
         """
+        fitted_on_frame = isinstance(X, pd.DataFrame)
         X = self._validate_input(X, reset=True)
+        self.fitted_on_frame_ = fitted_on_frame
+        known = self._known_anomalies(y, X.shape[0])
         hidden_dims = self._check_hidden_dims()
         device = resolve_device(self.device)
         rngs = make_rngs(self.random_state, device)
 
+        anomalies = None
+        if known is not None:
+            anomalies, X = (
+                _take(X, np.flatnonzero(known)),
+                _take(X, np.flatnonzero(~known)),
+            )
         n_rows = X.shape[0]
         order = rngs.numpy.permutation(n_rows)
         n_val = int(math.floor(self.validation_fraction * n_rows))
-        if n_val < 1 or n_rows - n_val < 2:
-            train_rows, val_rows = order, order
-        else:
+        held_out = not (n_val < 1 or n_rows - n_val < 2)
+        if held_out:
             train_rows, val_rows = order[n_val:], order[:n_val]
+        else:
+            train_rows, val_rows = order, order
         X_train, X_val = _take(X, np.sort(train_rows)), _take(X, np.sort(val_rows))
 
         self.preprocessor_ = TabularPreprocessor(
             numeric_scaling=self.numeric_scaling, missing=self.missing
         ).fit(X_train)
         encoded = self.preprocessor_.transform(X_train)
+        encoded_known = None
+        if anomalies is not None and anomalies.shape[0]:
+            encoded_known = self.preprocessor_.transform(anomalies)
         n_encoded = encoded.shape[1]
         default_hidden, default_latent = default_sizes(n_encoded)
         self.hidden_dims_ = hidden_dims or default_hidden
         self.latent_dim_ = int(self.latent_dim or default_latent)
+        members = int(self.n_members)
 
         # Built on the meta device (no global-RNG draws), then initialised from
         # the local generator: random_state alone determines the weights.
         with torch.device("meta"):
-            generator = GANomalyNet(n_encoded, self.latent_dim_, self.hidden_dims_)
-            discriminator = make_discriminator(n_encoded, self.hidden_dims_)
+            generator = GANomalyEnsemble(
+                members, n_encoded, self.latent_dim_, self.hidden_dims_
+            )
+            discriminator = EnsembleDiscriminator(members, n_encoded, self.hidden_dims_)
         generator = generator.to_empty(device="cpu")
         discriminator = discriminator.to_empty(device="cpu")
         init_weights(generator, rngs.torch_cpu)
@@ -359,8 +416,23 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         n_steps = self.n_epochs_ * math.ceil(encoded.shape[0] / self.batch_size)
         self.ema_decay_ = ema_decay(n_steps)
         ema = EMA(generator, decay=self.ema_decay_)
-        d_loss_fn, g_loss_fn = self._loss_functions(generator, discriminator)
-        meta = self._checkpoint_meta(encoded) if self.checkpoint_path else None
+        # Each member reads the rows of a batch through its own permutation, so
+        # that members see the rows in their own groupings (the loop draws the
+        # batches of row numbers).
+        orders = np.stack(
+            [rngs.numpy.permutation(encoded.shape[0]) for _ in range(members)]
+        )
+        rows = torch.from_numpy(encoded).to(device)
+        member_rows = torch.from_numpy(orders).to(device)
+        known_rows = None if encoded_known is None else torch.from_numpy(encoded_known)
+        d_loss_fn, g_loss_fn = self._loss_functions(
+            generator, discriminator, rows, member_rows, known_rows
+        )
+        meta = (
+            self._checkpoint_meta(encoded, encoded_known)
+            if self.checkpoint_path
+            else None
+        )
         betas = (0.5, 0.999)
         self.history_ = train_gan(
             generator=generator,
@@ -373,7 +445,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             ),
             d_loss_fn=d_loss_fn,
             g_loss_fn=g_loss_fn,
-            data=(torch.from_numpy(encoded),),
+            data=(torch.arange(encoded.shape[0]),),
             ema=ema,
             n_epochs=self.n_epochs_,
             batch_size=self.batch_size,
@@ -387,29 +459,16 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             checkpoint_meta=meta,
         )
         # The adversarial game leaves the last iterate wherever it oscillated to;
-        # the weight average scores more stably (cardio AUROC across seeds).
+        # the weight average scores more stably.
         generator.load_state_dict(ema.module.state_dict())
         self.generator_ = generator.eval()
         self.discriminator_ = discriminator.eval()
         self.device_ = str(device)
+        self._calibrate(encoded, self.preprocessor_.transform(X_val), held_out, rngs)
+        self.metadata_ = {}
 
-        # Calibration on held-out normal rows only.
-        self.reconstruction_errors_ = RECONSTRUCTION_ERRORS[0]
-        self.feature_error_scale_ = np.ones(n_encoded, dtype=np.float64)
-        encoded_val = self.preprocessor_.transform(X_val)
-        errors = self._errors(encoded_val, need_latent=False)[0]
-        self.feature_error_scale_ = feature_error_scale(
-            errors, self.preprocessor_.source_columns_
-        )
-        # Scored again rather than divided here, so that held-out scores (and the
-        # threshold) are computed exactly as every later score.
-        errors, latent = self._errors(encoded_val)
-        reconstruction = errors.mean(axis=1, dtype=np.float64)
-        self.score_scale_ = {
-            "reconstruction": _positive(np.median(reconstruction)),
-            "latent": _positive(np.median(latent)),
-        }
-        val_scores = combine_scores(errors, latent, self.score_type, self.score_scale_)
+        # The threshold, from held-out normal rows scored as every later row is.
+        val_scores = self._scorer().anomaly_score(self.preprocessor_.transform(X_val))
         self.validation_anomaly_scores_ = np.sort(val_scores)
         if self.target_fpr is not None:
             threshold = np.quantile(val_scores, 1 - self.target_fpr)
@@ -422,8 +481,77 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             )
         self.offset_ = -float(threshold)
         self.threshold_ = float(threshold)
-        self.metadata_ = {}
+        self._scorers = {}  # built again with the threshold
         return self
+
+    def _calibrate(
+        self, encoded: np.ndarray, encoded_val: np.ndarray, held_out: bool, rngs
+    ) -> None:
+        """Prototypes from the training rows' codes; the units of the errors and
+        the medians of the score terms from the held-out normal rows."""
+        from sklearn.cluster import KMeans
+
+        members = int(self.n_members)
+        n_train = encoded.shape[0]
+        sample = min(_PROTOTYPE_SAMPLE, n_train)
+        picked = np.sort(rngs.numpy.choice(n_train, sample, replace=False))
+        codes = self._codes(encoded[picked])  # (M, sample, L)
+        # Without rows held out, the training rows calibrate: their own codes as
+        # prototypes would put them at distance 0, so k-means keeps fewer centres.
+        n_centres = (
+            self.n_prototypes
+            if held_out
+            else max(1, min(self.n_prototypes, sample // 2))
+        )
+        if sample <= n_centres:
+            prototypes = codes
+        else:
+            seeds = rngs.numpy.integers(2**31, size=members)
+            prototypes = np.stack(
+                [
+                    KMeans(n_centres, n_init=1, max_iter=50, random_state=int(seed))
+                    .fit(member_codes)
+                    .cluster_centers_
+                    for member_codes, seed in zip(codes, seeds, strict=True)
+                ]
+            )
+        self.prototypes_ = prototypes.astype(np.float32)
+        sources = self.preprocessor_.source_columns_
+        residuals = self._residuals(encoded_val)  # (M, n_val, F)
+        self.feature_error_scale_ = np.stack(
+            [feature_error_scale(r**2, sources) for r in residuals]
+        )
+        # The terms' medians, from a scorer whose calibration is still neutral.
+        self.calibration_ = {
+            "reconstruction": [1.0] * members,
+            "nearest": [1.0] * members,
+        }
+        self.threshold_ = np.inf
+        self._scorers = {}
+        # Both terms, whatever score_type: a model file holds every calibration.
+        _, terms = self._scorer(score_type="combined").errors(encoded_val)
+        self.calibration_ = {
+            name: [_positive(v) for v in np.median(values, axis=0)]
+            for name, values in terms.items()
+        }
+        self._scorers = {}  # the neutral one is not this model
+
+    @torch.no_grad()
+    def _codes(self, encoded: np.ndarray) -> np.ndarray:
+        """The members' latent codes of encoded rows, (M, n, L), float64."""
+        x = self._member_batch(encoded)
+        return self.generator_.encoder(x).double().cpu().numpy()
+
+    @torch.no_grad()
+    def _residuals(self, encoded: np.ndarray) -> np.ndarray:
+        """``x - G_m(x)`` of encoded rows for every member, (M, n, F), float64."""
+        x = self._member_batch(encoded)
+        return (x - self.generator_(x)[0]).double().cpu().numpy()
+
+    def _member_batch(self, encoded: np.ndarray) -> torch.Tensor:
+        device = next(self.generator_.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(encoded, dtype=np.float32))
+        return x.to(device).unsqueeze(0).expand(int(self.n_members), -1, -1)
 
     def _check_hidden_dims(self) -> tuple[int, ...] | None:
         if self.hidden_dims is None:
@@ -438,11 +566,24 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             )
         return tuple(int(d) for d in dims)
 
-    def _loss_functions(self, generator: GANomalyNet, discriminator: torch.nn.Module):
+    def _loss_functions(
+        self,
+        generator: GANomalyEnsemble,
+        discriminator: EnsembleDiscriminator,
+        rows: torch.Tensor,
+        member_rows: torch.Tensor,
+        known: torch.Tensor | None,
+    ):
+        """The losses of one step, on a batch of row numbers: member ``m`` reads
+        rows ``member_rows[m, numbers]``."""
         adversarial = GANLoss("bce")
+        known = None if known is None else known.to(rows.device)
+
+        def members_batch(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            return rows[member_rows[:, batch[0]]]  # (M, B, F)
 
         def d_loss_fn(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            x = batch[0]
+            x = members_batch(batch)
             with torch.no_grad():
                 reconstruction = generator(x)[0]
             return adversarial.discriminator_loss(
@@ -450,7 +591,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             )
 
         def g_loss_fn(batch: tuple[torch.Tensor, ...]):
-            x = batch[0]
+            x = members_batch(batch)
             reconstruction, latent, latent_of_reconstruction = generator(x)
             loss = generator_loss(
                 real_features=discriminator.features(x),
@@ -463,55 +604,45 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
                 w_con=self.w_con,
                 w_enc=self.w_enc,
             )
-            return loss
+            if known is None:
+                return loss
+            anomalies = known.unsqueeze(0).expand(generator.n_members, -1, -1)
+            pushed = known_anomaly_loss(anomalies, generator(anomalies)[0])
+            return loss + pushed, {"known_anomaly_loss": pushed.detach()}
 
         return d_loss_fn, g_loss_fn
 
     # ------------------------------------------------------------- scoring
-    def _errors(
-        self, encoded: np.ndarray, need_latent: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature reconstruction errors and latent errors, in batches.
-
-        The reconstruction errors are squared and divided by
-        ``feature_error_scale_`` (their mean on held-out normal rows), or, for
-        model files from before that scaling, absolute.  Without ``need_latent``
-        the second encoder is skipped (a third less work) and the latent errors
-        are zeros.
-        """
-        # Inference in float64: float32 matrix products differ in the last bits with
-        # the batch size, and scores must not depend on how rows are batched.
-        return _generator_errors(
-            copy.deepcopy(self.generator_).double(),
-            encoded,
-            torch.float64,
-            _SCORING_BATCH,
-            self.reconstruction_errors_,
-            self.feature_error_scale_,
-            need_latent,
-        )
-
-    def _scorer(self, dtype: Any = np.float64) -> Scorer:
-        """This fitted model as a numpy :class:`~ganomaly._scorer.Scorer`.
-
-        The streaming scorer's engine; on a CUDA device the networks run there, in
-        float32.
-        """
-        tensors, config = self._model_contents()
-        arrays = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
-        cls = Scorer if self.device_ == "cpu" else _TorchScorer
-        scorer = cls.from_model(arrays, config, dtype=dtype)
-        if cls is _TorchScorer:
-            scorer.generator = self.generator_
-            scorer.position_free = False  # float32 products in torch's blocks
-        return scorer
+    def _scorer(self, dtype: Any = np.float64, score_type: str | None = None) -> Scorer:
+        """This fitted model as a :class:`~ganomaly._scorer.Scorer`, the one way it
+        scores: numpy on the CPU; on a CUDA device, the networks run there in
+        torch (the same terms and combination).  ``score_type`` overrides the
+        model's (calibration needs every term)."""
+        check_is_fitted(self)
+        cache = self.__dict__.setdefault("_scorers", {})
+        key = (np.dtype(dtype).name, score_type)
+        if key not in cache:
+            tensors, config = self._model_contents()
+            if score_type is not None:
+                config["params"]["score_type"] = score_type
+            arrays = {k: v.detach().cpu().numpy() for k, v in tensors.items()}
+            if self.device_ == "cpu":
+                cache[key] = Scorer.from_model(arrays, config, dtype=dtype)
+            else:
+                scorer = _TorchScorer.from_model(arrays, config, dtype=dtype)
+                scorer.generator = self.generator_
+                scorer.position_free = False  # float32 products in torch's blocks
+                cache[key] = scorer
+        return cache[key]
 
     def _encode(self, X: Any) -> np.ndarray:
         check_is_fitted(self)
-        return self.preprocessor_.transform(self._validate_input(X, reset=False))
+        return self.preprocessor_.transform(
+            self._validate_input(X, reset=False), order=self._scorer().input_order
+        )
 
     def anomaly_score(self, X: Any) -> np.ndarray:
-        """Non-negative anomaly score: higher means more suspicious.
+        """Positive anomaly score: higher means more suspicious.
 
         Parameters
         ----------
@@ -520,12 +651,10 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples,)
-            Equal to ``-score_samples(X)``; rows above ``threshold_`` are anomalies.
+            Equal to ``-score_samples(X)``; about 1 for a typical normal row; rows
+            above ``threshold_`` are anomalies.
         """
-        errors, latent = self._errors(
-            self._encode(X), need_latent=self.score_type != "reconstruction"
-        )
-        return combine_scores(errors, latent, self.score_type, self.score_scale_)
+        return self._scorer().anomaly_score(self._encode(X))
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Opposite of the anomaly score: the lower, the more abnormal.
@@ -586,24 +715,21 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         explanations : DataFrame
             As :meth:`explain`.
         """
-        return self._score_and_explain_encoded(self._encode(X), top_k)
-
-    def _score_and_explain_encoded(
-        self, encoded: np.ndarray, top_k: int
-    ) -> tuple[np.ndarray, pd.DataFrame]:
-        errors, latent = self._errors(
-            encoded, need_latent=self.score_type != "reconstruction"
-        )
-        scores = combine_scores(errors, latent, self.score_type, self.score_scale_)
-        return scores, self._explain_errors(errors, top_k)
+        scores, top, shares = self._scorer().score_and_explain(self._encode(X), top_k)
+        names = np.asarray(self.preprocessor_.input_columns_, dtype=object)
+        result: dict[str, Any] = {}
+        for k in range(top.shape[1]):
+            result[f"feature_{k + 1}"] = names[top[:, k]]
+            result[f"contribution_{k + 1}"] = shares[:, k].astype(np.float64)
+        return scores, pd.DataFrame(result)
 
     def explain(self, X: Any, top_k: int = 3) -> pd.DataFrame:
         """The columns that contribute most to each row's reconstruction error.
 
         The per-feature reconstruction errors of the score (squared, in units of
-        their mean on held-out normal rows) are summed per original column (the
-        one-hot columns of a category count together) and reported as a share of
-        the row's total error, largest first.
+        their mean on held-out normal rows, averaged over the members) are summed
+        per original column (the one-hot columns of a category count together) and
+        reported as a share of the row's total error, largest first.
 
         Parameters
         ----------
@@ -622,26 +748,6 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         if isinstance(X, pd.DataFrame):
             explanations.index = X.index
         return explanations
-
-    def _explain_errors(self, errors: np.ndarray, top_k: int) -> pd.DataFrame:
-        top, shares = self._top_contributions(errors, top_k)
-        names = np.asarray(self.preprocessor_.input_columns_, dtype=object)
-        result: dict[str, Any] = {}
-        for k in range(top.shape[1]):
-            result[f"feature_{k + 1}"] = names[top[:, k]]
-            result[f"contribution_{k + 1}"] = shares[:, k].astype(np.float64)
-        return pd.DataFrame(result)
-
-    def _top_contributions(
-        self, errors: np.ndarray, top_k: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Indices of the ``top_k`` original columns per row and their error shares."""
-        return top_contributions(
-            errors,
-            top_k,
-            len(self.preprocessor_.input_columns_),
-            np.asarray(self.preprocessor_.source_columns_, dtype=np.intp),
-        )
 
     # ------------------------------------------------------------ model files
     def save(self, path: str | Path) -> None:
@@ -680,45 +786,52 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         return build_onnx(arrays, config, path, top_k=top_k)
 
     def _model_contents(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """What a model file holds: the tensors by name and the JSON configuration."""
+        """What a model file holds: the tensors by name and the JSON configuration
+        (:mod:`ganomaly.model_file`)."""
         check_is_fitted(self)
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None  # a RandomState has no JSON form
         if params["hidden_dims"] is not None:
             params["hidden_dims"] = [int(d) for d in params["hidden_dims"]]
-        config = {
-            "params": params,
-            "preprocessor": self.preprocessor_.to_dict(),
-            "fitted_on_frame": bool(self.fitted_on_frame_),
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (
+        config = ModelConfig(
+            params=params,
+            preprocessor=self.preprocessor_.to_dict(),
+            fitted_on_frame=bool(self.fitted_on_frame_),
+            n_features_in=int(self.n_features_in_),
+            feature_names_in=(
                 [str(c) for c in self.feature_names_in_]
                 if hasattr(self, "feature_names_in_")
                 else None
             ),
-            "hidden_dims": list(self.hidden_dims_),
-            "latent_dim": self.latent_dim_,
-            "n_epochs": self.n_epochs_,
-            "offset": self.offset_,
-            "threshold": self.threshold_,
-            "score_scale": self.score_scale_,
-            "reconstruction_errors": self.reconstruction_errors_,
-            "ema_decay": self.ema_decay_,
-            "history": self.history_,
-            "metadata": getattr(self, "metadata_", {}),
-        }
+            n_members=int(self.n_members),
+            hidden_dims=[int(d) for d in self.hidden_dims_],
+            latent_dim=int(self.latent_dim_),
+            n_epochs=int(self.n_epochs_),
+            threshold=float(self.threshold_),
+            calibration={
+                k: [float(x) for x in v] for k, v in self.calibration_.items()
+            },
+            ema_decay=float(self.ema_decay_),
+            history=list(self.history_),
+            metadata=dict(getattr(self, "metadata_", {})),
+        )
         tensors = {
             **module_tensors("generator", self.generator_),
             **module_tensors("discriminator", self.discriminator_),
             "calibration.validation_anomaly_scores": torch.from_numpy(
-                np.ascontiguousarray(self.validation_anomaly_scores_)
+                np.ascontiguousarray(
+                    getattr(self, "validation_anomaly_scores_", np.zeros(0))
+                )
             ),
             "calibration.feature_error_scale": torch.from_numpy(
                 np.ascontiguousarray(self.feature_error_scale_)
             ),
+            "calibration.prototypes": torch.from_numpy(
+                np.ascontiguousarray(self.prototypes_)
+            ),
         }
-        return tensors, config
+        return tensors, config.to_dict()
 
     @classmethod
     def load(cls, path: str | Path, *, device: str = "cpu") -> GANomalyDetector:
@@ -741,44 +854,38 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         """
         tensors, config = load_model(path, kind=MODEL_KIND)
         try:
-            detector = cls(**config["params"])
-            detector.preprocessor_ = TabularPreprocessor.from_dict(
-                config["preprocessor"]
-            )
-            detector.fitted_on_frame_ = bool(config["fitted_on_frame"])
-            detector.n_features_in_ = int(config["n_features_in"])
-            if config["feature_names_in"] is not None:
+            model = ModelConfig.from_dict(config)
+            preprocessor = TabularPreprocessor.from_dict(model.preprocessor)
+            n_encoded = preprocessor.n_features_out_
+            shapes = {name: tuple(t.shape) for name, t in tensors.items()}
+            model.check_shapes(shapes, n_encoded)
+            detector = cls(**model.params)
+            detector.preprocessor_ = preprocessor
+            detector.fitted_on_frame_ = bool(model.fitted_on_frame)
+            detector.n_features_in_ = int(model.n_features_in)
+            if model.feature_names_in is not None:
                 detector.feature_names_in_ = np.asarray(
-                    config["feature_names_in"], dtype=object
+                    model.feature_names_in, dtype=object
                 )
-            detector.hidden_dims_ = tuple(int(d) for d in config["hidden_dims"])
-            detector.latent_dim_ = int(config["latent_dim"])
-            detector.n_epochs_ = int(config["n_epochs"])
-            detector.offset_ = float(config["offset"])
-            detector.threshold_ = float(config["threshold"])
-            detector.score_scale_ = {
-                k: float(v) for k, v in config["score_scale"].items()
-            }
-            detector.history_ = list(config["history"])
-            detector.metadata_ = dict(config.get("metadata") or {})
-            # Files from before per-feature scaling score with absolute errors.
-            detector.reconstruction_errors_ = str(
-                config.get("reconstruction_errors", "absolute")
-            )
-            if detector.reconstruction_errors_ not in RECONSTRUCTION_ERRORS:
-                raise ValueError(
-                    f"unknown reconstruction_errors {detector.reconstruction_errors_!r}"
-                )
-            detector.ema_decay_ = float(config.get("ema_decay", 0.0))
-            n_encoded = detector.preprocessor_.n_features_out_
-            # Built without storage: the configuration's sizes are checked against
-            # the stored weights (load_state_dict) before anything is allocated,
-            # and the weights read from the file become the parameters.
+            detector.hidden_dims_ = tuple(model.hidden_dims)
+            detector.latent_dim_ = model.latent_dim
+            detector.n_epochs_ = int(model.n_epochs)
+            detector.offset_ = model.offset
+            detector.threshold_ = float(model.threshold)
+            detector.calibration_ = dict(model.calibration)
+            detector.history_ = list(model.history)
+            detector.metadata_ = dict(model.metadata)
+            detector.ema_decay_ = float(model.ema_decay)
+            # Built without storage: the configuration's sizes were checked against
+            # the stored weights above, and the weights read from the file become
+            # the parameters.
             with torch.device("meta"):
-                generator = GANomalyNet(
-                    n_encoded, detector.latent_dim_, detector.hidden_dims_
+                generator = GANomalyEnsemble(
+                    model.n_members, n_encoded, model.latent_dim, model.hidden_dims
                 )
-                discriminator = make_discriminator(n_encoded, detector.hidden_dims_)
+                discriminator = EnsembleDiscriminator(
+                    model.n_members, n_encoded, model.hidden_dims
+                )
             state = module_state("generator", tensors)
             generator.load_state_dict(state, assign=True)
             state = module_state("discriminator", tensors)
@@ -789,10 +896,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
             detector.feature_error_scale_ = (
                 tensors["calibration.feature_error_scale"].numpy().astype(np.float64)
             )
-            if detector.reconstruction_errors_ == "absolute":
-                detector.feature_error_scale_ = np.ones_like(
-                    detector.feature_error_scale_
-                )
+            detector.prototypes_ = tensors["calibration.prototypes"].numpy()
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
         resolved = resolve_device(device)
@@ -808,56 +912,34 @@ class _TorchScorer(Scorer):
     generator: torch.nn.Module
     input_order = "C"  # torch copies the rows to the device as they come
 
-    def errors(
-        self, encoded: np.ndarray, need_latent: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        return _generator_errors(
-            self.generator,
-            encoded,
-            torch.float32,
-            1 << 16,
-            self.reconstruction_errors_,
-            self.feature_error_scale_,
-            need_latent,
-        )
-
-
-def _generator_errors(
-    net: torch.nn.Module,
-    encoded: np.ndarray,
-    dtype: torch.dtype,
-    batch_size: int,
-    reconstruction_errors: str,
-    feature_error_scale: np.ndarray,
-    need_latent: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature errors (float32) and latent errors of a GANomalyNet, in torch.
-
-    ``net`` runs where its weights are, in ``dtype``; see
-    :func:`~ganomaly._scorer.feature_errors`.  Without ``need_latent`` the second
-    encoder is skipped and the latent errors are zeros.
-    """
-    device = next(net.parameters()).device
-    # Feature-major, as top_contributions reads them fastest (see Scorer.errors).
-    errors = np.empty(encoded.shape, dtype=np.float32, order="F")
-    latent_errors = np.zeros(encoded.shape[0], dtype=np.float64)
-    with torch.inference_mode():
-        for start in range(0, encoded.shape[0], batch_size):
-            x = torch.from_numpy(encoded[start : start + batch_size])
-            x = x.to(device=device, dtype=dtype)
-            latent = net.encoder(x)
-            reconstruction = net.decoder(latent)
-            stop = start + x.shape[0]
-            feature_errors(
-                (x - reconstruction).double().cpu().numpy(),
-                reconstruction_errors,
-                feature_error_scale,
-                errors[start:stop],
-            )
-            if need_latent:
-                difference = (latent - net.second_encoder(reconstruction)).double()
-                latent_errors[start:stop] = (difference**2).mean(dim=1).cpu().numpy()
-    return errors, latent_errors
+    def errors(self, encoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        device = next(self.generator.parameters()).device
+        n, n_features = encoded.shape
+        errors = np.empty((n, n_features), dtype=np.float32, order="F")
+        terms = self._empty_terms(n)
+        scale = torch.from_numpy(self.feature_error_scale_).to(device)[:, None, :]
+        prototypes = torch.from_numpy(self.prototypes_).to(device)
+        with torch.inference_mode():
+            for start in range(0, n, 1 << 16):
+                x = torch.from_numpy(
+                    np.ascontiguousarray(encoded[start : start + (1 << 16)])
+                )
+                x = x.to(device=device, dtype=torch.float32)
+                x = x.unsqueeze(0).expand(self.n_members, -1, -1)
+                codes = self.generator.encoder(x)
+                squares = (x - self.generator.decoder(codes)).double() ** 2 / scale
+                stop = start + x.shape[1]
+                errors[start:stop] = squares.mean(0).float().cpu().numpy()
+                terms["reconstruction"][start:stop] = squares.mean(2).T.cpu().numpy()
+                if self._need_nearest:
+                    codes = codes.double()
+                    nearest = torch.cdist(codes, prototypes).argmin(dim=2)
+                    picked = torch.stack(
+                        [p[i] for p, i in zip(prototypes, nearest, strict=True)]
+                    )
+                    squares = ((codes - picked) ** 2).sum(dim=2).T
+                    terms["nearest"][start:stop] = squares.cpu().numpy()
+        return errors, terms
 
 
 def auto_epochs(n_rows: int, batch_size: int) -> int:
@@ -865,8 +947,8 @@ def auto_epochs(n_rows: int, batch_size: int) -> int:
 
     Examples
     --------
-    >>> auto_epochs(250_000, 256), auto_epochs(10_000, 256), auto_epochs(100, 256)
-    (4, 75, 300)
+    >>> auto_epochs(250_000, 128), auto_epochs(10_000, 128), auto_epochs(100, 128)
+    (1, 19, 300)
     """
     steps_per_epoch = math.ceil(n_rows / batch_size)
     return int(min(_MAX_AUTO_EPOCHS, max(1, math.ceil(AUTO_STEPS / steps_per_epoch))))
@@ -878,9 +960,7 @@ def ema_decay(n_steps: int) -> float:
     The average spans about the last 500 steps (decay 0.998), or the last 30 % of
     a shorter run, so that the initial weights keep a weight of at most
     ``exp(-1 / 0.3)`` (4 %); three steps or fewer keep the last weights.  Longer
-    spans hurt on some tables (satellite AUROC 0.84 with 0.998 over 3000 steps,
-    0.76 with 0.9989), shorter ones on others (cardio 0.93 with 0.998 over 1500
-    steps, 0.88 with 0.9933).
+    and shorter spans each hurt on some tables (benchmarks/RESULTS.md).
 
     Examples
     --------
@@ -890,43 +970,6 @@ def ema_decay(n_steps: int) -> float:
     if n_steps * EMA_SHARE <= 1:
         return 0.0
     return min(EMA_DECAY, 1.0 - 1.0 / (EMA_SHARE * n_steps))
-
-
-def feature_error_scale(errors: np.ndarray, sources: np.ndarray) -> np.ndarray:
-    """Per-feature divisors that give every input column the same weight in the score.
-
-    A column's error is the sum of the squared errors of its encoded features (a
-    number and its missing indicator, or the one-hot features of a category),
-    measured in units of its mean on held-out normal rows; the score averages these
-    over the input columns.  Folded into one divisor per encoded feature, so that
-    the score stays the mean of the scaled per-feature errors.  A tiny floor keeps
-    columns reconstructed exactly (constants) finite.
-
-    Parameters
-    ----------
-    errors : ndarray of shape (n_rows, n_encoded_features)
-        Squared reconstruction errors of held-out normal rows.
-    sources : ndarray of shape (n_encoded_features,)
-        Input column of every encoded feature.
-
-    Returns
-    -------
-    ndarray of shape (n_encoded_features,)
-
-    Examples
-    --------
-    >>> errors = np.array([[2.0, 0.1, 0.2, 0.3], [6.0, 0.3, 0.2, 0.1]])
-    >>> feature_error_scale(errors, np.array([0, 1, 1, 1])).round(6).tolist()
-    [2.0, 0.3, 0.3, 0.3]
-    """
-    sources = np.asarray(sources, dtype=np.intp)
-    n_columns = int(sources.max()) + 1 if sources.size else 0
-    column_error = np.bincount(
-        sources, weights=errors.mean(axis=0, dtype=np.float64), minlength=n_columns
-    )
-    floor = 1e-9 * max(float(column_error.mean()), 1e-12) if n_columns else 1e-12
-    column_error = np.maximum(column_error, floor)
-    return column_error[sources] * n_columns / max(sources.size, 1)
 
 
 def _take(X: pd.DataFrame | np.ndarray, rows: np.ndarray) -> pd.DataFrame | np.ndarray:

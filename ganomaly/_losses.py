@@ -19,7 +19,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["adversarial_loss", "contextual_loss", "encoder_loss", "generator_loss"]
+__all__ = [
+    "adversarial_loss",
+    "contextual_loss",
+    "encoder_loss",
+    "generator_loss",
+    "known_anomaly_loss",
+]
 
 
 def adversarial_loss(
@@ -86,3 +92,25 @@ def generator_loss(
         + w_con * contextual_loss(x, reconstruction)
         + w_enc * encoder_loss(latent, latent_of_reconstruction)
     )
+
+
+def known_anomaly_loss(
+    x: torch.Tensor, reconstruction: torch.Tensor, eps: float = 1e-2
+) -> torch.Tensor:
+    """``L_known = mean_i 1 / (||x_i - x^_i||^2 / F + eps)`` over known anomalies.
+
+    Deep SAD's term for labelled anomalies (Ruff et al., "Deep Semi-Supervised
+    Anomaly Detection", ICLR 2020, eq. 3: ``eta * (||phi(x) - c||^2)^-1``, with
+    ``eta = 1``), applied to GANomaly's reconstruction error instead of the distance
+    to a centre: minimising it pushes the reconstruction error of the rows known to
+    be anomalies up, so that the score ranks them, and rows like them, higher.
+    ``eps`` bounds the term for a row the networks reconstruct exactly.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 4)
+    >>> round(float(known_anomaly_loss(x, torch.ones(1, 4), eps=0.0)), 6)
+    1.0
+    """
+    squared = torch.mean((x - reconstruction) ** 2, dim=-1)
+    return torch.mean(1.0 / (squared + eps))

@@ -1,29 +1,34 @@
 """GANomaly inference in numpy: from preprocessed rows to scores and explanations.
 
-The anomaly score is a pure function of the model file: the generator's weights,
-the preprocessing, and calibration constants fixed at fit time.  This module holds
-that function once, for every way of scoring:
+The anomaly score is a pure function of the model file: the members' weights, the
+preprocessing, and calibration constants fixed at fit time.  This module holds that
+function once, for every way of scoring on the CPU: the estimator
+(:class:`ganomaly.GANomalyDetector` scores through a :class:`Scorer`), the streaming
+scorer (``ganomaly score``, :func:`ganomaly.scoring.score_file`, the Dask paths), and
+the check of the ONNX export.  :func:`load_scorer` reads a model file without
+importing torch or scikit-learn (seconds of start-up saved per process).
 
-* :func:`feature_errors` turns reconstruction differences into the per-feature
-  errors of the score, and :func:`combine_scores` and :func:`top_contributions`
-  turn per-feature errors and latent errors into scores and explanations; the
-  estimator (:class:`ganomaly.GANomalyDetector`) calls them too.
-* :class:`Scorer` runs the generator's three MLPs with numpy.  Streaming scoring
-  (``ganomaly score``, :func:`ganomaly.scoring.score_file`, the Dask paths) uses it:
-  :func:`load_scorer` reads a model file without importing torch or scikit-learn
-  (about 2.5 s of start-up saved per process).
+The score (issue 18; benchmarks/RESULTS.md).  For each of the ``M`` members, two
+terms: its reconstruction error ``rec_m(x)``, the mean over encoded features of
+``(x_j - G_m(x)_j)^2 / s_mj`` (``s_mj``: the mean of that squared error on held-out
+normal rows, per input column, :func:`feature_error_scale`), and its nearest-prototype
+distance ``near_m(x)``, the squared distance from the latent code ``G_E,m(x)`` to the
+nearest of the member's prototypes (k-means centres of the training rows' codes).
+Each term is divided by its median on held-out normal rows, and the score is the
+geometric mean of all ``2 M`` ratios (:func:`combine_scores`): 1 for a typical
+normal row, 2 for a row twice as far from normal on every term.
 
 Precision: a Scorer defaults to float64, the estimator's arithmetic; the streaming
-scorer takes float32 where it is position-free (``precision="auto"`` in
+scorer takes float32 networks where they are position-free (``precision="auto"`` in
 :func:`ganomaly.scoring.as_scorer`).  Either way a row's score does not depend on the
-rows around it (block, partition, file), to the last bit:
-BLAS kernels compute some places of a product (the last row of an odd block, the
-ends of a float32 block) with other instructions, and the scorer keeps rows out of
-those places (:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32
-is about twice as fast in the networks (6-27 % of a CSV run's CPU time), and its
-scores differ from the estimator's by about 1e-7 relative.  The float32 layout
-was measured on OpenBLAS's Haswell/Zen kernels; each Scorer checks it on its own
-weights and says in ``position_free`` whether it holds.
+rows around it (block, partition, file), to the last bit: BLAS kernels compute some
+places of a product (the last row of an odd block, the ends of a float32 block) with
+other instructions, and the scorer keeps rows out of those places
+(:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32 networks are
+about twice as fast, and their scores differ from the estimator's by about 1e-7
+relative (benchmarks/RESULTS.md); the prototype distances are float64 always.  The
+float32 layout was measured on OpenBLAS's Haswell/Zen kernels; each Scorer checks it
+on its own weights and says in ``position_free`` whether it holds.
 """
 
 from __future__ import annotations
@@ -34,21 +39,27 @@ from typing import Any
 
 import numpy as np
 
+from .model_file import MODEL_KIND, ModelConfig
+
 __all__ = [
+    "SCORES",
     "Scorer",
     "combine_scores",
+    "feature_error_scale",
     "feature_errors",
     "load_scorer",
+    "nearest_squared_distances",
     "top_contributions",
 ]
 
-MODEL_KIND = "ganomaly.GANomalyDetector"
-SCORES = ("reconstruction", "latent", "combined")
-# How per-feature reconstruction errors enter the score.  Model files without the
-# "reconstruction_errors" key were written before per-feature scaling: "absolute".
-RECONSTRUCTION_ERRORS = ("scaled_squared", "absolute")
-# Rows per matrix product: small enough to stay in cache (measured on one core,
-# float64: 2048 rows 1.35 s per million rows, 8192 rows 1.52 s, 32768 rows 2.63 s).
+# "combined": reconstruction and nearest-prototype terms; "reconstruction": the
+# reconstruction terms alone (GANomaly's contextual error).
+SCORES = ("combined", "reconstruction")
+_TERMS = {
+    "combined": ("reconstruction", "nearest"),
+    "reconstruction": ("reconstruction",),
+}
+# Rows per matrix product: small enough to stay in cache (benchmarks/RESULTS.md).
 _BLOCK = 2048
 # float32 products run feature-major, on blocks of exactly _COLUMNS rows (columns
 # there) whose first and last _MARGIN are zeros.  OpenBLAS's float32 kernels
@@ -59,8 +70,12 @@ _BLOCK = 2048
 _COLUMNS = 320
 _MARGIN = 8
 _STACK = 8  # blocks per matmul call
-_NEGATIVE_SLOPE = 0.2  # gancore's MLPGenerator with activation="leaky_relu"
-_PARTS = ("encoder", "decoder", "second_encoder")
+_NEGATIVE_SLOPE = 0.2  # the LeakyReLU of ganomaly._model
+_PARTS = ("encoder", "decoder")  # what scoring runs of each member
+# Each term's ratio to its median is floored here: a row a thousand times closer
+# to a prototype than the typical normal row is no more normal for it, and float32
+# codes do not resolve smaller distances (a training row on its own prototype).
+RATIO_FLOOR = 1e-3
 _CONTROLLER: Any = None
 
 
@@ -69,7 +84,7 @@ def _one_blas_thread():
 
     The products here are small (2048 x 60 x 30): threads cost more than they
     bring, and on a busy machine OpenBLAS's spinning threads made the networks ten
-    times slower (measured: 5.9 s instead of 0.56 s for 200,000 rows at load 3).
+    times slower (benchmarks/RESULTS.md).
     """
     global _CONTROLLER
     try:
@@ -86,23 +101,18 @@ def _one_blas_thread():
 
 def feature_errors(
     difference: np.ndarray,
-    reconstruction_errors: str,
     feature_error_scale: np.ndarray,
     out: np.ndarray | None = None,
 ) -> None:
     """Per-feature errors of the score from ``x - G(x)``, in place, and copied to
-    ``out`` when given.
-
-    ``"scaled_squared"``: ``(x_j - G(x)_j)^2 / feature_error_scale[j]``, the squared
+    ``out`` when given: ``(x_j - G(x)_j)^2 / feature_error_scale[j]``, the squared
     error in units of its mean on held-out normal rows (per input column).
-    ``"absolute"`` (model files from before that scaling): ``|x_j - G(x)_j|``.
 
     Parameters
     ----------
     difference : ndarray of shape (n_samples, n_features)
         ``x - G(x)``; overwritten with the errors.  Rows may be columns (the
         float32 scorer's blocks) if ``feature_error_scale`` is shaped to match.
-    reconstruction_errors : {"scaled_squared", "absolute"}
     feature_error_scale : ndarray of shape (n_features,)
         Or any shape that broadcasts against ``difference`` feature by feature.
     out : ndarray of shape (n_samples, n_features), optional
@@ -111,58 +121,127 @@ def feature_errors(
     Examples
     --------
     >>> out = np.empty((1, 2), dtype=np.float32)
-    >>> feature_errors(np.array([[2.0, -1.0]]), "scaled_squared", np.array([4.0, 0.5]),
-    ...                out)
+    >>> feature_errors(np.array([[2.0, -1.0]]), np.array([4.0, 0.5]), out)
     >>> out.tolist()
     [[1.0, 2.0]]
     """
-    if reconstruction_errors == "absolute":
-        np.abs(difference, out=difference)
-    elif reconstruction_errors == "scaled_squared":
-        np.square(difference, out=difference)
-        difference /= feature_error_scale.astype(difference.dtype, copy=False)
-    else:
-        raise ValueError(
-            f"reconstruction_errors must be one of {RECONSTRUCTION_ERRORS}, "
-            f"got {reconstruction_errors!r}"
-        )
+    np.square(difference, out=difference)
+    difference /= feature_error_scale.astype(difference.dtype, copy=False)
     if out is not None:
         np.copyto(out, difference, casting="same_kind")
 
 
-def combine_scores(
-    errors: np.ndarray,
-    latent: np.ndarray,
-    score_type: str,
-    score_scale: dict[str, float] | None,
-) -> np.ndarray:
-    """Anomaly scores from per-feature errors and latent errors.
+def feature_error_scale(errors: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Per-feature divisors that give every input column the same weight in the score.
+
+    A column's error is the sum of the squared errors of its encoded features (a
+    number and its missing indicator, or the one-hot features of a category),
+    measured in units of its mean on held-out normal rows; the score averages these
+    over the input columns.  Folded into one divisor per encoded feature, so that
+    the score stays the mean of the scaled per-feature errors.  A tiny floor keeps
+    columns reconstructed exactly (constants) finite.
 
     Parameters
     ----------
-    errors : ndarray of shape (n_samples, n_features)
-        Reconstruction error of every encoded feature (:func:`feature_errors`).
-    latent : ndarray of shape (n_samples,)
-        Mean squared difference between ``G_E(x)`` and ``E(G(x))``.
-    score_type : {"reconstruction", "latent", "combined"}
-    score_scale : dict
-        ``{"reconstruction": r, "latent": l}``, the medians on held-out normal rows
-        (needed for ``"combined"``).
+    errors : ndarray of shape (n_rows, n_encoded_features)
+        Squared reconstruction errors of held-out normal rows.
+    sources : ndarray of shape (n_encoded_features,)
+        Input column of every encoded feature.
 
     Returns
     -------
-    ndarray of shape (n_samples,), float64
+    ndarray of shape (n_encoded_features,)
+
+    Examples
+    --------
+    >>> errors = np.array([[2.0, 0.1, 0.2, 0.3], [6.0, 0.3, 0.2, 0.1]])
+    >>> feature_error_scale(errors, np.array([0, 1, 1, 1])).round(6).tolist()
+    [2.0, 0.3, 0.3, 0.3]
+    """
+    sources = np.asarray(sources, dtype=np.intp)
+    n_columns = int(sources.max()) + 1 if sources.size else 0
+    column_error = np.bincount(
+        sources, weights=errors.mean(axis=0, dtype=np.float64), minlength=n_columns
+    )
+    floor = 1e-9 * max(float(column_error.mean()), 1e-12) if n_columns else 1e-12
+    column_error = np.maximum(column_error, floor)
+    return column_error[sources] * n_columns / max(sources.size, 1)
+
+
+def nearest_squared_distances(
+    codes: np.ndarray, prototypes: np.ndarray, prototype_norms: np.ndarray | None = None
+) -> np.ndarray:
+    """The squared Euclidean distance from each code to its nearest prototype.
+
+    The nearest prototype is found with one product of the codes (rows) with the
+    prototypes (``|p|^2 - 2 z.p``, float64); its distance is then computed as
+    ``sum((z - p)^2)``, without the cancellation of the expanded form, so that a
+    code on a prototype gets 0, and a code's distance does not depend on the codes
+    around it when their number is even (see the module docstring).
+
+    Parameters
+    ----------
+    codes : ndarray of shape (n, latent_dim), float64
+    prototypes : ndarray of shape (n_prototypes, latent_dim), float64
+    prototype_norms : ndarray of shape (n_prototypes,), optional
+        ``(prototypes ** 2).sum(1)``, computed if not given.
+
+    Examples
+    --------
+    >>> nearest_squared_distances(np.array([[0.0, 0.0], [3.0, 4.0]]),
+    ...                           np.array([[0.0, 1.0], [3.0, 3.0]])).tolist()
+    [1.0, 1.0]
+    """
+    if prototype_norms is None:
+        prototype_norms = np.einsum("ij,ij->i", prototypes, prototypes)
+    products = codes @ prototypes.T
+    products *= -2.0
+    products += prototype_norms
+    difference = codes - prototypes[products.argmin(axis=1)]
+    np.square(difference, out=difference)
+    return difference.sum(axis=1)
+
+
+def combine_scores(
+    terms: dict[str, np.ndarray],
+    score_type: str,
+    calibration: dict[str, Any],
+) -> np.ndarray:
+    """Anomaly scores from the members' terms: the geometric mean, over members and
+    terms, of each term divided by its median on held-out normal rows (each ratio
+    at least :data:`RATIO_FLOOR`).
+
+    Parameters
+    ----------
+    terms : dict of str to ndarray of shape (n_samples, n_members)
+        ``"reconstruction"`` (mean scaled squared error) and, for
+        ``"combined"``, ``"nearest"`` (squared distance to the nearest prototype).
+    score_type : {"combined", "reconstruction"}
+    calibration : dict of str to sequence of shape (n_members,)
+        The medians of the terms on held-out normal rows.
+
+    Returns
+    -------
+    ndarray of shape (n_samples,), float64, positive
+
+    Examples
+    --------
+    >>> terms = {"reconstruction": np.array([[2.0, 8.0]]),
+    ...          "nearest": np.array([[1.0, 4.0]])}
+    >>> calibration = {"reconstruction": [2.0, 2.0], "nearest": [1.0, 1.0]}
+    >>> combine_scores(terms, "combined", calibration).round(6).tolist()
+    [2.0]
     """
     if score_type not in SCORES:
         raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
-    if score_type == "latent":
-        return np.asarray(latent, dtype=np.float64)
-    reconstruction = errors.mean(axis=1, dtype=np.float64)
-    if score_type == "reconstruction":
-        return reconstruction
-    return 0.5 * (
-        reconstruction / score_scale["reconstruction"] + latent / score_scale["latent"]
-    )
+    logs = None
+    count = 0
+    for name in _TERMS[score_type]:
+        ratio = terms[name] / np.asarray(calibration[name], dtype=np.float64)
+        ratio = np.log(np.maximum(ratio, RATIO_FLOOR))
+        logs = ratio.sum(axis=1) if logs is None else logs + ratio.sum(axis=1)
+        count += ratio.shape[1]
+    return np.exp(logs / count)
 
 
 def top_contributions(
@@ -251,8 +330,9 @@ def top_contributions(
 
 def _mlp_layers(
     state: dict[str, np.ndarray], part: str, n_in: int, n_out: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(W.T, b)`` of an MLPGenerator's linear layers, checked to chain up."""
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per member, ``(W.T, b)`` of a member MLP's linear layers (weights stored
+    ``(M, out, in)``), checked to chain up."""
     prefix = f"{part}.net."
     keys = [k for k in state if k.startswith(prefix)]
     indices = sorted({int(k[len(prefix) :].split(".")[0]) for k in keys})
@@ -261,46 +341,51 @@ def _mlp_layers(
         raise ValueError(
             f"{part}: expected only linear layers (weight and bias), got {sorted(keys)}"
         )
-    layers = []
+    n_members = np.asarray(state[f"{prefix}{indices[0]}.weight"]).shape[0]
+    members: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(n_members)]
     width = n_in
     for i in indices:
         weight = np.asarray(state[f"{prefix}{i}.weight"])
         bias = np.asarray(state[f"{prefix}{i}.bias"])
-        chained = weight.ndim == 2 and weight.shape[1] == width
-        if not chained or bias.shape != weight.shape[:1]:
+        chained = weight.ndim == 3 and weight.shape[::2] == (n_members, width)
+        if not chained or bias.shape != weight.shape[:2]:
             raise ValueError(
-                f"{part}: layer {i} has shape {weight.shape}, expected (*, {width})"
+                f"{part}: layer {i} has shape {weight.shape}, expected "
+                f"({n_members}, *, {width})"
             )
-        layers.append((weight.T, bias))
-        width = weight.shape[0]
+        for member, layers in enumerate(members):
+            layers.append((weight[member].T, bias[member]))
+        width = weight.shape[1]
     if width != n_out:
         raise ValueError(f"{part}: output width {width}, expected {n_out}")
-    return layers
+    return members
 
 
 class Scorer:
     """A fitted GANomaly model as numpy arrays: scores, flags and explanations.
 
     Build one with :func:`load_scorer` (from a model file, without torch) or
-    ``GANomalyDetector._scorer()``.
+    :meth:`from_model` (what ``GANomalyDetector`` scores with).
 
     Parameters
     ----------
     preprocessor : TabularPreprocessor
         Fitted.
     state : dict of str to ndarray
-        The generator's ``state_dict`` (``encoder.net.0.weight``, ...).
+        The members' generators' ``state_dict`` (``encoder.net.0.weight`` of shape
+        ``(M, out, in)``, ...).
     latent_dim : int
-    score_type : {"reconstruction", "latent", "combined"}
-    score_scale : dict
+    score_type : {"combined", "reconstruction"}
+    calibration : dict
+        Per member, the medians of the score terms on held-out normal rows
+        (:func:`combine_scores`).
     threshold : float
         Scores above it are anomalies.
+    feature_error_scale : ndarray of shape (n_members, n_features)
+        Per-feature units of each member's squared errors.
+    prototypes : ndarray of shape (n_members, n_prototypes, latent_dim)
     dtype : numpy dtype, default=float64
-        Precision of the matrix products (see the module docstring).
-    feature_error_scale : ndarray of shape (n_features,), optional
-        Per-feature units of the squared errors (ones if omitted).
-    reconstruction_errors : {"scaled_squared", "absolute"}, default="absolute"
-        See :func:`feature_errors`; the default is that of old model files.
+        Precision of the networks' matrix products (see the module docstring).
     metadata : dict, optional
         The model's free-form metadata (``GANomalyDetector.metadata_``).
 
@@ -325,47 +410,58 @@ class Scorer:
         state: dict[str, np.ndarray],
         latent_dim: int,
         score_type: str,
-        score_scale: dict[str, float],
+        calibration: dict[str, Any],
         threshold: float,
+        feature_error_scale: np.ndarray,
+        prototypes: np.ndarray,
         dtype: Any = np.float64,
-        feature_error_scale: np.ndarray | None = None,
-        reconstruction_errors: str = "absolute",
         metadata: dict | None = None,
     ):
         if score_type not in SCORES:
             raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
-        if reconstruction_errors not in RECONSTRUCTION_ERRORS:
-            raise ValueError(
-                f"reconstruction_errors must be one of {RECONSTRUCTION_ERRORS}, "
-                f"got {reconstruction_errors!r}"
-            )
         self.preprocessor_ = preprocessor
         self.metadata = dict(metadata or {})
         self.score_type = score_type
-        self.score_scale_ = dict(score_scale)
         self.threshold_ = float(threshold)
         self.dtype = np.dtype(dtype)
         n_features = int(preprocessor.n_features_out_)
-        self.reconstruction_errors_ = reconstruction_errors
-        if feature_error_scale is None:
-            feature_error_scale = np.ones(n_features)
-        self.feature_error_scale_ = np.asarray(feature_error_scale, dtype=np.float64)
-        if self.feature_error_scale_.shape != (n_features,):
-            raise ValueError(
-                f"feature_error_scale has shape {self.feature_error_scale_.shape}, "
-                f"expected ({n_features},)"
-            )
         sizes = {
             "encoder": (n_features, latent_dim),
             "decoder": (latent_dim, n_features),
-            "second_encoder": (n_features, latent_dim),
         }
+        members = {part: _mlp_layers(state, part, *sizes[part]) for part in _PARTS}
+        self.n_members = len(members["encoder"])
+        self.calibration_ = {
+            name: np.asarray(calibration[name], dtype=np.float64)
+            for name in _TERMS[score_type]
+        }
+        for name, medians in self.calibration_.items():
+            if medians.shape != (self.n_members,) or not (medians > 0).all():
+                raise ValueError(f"calibration {name!r}: {self.n_members} positives")
+        self.feature_error_scale_ = np.asarray(feature_error_scale, dtype=np.float64)
+        if self.feature_error_scale_.shape != (self.n_members, n_features):
+            raise ValueError(
+                f"feature_error_scale has shape {self.feature_error_scale_.shape}, "
+                f"expected ({self.n_members}, {n_features})"
+            )
+        self.prototypes_ = np.asarray(prototypes, dtype=np.float64)
+        if self.prototypes_.ndim != 3 or self.prototypes_.shape[::2] != (
+            self.n_members,
+            latent_dim,
+        ):
+            raise ValueError(
+                f"prototypes have shape {self.prototypes_.shape}, expected "
+                f"({self.n_members}, *, {latent_dim})"
+            )
+        self._prototype_norms = np.einsum(
+            "mij,mij->mi", self.prototypes_, self.prototypes_
+        )
         self._layers = {
-            part: [
-                (w.astype(self.dtype), b.astype(self.dtype))
-                for w, b in _mlp_layers(state, part, *sizes[part])
+            (member, part): [
+                (w.astype(self.dtype), b.astype(self.dtype)) for w, b in layers
             ]
             for part in _PARTS
+            for member, layers in enumerate(members[part])
         }
         # float32: (weight, bias repeated over a block's columns), for products
         # with rows as columns.  A bias column broadcast along a block's rows would
@@ -374,15 +470,14 @@ class Scorer:
         self.position_free = self.dtype == np.float64
         if self.dtype == np.float32:
             self._by_feature = {
-                part: [
+                key: [
                     (np.ascontiguousarray(w.T), np.repeat(b[:, None], _COLUMNS, 1))
                     for w, b in layers
                 ]
-                for part, layers in self._layers.items()
+                for key, layers in self._layers.items()
             }
             self.position_free = _same_bits_everywhere(self._by_feature, self.dtype)
-        columns = preprocessor.input_columns_
-        self._n_columns = len(columns)
+        self._n_columns = len(preprocessor.input_columns_)
         self._sources = np.asarray(preprocessor.source_columns_, dtype=np.intp)
 
     @classmethod
@@ -392,20 +487,24 @@ class Scorer:
         """A scorer from what a GANomalyDetector model file holds.
 
         The one mapping from a model's contents to a scorer: :func:`load_scorer`
-        (from a file) and ``GANomalyDetector._scorer`` (from memory) both use it,
-        so a detector scores a file the same before and after a save.
+        (from a file) and ``GANomalyDetector`` (from memory) both use it, so a
+        detector scores the same before and after a save.
 
         Parameters
         ----------
         arrays : dict of str to ndarray
-            The model's tensors by name (``generator.encoder.net.0.weight``, ...,
-            ``calibration.feature_error_scale``).
+            The model's tensors by name (``ganomaly.model_file``).
         config : dict
-            The model's JSON configuration.
+            The model's JSON configuration (:class:`~ganomaly.model_file.
+            ModelConfig`).
         dtype : numpy dtype, default=float64
         """
         from .preprocessing import TabularPreprocessor
 
+        model = ModelConfig.from_dict(config)
+        preprocessor = TabularPreprocessor.from_dict(model.preprocessor)
+        shapes = {name: np.shape(value) for name, value in arrays.items()}
+        model.check_shapes(shapes, preprocessor.n_features_out_)
         prefix = "generator."
         state = {
             k[len(prefix) :]: np.asarray(v)
@@ -413,16 +512,16 @@ class Scorer:
             if k.startswith(prefix)
         }
         return cls(
-            TabularPreprocessor.from_dict(config["preprocessor"]),
+            preprocessor,
             state,
-            latent_dim=int(config["latent_dim"]),
-            score_type=config["params"]["score_type"],
-            score_scale={k: float(v) for k, v in config["score_scale"].items()},
-            threshold=float(config["threshold"]),
-            dtype=dtype,
+            latent_dim=model.latent_dim,
+            score_type=model.params["score_type"],
+            calibration=model.calibration,
+            threshold=model.threshold,
             feature_error_scale=np.asarray(arrays["calibration.feature_error_scale"]),
-            reconstruction_errors=config.get("reconstruction_errors", "absolute"),
-            metadata=config.get("metadata") or {},
+            prototypes=np.asarray(arrays["calibration.prototypes"]),
+            dtype=dtype,
+            metadata=model.metadata,
         )
 
     def digest(self) -> str:
@@ -435,17 +534,17 @@ class Scorer:
         settings = {
             "preprocessor": self.preprocessor_.to_dict(),
             "score_type": self.score_type,
-            "score_scale": self.score_scale_,
+            "calibration": {k: v.tolist() for k, v in self.calibration_.items()},
             "threshold": self.threshold_,
-            "reconstruction_errors": self.reconstruction_errors_,
             "dtype": self.dtype.name,
         }
         digest.update(json.dumps(settings, sort_keys=True).encode())
-        for part in _PARTS:
-            for weight, bias in self._layers[part]:
+        for key in sorted(self._layers):
+            for weight, bias in self._layers[key]:
                 digest.update(np.ascontiguousarray(weight).tobytes())
                 digest.update(np.ascontiguousarray(bias).tobytes())
         digest.update(self.feature_error_scale_.tobytes())
+        digest.update(self.prototypes_.tobytes())
         return digest.hexdigest()
 
     @property
@@ -454,8 +553,12 @@ class Scorer:
         ``"F"`` (feature-major) for the float32 products, else ``"C"``."""
         return "F" if self._by_feature else "C"
 
-    def _mlp(self, x: np.ndarray, part: str) -> np.ndarray:
-        layers = self._layers[part]
+    @property
+    def _need_nearest(self) -> bool:
+        return "nearest" in self.calibration_
+
+    def _mlp(self, x: np.ndarray, key: tuple[int, str]) -> np.ndarray:
+        layers = self._layers[key]
         for i, (weight, bias) in enumerate(layers):
             x = x @ weight
             x += bias
@@ -463,65 +566,80 @@ class Scorer:
                 np.maximum(x, _NEGATIVE_SLOPE * x, out=x)
         return x
 
-    def errors(
-        self, encoded: np.ndarray, need_latent: bool = True
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per-feature reconstruction errors (float32) and latent errors.
+    def errors(self, encoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Per-feature reconstruction errors (float32, the members' mean) and the
+        score terms of every member (``{"reconstruction": (n, M), "nearest":
+        (n, M)}``, float64; :func:`combine_scores`).
 
-        The errors come feature-major (Fortran order), as :func:`top_contributions`
-        reads them.  Without ``need_latent`` the second encoder is skipped and the
-        latent errors are zeros.
-
-        A row's float64 results do not depend on its block: blocks of an odd number
-        of rows get a row of zeros, because OpenBLAS computes the last row of an odd
-        block with another kernel, whose products differ in the last bits.  float32
-        products run feature-major, see :meth:`_errors_by_feature`.
+        The per-feature errors come feature-major (Fortran order), as
+        :func:`top_contributions` reads them.  A row's float64 results do not
+        depend on its block: blocks of an odd number of rows get a row of zeros,
+        because OpenBLAS computes the last row of an odd block with another kernel,
+        whose products differ in the last bits.  float32 products run
+        feature-major, see :meth:`_errors_by_feature`.
         """
         if self.dtype == np.float32:
-            return self._errors_by_feature(encoded, need_latent)
+            return self._errors_by_feature(encoded)
         n, n_features = encoded.shape
         errors = np.empty((n, n_features), dtype=np.float32, order="F")
-        latent_errors = np.zeros(n, dtype=np.float64)
+        terms = self._empty_terms(n)
         for start in range(0, n, _BLOCK):
             stop = min(start + _BLOCK, n)
             rows = stop - start
             x = np.zeros((rows + rows % 2, n_features), dtype=self.dtype)
             x[:rows] = encoded[start:stop]
-            residual, latent_squares = self._residuals(x, self._mlp, need_latent)
-            if need_latent:
-                latent_errors[start:stop] = latent_squares[:rows].mean(
+            total = np.zeros((rows, n_features), dtype=np.float64)
+            for member in range(self.n_members):
+                codes = self._mlp(x, (member, "encoder"))
+                difference = x - self._mlp(codes, (member, "decoder"))
+                feature_errors(difference, self.feature_error_scale_[member])
+                total += difference[:rows]
+                terms["reconstruction"][start:stop, member] = difference[:rows].mean(
                     axis=1, dtype=np.float64
                 )
-            feature_errors(
-                residual[:rows],
-                self.reconstruction_errors_,
-                self.feature_error_scale_,
-                errors[start:stop],
-            )
-        return errors, latent_errors
+                if self._need_nearest:
+                    nearest = self._nearest(codes.astype(np.float64), member)
+                    terms["nearest"][start:stop, member] = nearest[:rows]
+            np.multiply(total, 1.0 / self.n_members, out=total)
+            errors[start:stop] = total
+        return errors, terms
+
+    def _empty_terms(self, n: int) -> dict[str, np.ndarray]:
+        return {name: np.empty((n, self.n_members)) for name in self.calibration_}
+
+    def _nearest(self, codes: np.ndarray, member: int) -> np.ndarray:
+        """Squared distances of float64 codes (an even number of rows) to the
+        member's nearest prototype."""
+        return nearest_squared_distances(
+            codes, self.prototypes_[member], self._prototype_norms[member]
+        )
 
     def _errors_by_feature(
-        self, encoded: np.ndarray, need_latent: bool
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, encoded: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """:meth:`errors` with rows as columns, in products of ``_COLUMNS`` columns
         whose first and last ``_MARGIN`` are zeros and the others rows.
 
         With OpenBLAS's float32 kernels for Haswell/Zen, a row then gets the same
         bits wherever it is (``position_free``).  ``_STACK`` such blocks go through
         each layer together (one matmul call, one product each), so that Python
-        costs no more per row than with the float64 blocks.
+        costs no more per row than with the float64 blocks.  The prototype
+        distances take the codes back to rows, in float64 (an even number of rows
+        a stack: ``_COLUMNS - 2 * _MARGIN`` is even).
         """
         n, n_features = encoded.shape
         errors = np.empty((n, n_features), dtype=np.float32, order="F")
-        latent_errors = np.zeros(n, dtype=np.float64)
+        terms = self._empty_terms(n)
         width = _COLUMNS - 2 * _MARGIN
         step = width * _STACK
         x = np.zeros((_STACK, n_features, _COLUMNS), dtype=self.dtype)
         inside = x[:, :, _MARGIN : _MARGIN + width]
         # (features, width): repeated along a block's rows, as the biases are.
-        scale = np.repeat(
-            self.feature_error_scale_.astype(self.dtype)[:, None], width, 1
-        )
+        scales = [
+            np.repeat(scale.astype(self.dtype)[:, None], width, 1)
+            for scale in self.feature_error_scale_
+        ]
+        total = np.empty((_STACK, n_features, width), dtype=self.dtype)
         for start in range(0, n, step):
             stop = min(start + step, n)
             used = _STACK  # blocks that hold rows: all but in the last stack
@@ -531,39 +649,29 @@ class Scorer:
             _put_rows(inside[:used], encoded[start:stop])
             # The last stack of a piece goes through the networks without its
             # empty blocks (in a 15,000-row piece, they were a seventh of the work).
-            residual, latent_squares = self._residuals(
-                x[:used], self._mlp_by_feature, need_latent
-            )
-            if need_latent:
-                means = latent_squares[:, :, _MARGIN : _MARGIN + width].mean(
-                    axis=1, dtype=np.float64
-                )
-                latent_errors[start:stop] = means.reshape(-1)[: stop - start]
-            difference = residual[:, :, _MARGIN : _MARGIN + width]
-            feature_errors(difference, self.reconstruction_errors_, scale)
-            _take_rows(difference, errors[start:stop])
-        return errors, latent_errors
+            total[:used] = 0
+            for member in range(self.n_members):
+                codes = self._mlp_by_feature(x[:used], (member, "encoder"))
+                reconstruction = self._mlp_by_feature(codes, (member, "decoder"))
+                np.subtract(x[:used], reconstruction, out=reconstruction)
+                difference = reconstruction[:, :, _MARGIN : _MARGIN + width]
+                feature_errors(difference, scales[member])
+                total[:used] += difference
+                means = difference.mean(axis=1, dtype=np.float64)
+                terms["reconstruction"][start:stop, member] = means.reshape(-1)[
+                    : stop - start
+                ]
+                if self._need_nearest:
+                    rows = codes[:, :, _MARGIN : _MARGIN + width].transpose(0, 2, 1)
+                    rows = rows.reshape(-1, rows.shape[-1]).astype(np.float64)
+                    nearest = self._nearest(rows, member)
+                    terms["nearest"][start:stop, member] = nearest[: stop - start]
+            total[:used] *= self.dtype.type(1.0 / self.n_members)
+            _take_rows(total[:used], errors[start:stop])
+        return errors, terms
 
-    @staticmethod
-    def _residuals(
-        x: np.ndarray, mlp: Any, need_latent: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """The generator's pass over a block ``x`` (``mlp``: :meth:`_mlp` for rows,
-        :meth:`_mlp_by_feature` for feature-major blocks): the residual ``x -
-        G(x)`` and, if ``need_latent``, the squared latent differences
-        ``(G_E(x) - E(G(x)))**2``, both in ``x``'s layout."""
-        latent = mlp(x, "encoder")
-        reconstruction = mlp(latent, "decoder")
-        latent_squares = None
-        if need_latent:
-            latent_squares = mlp(reconstruction, "second_encoder")
-            np.subtract(latent, latent_squares, out=latent_squares)
-            np.square(latent_squares, out=latent_squares)
-        np.subtract(x, reconstruction, out=reconstruction)
-        return reconstruction, latent_squares
-
-    def _mlp_by_feature(self, x: np.ndarray, part: str) -> np.ndarray:
-        layers = self._by_feature[part]
+    def _mlp_by_feature(self, x: np.ndarray, key: tuple[int, str]) -> np.ndarray:
+        layers = self._by_feature[key]
         for i, (weight, bias) in enumerate(layers):
             x = weight @ x  # a product of _COLUMNS columns per stacked block
             x += bias
@@ -576,10 +684,8 @@ class Scorer:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores, the ``top_k`` columns per row and their shares of the error."""
         with _one_blas_thread():
-            errors, latent = self.errors(
-                encoded, need_latent=self.score_type != "reconstruction"
-            )
-        scores = combine_scores(errors, latent, self.score_type, self.score_scale_)
+            errors, terms = self.errors(encoded)
+        scores = combine_scores(terms, self.score_type, self.calibration_)
         top, shares = top_contributions(
             errors, top_k, self._n_columns, self._sources, overwrite_errors=True
         )
@@ -588,10 +694,8 @@ class Scorer:
     def anomaly_score(self, encoded: np.ndarray) -> np.ndarray:
         """Scores of preprocessed rows (higher = more suspicious)."""
         with _one_blas_thread():
-            errors, latent = self.errors(
-                encoded, need_latent=self.score_type != "reconstruction"
-            )
-        return combine_scores(errors, latent, self.score_type, self.score_scale_)
+            _, terms = self.errors(encoded)
+        return combine_scores(terms, self.score_type, self.calibration_)
 
 
 def _put_rows(blocks: np.ndarray, rows: np.ndarray) -> None:
@@ -630,7 +734,7 @@ def _take_rows(blocks: np.ndarray, rows: np.ndarray) -> None:
 
 
 def _same_bits_everywhere(
-    layers: dict[str, list[tuple[np.ndarray, np.ndarray]]], dtype: Any
+    layers: dict[Any, list[tuple[np.ndarray, np.ndarray]]], dtype: Any
 ) -> bool:
     """Whether every product of :meth:`Scorer._errors_by_feature` gives a row the
     same bits at every place between the margins of a block.
@@ -687,7 +791,7 @@ def load_scorer(path: str | Path, dtype: Any = np.float64) -> Scorer:
     arrays, config = load_arrays(path, kind=MODEL_KIND)
     try:
         scorer = Scorer.from_model(arrays, config, dtype=dtype)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
     scorer.source = Path(path)
     return scorer

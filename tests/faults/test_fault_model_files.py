@@ -270,7 +270,7 @@ def test_configured_sizes_are_checked_against_the_weights_first(tiny_model, tmp_
     bad = tmp_path / "huge.safetensors"
     save_model(bad, tensors, config, kind="ganomaly.GANomalyDetector")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(ModelFileError, match="size mismatch"):
+    with pytest.raises(ModelFileError, match="has shape .* configuration says"):
         GANomalyDetector.load(bad)
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
     assert grown_kib < 200_000

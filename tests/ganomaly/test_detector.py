@@ -15,7 +15,8 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from gancore import ModelFileError, load_model, save_model
 from gancore.train import load_checkpoint
 from ganomaly import GANomalyDetector
-from ganomaly._detector import MODEL_KIND, auto_epochs
+from ganomaly._detector import auto_epochs
+from ganomaly.model_file import MODEL_KIND
 
 # Checks that GANomalyDetector cannot pass, with the reason.  Empty: it passes all.
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
@@ -69,13 +70,22 @@ def test_contamination_float_follows_isolation_forest(transactions):
     assert np.mean(detector.predict(normal) == -1) == pytest.approx(0.1, abs=0.01)
 
 
-@pytest.mark.parametrize("score", ["reconstruction", "latent", "combined"])
+@pytest.mark.parametrize("score", ["reconstruction", "combined"])
 def test_every_score_works(transactions, score):
     X, y = transactions
     detector = GANomalyDetector(n_epochs=2, score_type=score, random_state=0)
     scores = detector.fit(X[y == 0]).anomaly_score(X)
     assert scores.shape == (len(X),) and np.isfinite(scores).all()
-    assert (scores >= 0).all()
+    assert (scores > 0).all()
+    # About 1 for a typical normal row: the terms are in units of their medians.
+    held_out = detector.validation_anomaly_scores_
+    assert 0.5 < np.median(held_out) < 2
+
+
+def test_the_latent_score_of_version_1_is_refused(transactions):
+    X, y = transactions
+    with pytest.raises(ValueError, match="score_type"):
+        GANomalyDetector(n_epochs=1, score_type="latent").fit(X[y == 0].iloc[:100])
 
 
 def test_deterministic_for_a_fixed_random_state(transactions):
@@ -203,58 +213,64 @@ def test_missing_policy_error(transactions):
 
 
 def test_auto_epochs_target_a_fixed_number_of_steps():
-    assert auto_epochs(250_000, 256) == 4  # big tables: a few epochs
-    assert auto_epochs(2_000, 256) == 300  # 8 steps per epoch: capped
-    assert auto_epochs(100_000, 1000) == 30
+    assert auto_epochs(250_000, 128) == 1  # big tables: one pass is enough steps
+    assert auto_epochs(2_000, 128) == 94  # 16 steps per epoch: ~1500 steps
+    assert auto_epochs(100, 128) == 300  # one step per epoch: capped
+    assert auto_epochs(100_000, 1000) == 15
 
 
-def _reconstruct(detector, X):
+def _member_terms(detector, X):
+    """Each member's mean scaled squared error and squared distance to its nearest
+    prototype, computed here in torch float64 (not by the scorer under test)."""
     net = detector.generator_.double()
     try:
         x = torch.from_numpy(detector.preprocessor_.transform(X)).double()
+        x = x.unsqueeze(0).expand(detector.n_members, -1, -1)
         with torch.no_grad():
-            return x.numpy(), net.decoder(net.encoder(x)).numpy()
+            codes = net.encoder(x)
+            squares = (x - net.decoder(codes)) ** 2
+        scale = torch.from_numpy(detector.feature_error_scale_)[:, None, :]
+        reconstruction = (squares / scale).mean(2).T.numpy()
+        prototypes = torch.from_numpy(detector.prototypes_).double()
+        nearest = (torch.cdist(codes, prototypes) ** 2).min(2).values.T.numpy()
+        return reconstruction, nearest
     finally:
         detector.generator_.float()
 
 
-def test_reconstruction_score_is_scaled_squared_error(transactions):
-    """Per-feature squared errors in units of the held-out mean, one unit per column."""
+@pytest.mark.parametrize("score", ["reconstruction", "combined"])
+def test_score_is_the_geometric_mean_of_calibrated_terms(transactions, score):
+    """Per member: the mean squared error in per-feature units (and the squared
+    distance to the nearest prototype), each over its held-out median; the score
+    is the geometric mean of these ratios over members (and terms)."""
     X, y = transactions
     detector = GANomalyDetector(
-        n_epochs=3, score_type="reconstruction", random_state=0
+        n_epochs=3, n_members=3, score_type=score, random_state=0
     ).fit(X[y == 0])
-    x, reconstruction = _reconstruct(detector, X.iloc[:50])
-    expected = ((x - reconstruction) ** 2 / detector.feature_error_scale_).mean(axis=1)
+    reconstruction, nearest = _member_terms(detector, X.iloc[:50])
+    ratios = [reconstruction / detector.calibration_["reconstruction"]]
+    if score == "combined":
+        ratios.append(nearest / detector.calibration_["nearest"])
+    expected = np.exp(np.log(np.hstack(ratios)).mean(axis=1))
     np.testing.assert_allclose(detector.anomaly_score(X.iloc[:50]), expected, rtol=1e-5)
     # Every input column gets one unit, whatever the number of its encoded features:
     # the one-hot features of a category share their column's divisor.
     sources = detector.preprocessor_.source_columns_
-    scale = detector.feature_error_scale_
-    for column in np.unique(sources):
-        assert np.ptp(scale[sources == column]) == 0
-    assert len(np.unique(scale)) > 1  # not a constant (an unscaled error)
+    for scale in detector.feature_error_scale_:
+        for column in np.unique(sources):
+            assert np.ptp(scale[sources == column]) == 0
+        assert len(np.unique(scale)) > 1  # not a constant (an unscaled error)
+    assert detector.prototypes_.shape[:2] == (3, detector.n_prototypes)
 
 
-def test_model_files_without_scaled_errors_score_absolute_errors(
-    fitted, transactions, tmp_path
-):
-    """Model files from before per-feature scaling keep their (absolute) scores."""
-    X, _ = transactions
+def test_model_files_of_version_1_ask_for_a_new_fit(fitted, tmp_path):
     path = tmp_path / "model.safetensors"
     fitted.save(path)
     tensors, config = load_model(path, kind=MODEL_KIND)
-    del config["reconstruction_errors"], config["ema_decay"]
-    config["params"]["score_type"] = "reconstruction"
+    config["version"] = 1
     save_model(path, tensors, config, kind=MODEL_KIND)
-    legacy = GANomalyDetector.load(path)
-    assert legacy.reconstruction_errors_ == "absolute"
-    x, reconstruction = _reconstruct(legacy, X.iloc[:50])
-    np.testing.assert_allclose(
-        legacy.anomaly_score(X.iloc[:50]),
-        np.abs(x - reconstruction).mean(axis=1),
-        rtol=1e-5,
-    )
+    with pytest.raises(ModelFileError, match="version 1.*fit the model again"):
+        GANomalyDetector.load(path)
 
 
 def test_generator_is_the_weight_average(transactions, tmp_path):
@@ -273,3 +289,20 @@ def test_generator_is_the_weight_average(transactions, tmp_path):
         not torch.equal(scored[name], value)
         for name, value in state["generator"].items()
     )
+
+
+def test_use_labels_checks_its_labels(transactions):
+    X, y = transactions
+    rows = X.iloc[:200]
+    labels = y[:200]
+    detector = GANomalyDetector(n_epochs=1, use_labels=True)
+    with pytest.raises(ValueError, match="needs labels"):
+        detector.fit(rows)
+    with pytest.raises(ValueError, match="0 .normal. or 1"):
+        detector.fit(rows, np.where(labels == 1, 2, 0))
+    with pytest.raises(ValueError, match="labels for 200 rows"):
+        detector.fit(rows, labels[:10])
+    # Without use_labels, y is ignored (scikit-learn's convention for detectors).
+    a = GANomalyDetector(n_epochs=1, random_state=0).fit(rows, labels)
+    b = GANomalyDetector(n_epochs=1, random_state=0).fit(rows)
+    np.testing.assert_array_equal(a.anomaly_score(rows), b.anomaly_score(rows))
