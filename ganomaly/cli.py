@@ -144,26 +144,35 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     features, labels, _ = _split_columns(
         frame, path, label_col=args.label_col, id_col=args.id_col, drop_cols=drop
     )
-    label_rule = None
+    if args.use_labels and labels is None:
+        raise CliError("--use-labels needs --label-col: the column of known anomalies")
+    label_rule = known = None
     if labels is not None:
         anomalous, label_rule = _training_labels(labels, args.normal_label, path)
-        features = features.loc[~anomalous]
+        if (~anomalous).sum() < 2:
+            raise CliError(
+                f"{path}: fewer than 2 rows with {args.label_col} = {args.normal_label}"
+            )
+        if args.use_labels:
+            known = np.asarray(anomalous, dtype=int)
+            what = "known anomalies, used to sharpen the model"
+        else:
+            features = features.loc[~anomalous]
+            what = "other rows left out"
         if rank == 0:
             print(
                 f"training on {int((~anomalous).sum())} of {len(anomalous)} rows "
                 f"(those with {args.label_col} = {args.normal_label}); "
-                f"{int(anomalous.sum())} other rows left out",
+                f"{int(anomalous.sum())} {what}",
                 file=sys.stderr,
             )
-        if features.shape[0] < 2:
-            raise CliError(
-                f"{path}: fewer than 2 rows with {args.label_col} = {args.normal_label}"
-            )
     detector = GANomalyDetector(
+        n_members=args.n_members,
         n_epochs=args.n_epochs,
         batch_size=args.batch_size,
         score_type=args.score,
         numeric_scaling=args.numeric_scaling,
+        use_labels=known is not None,
         contamination=args.contamination,
         target_fpr=args.target_fpr,
         device=args.device if world == 1 else str(device),
@@ -173,7 +182,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     )
     start = time.perf_counter()
     try:
-        detector.fit(features)
+        detector.fit(features, known)
     except InputDataError as exc:
         raise _data_error(exc, path) from exc
     if rank != 0:  # the same weights as rank 0, which writes them
@@ -588,11 +597,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             "transaction_id",
             "--n-epochs",
             str(args.n_epochs),
-            # Amounts and distances here are log-normal: robust-scaled squared
-            # errors of legitimate extreme values would crowd the top of the
-            # ranking (AUPRC 0.19 against 0.77 with the quantile transform).
-            "--numeric-scaling",
-            "auto",
             "--quiet",
             *common,
         ],
@@ -635,6 +639,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------ parser
 def _parser() -> argparse.ArgumentParser:
+    from ._scorer import SCORES
+    from .defaults import DEFAULTS
+    from .preprocessing import NUMERIC_SCALINGS
+
     parser = argparse.ArgumentParser(
         prog="ganomaly",
         description="GANomaly fraud / anomaly detection for tables (CSV, Parquet).",
@@ -662,28 +670,44 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("train", help="training CSV or Parquet file")
     fit.add_argument("-o", "--output", required=True, help="model file to write")
     fit.add_argument("--label-col", help="train only on rows whose label is normal")
+    fit.add_argument(
+        "--use-labels",
+        action="store_true",
+        help="with --label-col: also learn from the rows labelled anomalous (known "
+        "frauds, e.g. chargebacks) instead of leaving them out",
+    )
     fit.add_argument("--normal-label", default="0", help="label of normal rows")
     fit.add_argument("--drop-cols", help="comma-separated columns to ignore")
     fit.add_argument("--id-col", help="identifier column (not a feature)")
     fit.add_argument(
-        "--n-epochs",
-        default="auto",
-        type=_epochs,
-        help="passes over the rows ('auto': about 3000 steps)",
+        "--n-members",
+        type=int,
+        default=DEFAULTS["n_members"],
+        help="GANomaly networks trained together; their scores are averaged",
     )
-    fit.add_argument("--batch-size", type=int, default=256, help="rows per step")
+    fit.add_argument(
+        "--n-epochs",
+        default=DEFAULTS["n_epochs"],
+        type=_epochs,
+        help="passes over the rows ('auto': about 1500 steps)",
+    )
+    fit.add_argument(
+        "--batch-size", type=int, default=DEFAULTS["batch_size"], help="rows per step"
+    )
     fit.add_argument(
         "--score",
-        default="combined",
-        choices=["reconstruction", "latent", "combined"],
-        help="what the anomaly score measures",
+        default=DEFAULTS["score_type"],
+        choices=SCORES,
+        help="combined: reconstruction error and distance to the nearest normal "
+        "prototype in the latent space; reconstruction: the error alone",
     )
     fit.add_argument(
         "--numeric-scaling",
-        choices=["robust", "auto", "quantile"],
-        default="robust",
-        help="robust (default; best on the benchmark sets) or auto/quantile (a "
-        "quantile transform of skewed columns: better for heavy-tailed amounts)",
+        choices=NUMERIC_SCALINGS,
+        default=DEFAULTS["numeric_scaling"],
+        help="standard_log: standardised, heavy-tailed columns then log-compressed; "
+        "robust: median and IQR; auto/quantile: a quantile transform of skewed "
+        "columns / of all",
     )
     fit.add_argument(
         "--contamination",
@@ -843,7 +867,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--n-samples", type=int, default=20000, help="transactions to make"
     )
-    demo.add_argument("--n-epochs", type=int, default=15, help="passes over the rows")
+    demo.add_argument(
+        "--n-epochs",
+        type=_epochs,
+        default=DEFAULTS["n_epochs"],
+        help="passes over the rows",
+    )
     demo.add_argument(
         "--random-state", type=int, default=0, help="seeds the data and the model"
     )

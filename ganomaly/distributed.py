@@ -84,10 +84,11 @@ __all__ = [
     "load_detector",
     "model_bytes",
     "score_dask",
+    "scoring_model",
     "score_files",
 ]
 
-# Detectors loaded in this (worker) process, by the SHA-256 of their model file.
+# Models loaded in this (worker) process, by the SHA-256 of their model file.
 _LOADED: dict[str, Any] = {}
 _MAX_LOADED = 4
 
@@ -125,6 +126,41 @@ def _model_file(data: bytes) -> Iterator[Path]:
         yield path
 
 
+def scoring_model(data: bytes, device: str = "cpu", precision: str = "auto") -> Any:
+    """What scores on ``device``, from model-file bytes, once per process: the numpy
+    :class:`~ganomaly.Scorer` on the CPU (no torch), else the detector on its
+    device.  The one choice of inference path for a worker and for a local run.
+
+    Parameters
+    ----------
+    data : bytes
+        From :func:`model_bytes`.
+    device : str, default="cpu"
+    precision : {"auto", "float32", "float64"}, default="auto"
+        Of the CPU scorer (:func:`ganomaly.scoring.as_scorer`).
+
+    Raises
+    ------
+    gancore.ModelFileError
+        The bytes are not a GANomalyDetector model file.
+    """
+    if device != "cpu":
+        return load_detector(data, device)
+    key = hashlib.sha256(data).hexdigest() + "|cpu|" + precision
+    scorer = _LOADED.get(key)
+    if scorer is None:
+        with _model_file(data) as path:
+            scorer = as_scorer(path, precision)
+        _remember(key, scorer)
+    return scorer
+
+
+def _remember(key: str, model: Any) -> None:
+    if len(_LOADED) >= _MAX_LOADED:
+        _LOADED.pop(next(iter(_LOADED)))
+    _LOADED[key] = model
+
+
 def load_detector(data: bytes, device: str = "cpu") -> Any:
     """A detector from model-file bytes, loaded once per process and then reused.
 
@@ -153,9 +189,7 @@ def load_detector(data: bytes, device: str = "cpu") -> Any:
     if detector is None:
         with _model_file(data) as path:
             detector = GANomalyDetector.load(path, device=device)
-        if len(_LOADED) >= _MAX_LOADED:
-            _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[key] = detector
+        _remember(key, detector)
     return detector
 
 
@@ -305,17 +339,19 @@ def _output_paths(
 def _score_file_task(
     model: bytes, input_path: str, output_path: str, options: dict
 ) -> ScoringSummary:
-    """One file on one worker: the single-machine streaming path."""
-    import torch
-
+    """One file on one worker: the single-machine streaming path (the numpy scorer
+    on the CPU: a CPU worker never imports torch)."""
     _tune_worker_malloc()
     threads = options.pop("threads", None)
-    if threads:
+    device = options.pop("device", "cpu")
+    if threads and device != "cpu":
+        import torch
+
         torch.set_num_threads(threads)
-    detector = load_detector(model, options.pop("device", "cpu"))
+    model = scoring_model(model, device, options.get("precision", "auto"))
     # A worker is one of several on its machine: one scoring thread unless told.
     options["threads"] = threads or 1
-    return score_file(detector, input_path, output_path, progress=False, **options)
+    return score_file(model, input_path, output_path, progress=False, **options)
 
 
 def _score_here(
@@ -341,11 +377,8 @@ def _score_here(
     are still the recorded ones, and resumes an interrupted file from its own
     progress record (see ``score_file``).
     """
-    if device != "cpu":
-        scorer = load_detector(model_bytes(model), device)
-    elif isinstance(model, (bytes, bytearray, memoryview)):
-        with _model_file(bytes(model)) as path:
-            scorer = as_scorer(path, precision)
+    if device != "cpu" or isinstance(model, (bytes, bytearray, memoryview)):
+        scorer = scoring_model(model_bytes(model), device, precision)
     else:  # a model file, a fitted detector or a Scorer
         scorer = as_scorer(
             Path(model) if isinstance(model, os.PathLike) else model, precision
@@ -491,8 +524,9 @@ def score_files(
             resume=resume,
         )
     data = model_bytes(model)
-    detector = load_detector(data, device)  # a bad model fails here, before any task
-    record = FolderProgress(output_dir, as_scorer(detector, precision), options)
+    # A bad model fails here, before any task.
+    local = scoring_model(data, "cpu", precision)
+    record = FolderProgress(output_dir, local, options)
     if not resume:
         record.discard()
     options.update(device=device, threads=threads, precision=precision)
@@ -556,12 +590,12 @@ def _score_partition(
     import pyarrow.compute as pc
 
     _tune_worker_malloc()
-    detector = load_detector(model, device)
-    pre = detector.preprocessor_
+    scorer = as_scorer(scoring_model(model, device))
+    pre = scorer.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
     missing_is_bad = numeric if pre.missing == "error" else []
-    schema = output_schema(id_col, top_k, len(detector.preprocessor_.input_columns_))
+    schema = output_schema(id_col, top_k, len(pre.input_columns_))
     if len(partition) == 0:
         return schema.empty_table().to_pandas().set_index(partition.index[:0])
     columns = list(dict.fromkeys(needed + ([id_col] if id_col else [])))
@@ -592,7 +626,6 @@ def _score_partition(
     )
     ids = batch.column(id_col) if id_col else None
     good = np.ones(len(partition), dtype=bool)
-    scorer = as_scorer(detector)
     table, _ = score_batch(scorer, batch, values, good, rows, ids, id_col, top_k)
     return table.to_pandas().set_index(partition.index)
 
@@ -650,8 +683,8 @@ def score_dask(
     import dask
 
     data = model_bytes(model)
-    detector = load_detector(data, device)
-    needed = list(detector.preprocessor_.input_columns_)
+    pre = scoring_model(data, "cpu").preprocessor_  # a bad model fails here
+    needed = list(pre.input_columns_)
     absent = [c for c in needed + ([id_col] if id_col else []) if c not in ddf.columns]
     if absent:
         raise BadInputError(
@@ -660,11 +693,7 @@ def score_dask(
         )
     import pandas as pd
 
-    meta = (
-        output_schema(id_col, top_k, len(detector.preprocessor_.input_columns_))
-        .empty_table()
-        .to_pandas()
-    )
+    meta = output_schema(id_col, top_k, len(needed)).empty_table().to_pandas()
     meta.index = ddf._meta.index[:0]
     positions = None
     if not id_col:

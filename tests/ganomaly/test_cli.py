@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
@@ -87,7 +88,33 @@ def test_fit_reports_rows_used(tmp_path, capsys):
     assert "training on 380 of 400 rows" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("scaling", ["robust", "auto"])
+def test_fit_use_labels_learns_from_the_known_anomalies(tmp_path, capsys):
+    """--use-labels: the rows labelled anomalous train the model too (they are
+    pushed away from a good reconstruction), instead of being left out."""
+    from ganomaly import GANomalyDetector
+
+    table = make_transactions(1000, fraud_fraction=0.05, random_state=1)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    frauds = table[table["is_fraud"] == 1].drop(columns=["is_fraud", "transaction_id"])
+    argv = ["fit", str(tmp_path / "t.csv"), "--label-col", "is_fraud"]
+    argv += ["--drop-cols", "transaction_id", "--quiet"]  # "auto": 1500 steps
+    scores = {}
+    for name, extra in [("normal-only", []), ("labels", ["--use-labels"])]:
+        model = tmp_path / f"{name}.safetensors"
+        assert main([*argv, "-o", str(model), *extra]) == 0
+        detector = GANomalyDetector.load(model)
+        assert detector.use_labels == (name == "labels")
+        scores[name] = np.median(detector.anomaly_score(frauds))
+    err = capsys.readouterr().err
+    assert "50 known anomalies, used to sharpen the model" in err
+    assert "50 other rows left out" in err
+    assert scores["labels"] > 2 * scores["normal-only"]
+    code = main([*argv[:2], "-o", str(tmp_path / "x.safetensors"), "--use-labels"])
+    assert code == 2
+    assert "--use-labels needs --label-col" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("scaling", ["standard_log", "robust", "auto"])
 def test_fit_numeric_scaling_option(tmp_path, scaling):
     from ganomaly import GANomalyDetector
 
@@ -99,8 +126,13 @@ def test_fit_numeric_scaling_option(tmp_path, scaling):
     detector = GANomalyDetector.load(tmp_path / "m.safetensors")
     assert detector.numeric_scaling == scaling
     kinds = {s["name"]: s.get("scaling") for s in detector.preprocessor_.specs_}
-    # The log-normal amount is skewed: "auto" maps it through its quantiles.
-    assert kinds["amount"] == ("quantile" if scaling == "auto" else "robust")
+    # The log-normal amount is skewed: "auto" maps it through its quantiles,
+    # "standard_log" compresses its tail after standardising.
+    expected = {"auto": "quantile", "robust": "robust", "standard_log": "standard"}
+    assert kinds["amount"] == expected[scaling]
+    if scaling == "standard_log":
+        logs = {s["name"]: s.get("log") for s in detector.preprocessor_.specs_}
+        assert logs["amount"] is True and logs["hour"] is False
 
 
 def test_score_writes_every_row(files):

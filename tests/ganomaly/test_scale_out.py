@@ -113,6 +113,31 @@ def test_model_travels_as_safetensors_bytes_not_a_pickle(scoring_case, fitted):
     )
 
 
+def test_a_cpu_worker_scores_with_numpy_and_never_imports_torch(scoring_case, tmp_path):
+    """One inference path per device: a CPU task gets the numpy Scorer (the one a
+    local run uses), read from the model's bytes; torch is for other devices."""
+    import json
+    import subprocess
+    import sys
+
+    _, model, inputs = scoring_case
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from ganomaly.distributed import _score_file_task, scoring_model\n"
+        f"data = Path({str(model)!r}).read_bytes()\n"
+        "kind = type(scoring_model(data)).__name__\n"
+        f"summary = _score_file_task(data, {str(inputs / 'day1.csv')!r}, "
+        f"{str(tmp_path / 'out.csv')!r}, {{'id_col': {ID!r}, 'threads': 2}})\n"
+        "print(json.dumps([kind, summary.n_scored, 'torch' in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["Scorer", 900, False]
+    expected = _single(model, inputs / "day1.csv", tmp_path / "one.csv", id_col=ID)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out.csv"), expected)
+
+
 def test_score_dask_takes_arrow_strings_in_several_chunks(scoring_case, fitted):
     _, _, inputs = scoring_case
     frame = pd.read_csv(inputs / "day1.csv", keep_default_na=False, na_values=[""])
