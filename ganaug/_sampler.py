@@ -83,17 +83,6 @@ def _hidden_dims(n_features: int) -> tuple[int, int]:
     return (width, width)
 
 
-def _match_shapes(net: torch.nn.Module, state: dict) -> dict:
-    """Give stored 1-element vectors back the scalar shape the network expects."""
-    expected = net.state_dict()
-    return {
-        key: value.reshape(expected[key].shape)
-        if key in expected and expected[key].dim() == 0
-        else value
-        for key, value in state.items()
-    }
-
-
 class GANAugmenter(BaseOverSampler):
     """Over-sample image classes with a class-conditional GAN.
 
@@ -968,9 +957,7 @@ class GANAugmenter(BaseOverSampler):
             n_classes = len(sampler.classes_)
             if sampler.conditional:
                 net, _ = sampler._build_networks(n_classes)
-                net.load_state_dict(
-                    _match_shapes(net, module_state("generator", tensors))
-                )
+                net.load_state_dict(module_state("generator", tensors))
                 sampler.generator_ = net.eval()
                 sampler.history_ = config["history"]
             else:
@@ -978,7 +965,7 @@ class GANAugmenter(BaseOverSampler):
                 for index in config["trained_classes"]:
                     net, _ = sampler._build_networks(None)
                     state = module_state(f"generator{index}", tensors)
-                    net.load_state_dict(_match_shapes(net, state))
+                    net.load_state_dict(state)
                     sampler.generator_[index] = net.eval()
                 sampler.history_ = config["history"]
             if config.get("judge"):
