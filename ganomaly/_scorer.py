@@ -25,8 +25,8 @@ rows around it (block, partition, file), to the last bit: BLAS kernels compute s
 places of a product (the last row of an odd block, the ends of a float32 block) with
 other instructions, and the scorer keeps rows out of those places
 (:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32 networks are
-about twice as fast, and their scores differ from the estimator's by about 1e-7
-relative (benchmarks/RESULTS.md); the prototype distances are float64 always.  The
+about twice as fast, and their scores differ from the estimator's by up to about
+1e-4 relative (rows close to a prototype) (benchmarks/RESULTS.md); the prototype distances are float64 always.  The
 float32 layout was measured on OpenBLAS's Haswell/Zen kernels; each Scorer checks it
 on its own weights and says in ``position_free`` whether it holds.
 """
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from .model_file import MODEL_KIND, ModelConfig
+from .threads import one_blas_thread
 
 __all__ = [
     "SCORES",
@@ -76,27 +77,6 @@ _PARTS = ("encoder", "decoder")  # what scoring runs of each member
 # to a prototype than the typical normal row is no more normal for it, and float32
 # codes do not resolve smaller distances (a training row on its own prototype).
 RATIO_FLOOR = 1e-3
-_CONTROLLER: Any = None
-
-
-def _one_blas_thread():
-    """A context in which numpy's BLAS runs on one thread.
-
-    The products here are small (2048 x 60 x 30): threads cost more than they
-    bring, and on a busy machine OpenBLAS's spinning threads made the networks ten
-    times slower (benchmarks/RESULTS.md).
-    """
-    global _CONTROLLER
-    try:
-        if _CONTROLLER is None:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER = ThreadpoolController()
-        return _CONTROLLER.limit(limits=1, user_api="blas")
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        import contextlib
-
-        return contextlib.nullcontext()
 
 
 def feature_errors(
@@ -683,7 +663,7 @@ class Scorer:
         self, encoded: np.ndarray, top_k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Scores, the ``top_k`` columns per row and their shares of the error."""
-        with _one_blas_thread():
+        with one_blas_thread():
             errors, terms = self.errors(encoded)
         scores = combine_scores(terms, self.score_type, self.calibration_)
         top, shares = top_contributions(
@@ -693,7 +673,7 @@ class Scorer:
 
     def anomaly_score(self, encoded: np.ndarray) -> np.ndarray:
         """Scores of preprocessed rows (higher = more suspicious)."""
-        with _one_blas_thread():
+        with one_blas_thread():
             _, terms = self.errors(encoded)
         return combine_scores(terms, self.score_type, self.calibration_)
 
@@ -755,7 +735,7 @@ def _same_bits_everywhere(
     # encoders share theirs: 4 shapes for 9 layers by default).
     by_shape = {w.shape: w for part in layers.values() for w, _ in part}
     rows = slice(_MARGIN, _COLUMNS - _MARGIN)
-    with _one_blas_thread():
+    with one_blas_thread():
         for weight in by_shape.values():
             x = np.zeros((_STACK, weight.shape[1], _COLUMNS), dtype=dtype)
             for seed in range(2):

@@ -26,6 +26,8 @@ import numpy as np
 
 from gancore.cli import CliError, HelpFormatter, add_hidden_alias, os_error, version
 
+from .threads import set_threads
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -785,7 +787,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["auto", "float32", "float64"],
         default="auto",
         help="of the networks (float64: the estimator's scores; float32: 6-27%% "
-        "less CPU time, scores within ~1e-7 relative of those; auto, the "
+        "less CPU time, scores within ~1e-4 relative of those; auto, the "
         "default: float32 where this BLAS gives a row the same float32 score "
         "wherever it is in a block, float64 elsewhere)",
     )
@@ -917,23 +919,13 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and usage errors
         return int(exc.code or 0)
-    threads = max(1, args.threads)
     # Scoring on the CPU runs its networks in numpy and export reads the model
     # into numpy, so they need not import torch (about 1.5 s); every other command
     # trains or loads torch networks.
     lean = args.command == "export" or (
         args.command == "score" and args.device == "cpu"
     )
-    if not lean or "torch" in sys.modules:
-        import torch
-
-        torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=threads, user_api="blas")  # numpy's matrix products
-    except ImportError:  # pragma: no cover - a scikit-learn dependency
-        pass
+    set_threads(args.threads, torch_too=not lean)
     try:
         return args.run(args)
     except CliError as exc:

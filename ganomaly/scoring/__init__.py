@@ -90,7 +90,7 @@ def as_scorer(model: Any, precision: str = "auto") -> Scorer:
         Of the networks' matrix products (ignored for a Scorer).  ``"float64"``:
         the scores of :meth:`GANomalyDetector.anomaly_score`.  ``"float32"``: the
         networks in half the time (a CSV run in 6-27 % less CPU time), for scores
-        within about 1e-7 relative of those.  Either way a row's score does
+        within about 1e-4 relative of those.  Either way a row's score does
         not depend on the rows around it: for float32, where the BLAS at hand
         allows it (``Scorer.position_free``, checked on loading; a warning says
         when it does not).  ``"auto"``: float32 where it is position-free,
@@ -114,7 +114,7 @@ def as_scorer(model: Any, precision: str = "auto") -> Scorer:
             warnings.warn(
                 "float32 products of this BLAS differ in the last bits with a "
                 "row's place in its block: a row's float32 score may differ by "
-                "about 1e-7 relative between runs that cut the input otherwise "
+                "about 1e-6 relative between runs that cut the input otherwise "
                 "(float64 does not)",
                 stacklevel=2,
             )

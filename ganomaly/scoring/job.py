@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from .._scorer import Scorer, _one_blas_thread
+from .._scorer import Scorer
 from ..labels import LabelRule
+from ..threads import one_blas_thread
 from .arrow import float_values, strings_array, take_rows, to_arrow, true_mask
 from .checks import (
     check_columns,
@@ -544,7 +545,7 @@ class Job:
                     self.threads, thread_name_prefix="ganomaly-parse"
                 )
                 batches = self._pieces_in_parallel(parsers)
-            with _one_blas_thread():  # once for all workers (a global setting)
+            with one_blas_thread():  # once for all workers (a global setting)
                 for batch, rows, lines, invalid in batches:
                     if invalid and batch is not None and self.on_bad_rows == "error":
                         self._name_values_before(batch, rows, lines, invalid)
