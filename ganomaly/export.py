@@ -2,9 +2,13 @@
 
 :func:`export_onnx` (``ganomaly export MODEL -o model.onnx``) and
 :meth:`GANomalyDetector.to_onnx <ganomaly.GANomalyDetector.to_onnx>` write one
-self-contained ONNX file that holds the fitted preprocessing, the generator's three
-networks, the score and the threshold, so that ONNX Runtime (Java, C#, C++, Python,
-Triton...) scores rows the way ``ganomaly score`` does, without gankit.
+self-contained ONNX file that holds the fitted preprocessing, every member's
+encoder and decoder, the calibration of the score (per-feature error units,
+prototypes, medians) and the threshold, so that ONNX Runtime (Java, C#, C++,
+Python, Triton...) scores rows the way ``ganomaly score`` does, without gankit.
+Model files of version :data:`~ganomaly.model_file.MODEL_VERSION` only (members,
+the nearest-prototype term and the geometric-mean score of issue 18); older ones
+are refused with an :class:`ExportError` that says to fit again.
 
 The graph's interface (``gankit.onnx_interface`` = :data:`INTERFACE_VERSION`):
 
@@ -39,17 +43,30 @@ never depend on the other rows of the batch.
 
 The graph is built with :mod:`onnx.helper` rather than by exporting a torch module:
 string inputs and a string-to-index lookup (``ai.onnx.ml.LabelEncoder``) have no
-torch counterpart, the networks are three small MLPs (a matrix product, a bias and
-a LeakyReLU per layer), and building the graph node by node from the model file's
+torch counterpart, the networks are small MLPs (a matrix product, a bias and a
+LeakyReLU per layer), and building the graph node by node from the model file's
 arrays keeps it independent of torch's exporter (and of torch: ``ganomaly export``
-never imports it).  The graph computes as ``ganomaly score``'s numpy scorer does:
-preprocessing in float64, rounded to float32; the networks and per-feature errors in
-float32; the score in float64.  Every export is checked against that scorer on
-probe rows before it is returned (:class:`ExportError` if they disagree).
+never imports it).  The graph computes as the estimator's numpy scorer does
+(:class:`ganomaly._scorer.Scorer` in float64; ``ganomaly score --precision
+float64``): preprocessing in float64, rounded to float32; the networks, the
+prototype distances and the score in float64; the per-feature errors rounded to
+float32 for the explanations.  Not float32 networks (``ganomaly score``'s
+``--precision auto`` where its BLAS allows): the nearest-prototype term is the
+squared distance of a code to a prototype that may be very near it, and the
+rounding of float32 codes can move it, and the score, far more than float32's
+own precision.  Every export is checked against the float64 scorer on probe rows before
+it is returned (:class:`ExportError` if they disagree).
+
+A row's outputs are the same to the last bit in a batch of any size: each member
+runs as its own two-dimensional products (:func:`network_nodes`), the geometric
+mean is a product of powers (``Pow``, computed value by value) rather than ``exp``
+of a mean of logarithms (``Log`` and ``Exp`` in double give the last values of a
+batch other bits), and the signed logarithm of skewed columns takes its ``Log``
+row by row (:func:`_log_by_row`).
 
 Opset 17 with ``ai.onnx.ml`` 3, IR version 8.  Three parts, each one function:
 :func:`preprocessing_nodes`, :func:`network_nodes` and :func:`combine_scores` (the
-score from the networks' errors, mirroring ``ganomaly._scorer.combine_scores``: a
+score from the members' terms, mirroring ``ganomaly._scorer.combine_scores``: a
 change to the score belongs there and here), then :func:`explanation_nodes`.
 """
 
@@ -63,6 +80,9 @@ from typing import Any
 import numpy as np
 
 from gancore.exporting import require_onnx, save_onnx, set_metadata
+
+from ._scorer import _TERMS, RATIO_FLOOR
+from .model_file import MODEL_KIND, MODEL_VERSION
 
 __all__ = [
     "INTERFACE_VERSION",
@@ -78,7 +98,6 @@ __all__ = [
 ]
 
 INTERFACE_VERSION = 1
-MODEL_KIND = "ganomaly.GANomalyDetector"
 OPSET = 17
 ML_OPSET = 3
 IR_VERSION = 8
@@ -89,11 +108,18 @@ OUTPUTS = (
     "top_columns",
     "top_contributions",
 )
-# gancore.nets' "leaky_relu" activation, between the layers of every MLP.
+# ganomaly._model's LeakyReLU, between the layers of every MLP.
 _NEGATIVE_SLOPE = 0.2
+# check_graph's tolerance on probe rows' scores (relative) and shares: the graph
+# and the float64 scorer differ by the rounding of their float64 products, and
+# where that flips the float32 rounding of an encoded value.
+_TOLERANCE = 1e-6
+# Shares (float32) closer than this to a neighbour's are not compared by rank.
+_SHARE_GAP = 1e-5
 # preprocessing's clip, which keeps float32 finite whatever the input.
 _SAFETY_CLIP = 1e6
-_PARTS = ("encoder", "decoder", "second_encoder")
+# What scoring runs of each member (the second encoder only trains).
+_PARTS = ("encoder", "decoder")
 # LabelEncoder's codes for "no known category" and, under missing="error", for
 # the empty string (a missing value, which makes the row bad).
 _UNKNOWN, _REFUSED = -1, -2
@@ -167,7 +193,9 @@ def preprocessing_nodes(
     as nodes: the encoded rows and which rows are bad.
 
     Number columns are worked on together, as a ``[n_numbers, N]`` float64 matrix:
-    missing values filled, then ``(x - center) / scale`` (robust columns) or the
+    missing values filled, then ``(x - center) / scale`` (robust and standard
+    columns), followed by the signed logarithm ``sign(z) * log1p(|z|)`` where the
+    column's ``log`` flag is set (skewed columns under ``"standard_log"``), or the
     interpolation through stored quantiles with linear extrapolation (quantile
     columns), then clipped and rounded to float32, as ``transform`` does.  Each
     categorical column goes through a ``LabelEncoder`` to its category's index and
@@ -287,34 +315,97 @@ def _tensor(value: np.ndarray) -> Any:
 def _scaled_numbers(
     graph: GraphBuilder, numbers: list[dict], filled: str
 ) -> tuple[list[str], list[str]]:
-    """The scaled, clipped number columns (``[k_i, N]`` float64 pieces: robust
-    columns, then quantile columns) and the features they are, in that order."""
-    robust = [i for i, s in enumerate(numbers) if s["scaling"] == "robust"]
-    quantile = [i for i, s in enumerate(numbers) if s["scaling"] != "robust"]
+    """The scaled, clipped number columns (``[k_i, N]`` float64 pieces: linear
+    columns, linear columns with the signed logarithm, then quantile columns) and
+    the features they are, in that order."""
+    linear = ("robust", "standard")
+    groups = {
+        "linear": [
+            i
+            for i, s in enumerate(numbers)
+            if s["scaling"] in linear and not s.get("log")
+        ],
+        "log": [
+            i for i, s in enumerate(numbers) if s["scaling"] in linear and s.get("log")
+        ],
+        "quantile": [i for i, s in enumerate(numbers) if s["scaling"] == "quantile"],
+    }
+    unknown = [
+        s["scaling"] for s in numbers if s["scaling"] not in (*linear, "quantile")
+    ]
+    if unknown:
+        raise ExportError(f"the export does not know the scaling {unknown[0]!r}")
     pieces, names = [], []
-    if robust:
+    for group, members in groups.items():
+        if not members:
+            continue
         rows = filled
-        if len(robust) < len(numbers):
+        if len(members) < len(numbers):
             rows = graph.op(
-                "Gather", filled, graph.constant(np.array(robust, np.int64))
+                "Gather", filled, graph.constant(np.array(members, np.int64))
             )
-        center = np.array([[float(numbers[i]["center"])] for i in robust])
-        scale = np.array([[float(numbers[i]["scale"])] for i in robust])
-        # (x - center) / scale, in transform's order of operations.
-        shifted = graph.op("Sub", rows, graph.constant(center, "center"))
-        pieces.append(graph.op("Div", shifted, graph.constant(scale, "scale")))
-        names += [numbers[i]["name"] for i in robust]
-    if quantile:
-        rows = filled
-        if len(quantile) < len(numbers):
-            rows = graph.op(
-                "Gather", filled, graph.constant(np.array(quantile, np.int64))
-            )
-        pieces.append(_interpolate(graph, [numbers[i] for i in quantile], rows))
-        names += [numbers[i]["name"] for i in quantile]
+        specs = [numbers[i] for i in members]
+        if group == "quantile":
+            pieces.append(_interpolate(graph, specs, rows))
+        else:
+            center = np.array([[float(s["center"])] for s in specs])
+            scale = np.array([[float(s["scale"])] for s in specs])
+            # (x - center) / scale, in transform's order of operations.
+            shifted = graph.op("Sub", rows, graph.constant(center, "center"))
+            scaled = graph.op("Div", shifted, graph.constant(scale, "scale"))
+            if group == "log":
+                scaled = _signed_log1p(graph, scaled, len(specs))
+            pieces.append(scaled)
+        names += [s["name"] for s in specs]
     low = graph.constant(np.array(-_SAFETY_CLIP))
     high = graph.constant(np.array(_SAFETY_CLIP))
     return [graph.op("Clip", piece, low, high) for piece in pieces], names
+
+
+def _signed_log1p(graph: GraphBuilder, z: str, n_columns: int) -> str:
+    """``sign(z) * log1p(|z|)`` of float64 values, as ``transform`` computes it
+    for a skewed column (``copysign(log1p(|z|), z)``).
+
+    ONNX has no ``Log1p``; ``log(1 + u)`` loses the low digits of a small ``u``
+    to the rounding of ``1 + u``.  Goldberg's correction, ``log(w) * u / (w - 1)``
+    with ``w = 1 + u`` (``u`` itself where ``w`` is 1, and ``log(w)`` where ``w``
+    is ``u``: huge or infinite values), is within a few units in the last place
+    of ``log1p``, far below the rounding to float32 that follows.
+    """
+    u = graph.op("Abs", z)
+    one = graph.constant(np.array(1.0))
+    w = graph.op("Add", u, one)
+    correction = graph.op("Div", u, graph.op("Sub", w, one))
+    correction = graph.op("Where", graph.op("Equal", w, u), one, correction)
+    logged = graph.op("Mul", _log_by_row(graph, w, n_columns), correction)
+    logged = graph.op("Where", graph.op("Equal", w, one), u, logged)
+    return graph.op("Mul", graph.op("Sign", z), logged, hint="signed_log")
+
+
+def _log_by_row(graph: GraphBuilder, values: str, n_columns: int) -> str:
+    """``Log`` of a ``[k, N]`` float64 matrix, laid out so that a row's values
+    get the same bits in a batch of any size.
+
+    ONNX Runtime computes a double ``Log`` in SIMD packets and the values left
+    over at the end one by one, which differ in the last bit: which values are
+    left over depends on the batch.  Taken row by row (``[N, k]``) and padded
+    with ones to a multiple of 8 values a row, every value falls in a packet.
+    """
+    rows = graph.op("Transpose", values, perm=[1, 0])
+    width = -(-n_columns // 8) * 8
+    if width > n_columns:
+        pads = graph.constant(np.array([0, 0, 0, width - n_columns], np.int64))
+        rows = graph.op("Pad", rows, pads, graph.constant(np.array(1.0)))
+    logged = graph.op("Log", rows)
+    if width > n_columns:
+        logged = graph.op(
+            "Slice",
+            logged,
+            graph.constant(np.array([0], np.int64)),
+            graph.constant(np.array([n_columns], np.int64)),
+            graph.constant(np.array([1], np.int64)),
+        )
+    return graph.op("Transpose", logged, perm=[1, 0])
 
 
 def _interpolate(graph: GraphBuilder, specs: list[dict], values: str) -> str:
@@ -425,119 +516,156 @@ def network_nodes(
     graph: GraphBuilder,
     layers: dict[str, list[tuple[np.ndarray, np.ndarray]]],
     encoded: str,
-    reconstruction_errors: str,
     feature_error_scale: np.ndarray,
-    need_latent: bool,
-) -> tuple[str, str | None]:
-    """GANomaly's generator on the encoded rows: per-feature errors and latent
-    errors, as :meth:`ganomaly.Scorer.errors` computes them.
+    prototypes: np.ndarray | None,
+) -> tuple[str, dict[str, list[str]]]:
+    """The members' generators on the encoded rows: per-feature errors and every
+    member's score terms, as :meth:`ganomaly._scorer.Scorer.errors` computes them
+    in float64 (the estimator's scorer).
+
+    Each member is its own chain of two-dimensional products (``[N, in]`` by a
+    constant ``[in, out]``), a bias and a LeakyReLU(0.2) (``max(x, 0.2 x)``, as
+    the scorer computes it) between layers, none after the last.  One product per
+    member and layer rather than one batched product of all members: ONNX Runtime
+    then gives a row the same bits in a batch of any size, which its batched
+    products do not (a single row took another kernel).
 
     Parameters
     ----------
     graph : GraphBuilder
     layers : dict
-        ``(weight, bias)`` of every linear layer of ``"encoder"``, ``"decoder"``
-        and ``"second_encoder"`` (torch's layout: weight ``(out, in)``), with a
-        LeakyReLU(0.2) between layers.
+        ``(weight, bias)`` of every linear layer of ``"encoder"`` and
+        ``"decoder"``, as the model file stores them: weight ``(M, out, in)``,
+        bias ``(M, out)``.
     encoded : str
         ``tensor(float)[N, F]``.
-    reconstruction_errors : {"scaled_squared", "absolute"}
-    feature_error_scale : ndarray of shape (F,)
-    need_latent : bool
-        Whether the score uses the latent error (the second encoder runs only then).
+    feature_error_scale : ndarray of shape (M, F)
+        Per-feature units of each member's squared errors.
+    prototypes : ndarray of shape (M, R, L), or None
+        Each member's prototypes of the latent codes; None when the score has no
+        nearest-prototype term.
 
     Returns
     -------
     errors : str
-        ``tensor(float)[N, F]``: ``(x - G(x))^2 / feature_error_scale`` or
-        ``|x - G(x)|``.
-    latent : str or None
-        ``tensor(double)[N]``: the mean of ``(G_E(x) - E(G(x)))^2``.
+        ``tensor(float)[N, F]``: the members' mean of ``(x - G_m(x))^2 /
+        feature_error_scale[m]``, what the explanations rank.
+    terms : dict of str to list of str
+        ``tensor(double)[N]`` per term and member: ``"reconstruction"`` (the mean
+        of the member's scaled squared errors over the features) and, with
+        prototypes, ``"nearest"`` (the squared distance from the member's code to
+        its nearest prototype).
     """
 
-    def mlp(x: str, part: str) -> str:
+    def mlp(x: str, part: str, member: int) -> str:
         for index, (weight, bias) in enumerate(layers[part]):
-            product = graph.op(
-                "MatMul",
-                x,
-                graph.constant(np.ascontiguousarray(weight.T, np.float32), part),
-            )
-            x = graph.op("Add", product, graph.constant(bias.astype(np.float32)))
+            transposed = np.ascontiguousarray(weight[member].T, np.float64)
+            product = graph.op("MatMul", x, graph.constant(transposed, part))
+            x = graph.op("Add", product, graph.constant(bias[member].astype(float)))
             if index < len(layers[part]) - 1:
-                x = graph.op("LeakyRelu", x, alpha=_NEGATIVE_SLOPE)
+                x = graph.op("Max", x, graph.op("Mul", x, slope))
         return x
 
-    latent = mlp(encoded, "encoder")
-    reconstruction = mlp(latent, "decoder")
-    difference = graph.op("Sub", encoded, reconstruction)
-    if reconstruction_errors == "absolute":
-        errors = graph.op("Abs", difference, hint="errors")
-    elif reconstruction_errors == "scaled_squared":
+    slope = graph.constant(np.array(_NEGATIVE_SLOPE))
+    x = graph.op("Cast", encoded, to=_DOUBLE)
+    n_members = len(feature_error_scale)
+    scaled_errors = []
+    terms: dict[str, list[str]] = {"reconstruction": []}
+    if prototypes is not None:
+        terms["nearest"] = []
+    for member in range(n_members):
+        codes = mlp(x, "encoder", member)
+        difference = graph.op("Sub", x, mlp(codes, "decoder", member))
         squared = graph.op("Mul", difference, difference)
-        scale = graph.constant(feature_error_scale.astype(np.float32), "error_scale")
-        errors = graph.op("Div", squared, scale, hint="errors")
-    else:
-        raise ExportError(f"unknown reconstruction_errors {reconstruction_errors!r}")
-    latent_error = None
-    if need_latent:
-        gap = graph.op("Sub", latent, mlp(reconstruction, "second_encoder"))
-        squares = graph.op("Cast", graph.op("Mul", gap, gap), to=_DOUBLE)
-        latent_error = graph.op(
-            "ReduceMean", squares, axes=[1], keepdims=0, hint="latent_error"
+        scale = np.asarray(feature_error_scale[member], np.float64)
+        scaled = graph.op("Div", squared, graph.constant(scale, "error_scale"))
+        scaled_errors.append(scaled)
+        terms["reconstruction"].append(
+            graph.op("ReduceMean", scaled, axes=[1], keepdims=0, hint="reconstruction")
         )
-    return errors, latent_error
+        if prototypes is not None:
+            terms["nearest"].append(_nearest_nodes(graph, codes, prototypes[member]))
+    errors = scaled_errors[0]
+    if n_members > 1:  # the scorer's order: the members' sum, times 1/M
+        total = graph.op("Sum", *scaled_errors)
+        errors = graph.op("Mul", total, graph.constant(np.array(1.0 / n_members)))
+    return graph.op("Cast", errors, to=_FLOAT, hint="errors"), terms
+
+
+def _nearest_nodes(graph: GraphBuilder, codes: str, prototypes: np.ndarray) -> str:
+    """``[N]`` float64: the squared distance from a member's codes (``[N, L]``
+    float64) to its nearest prototype, as
+    :func:`ganomaly._scorer.nearest_squared_distances` computes it: the nearest by
+    the smallest ``|p|^2 - 2 z.p`` (the first of equals), its distance as
+    ``sum((z - p)^2)``."""
+    prototypes = np.asarray(prototypes, np.float64)
+    transposed = np.ascontiguousarray(prototypes.T)
+    products = graph.op("MatMul", codes, graph.constant(transposed, "prototypes"))
+    products = graph.op("Mul", products, graph.constant(np.array(-2.0)))
+    norms = np.einsum("ij,ij->i", prototypes, prototypes)
+    products = graph.op("Add", products, graph.constant(norms, "prototype_norms"))
+    nearest = graph.op("ArgMin", products, axis=1, keepdims=0, select_last_index=0)
+    chosen = graph.op("Gather", graph.constant(prototypes, "prototype_table"), nearest)
+    gap = graph.op("Sub", codes, chosen)
+    return graph.op(
+        "ReduceSum",
+        graph.op("Mul", gap, gap),
+        graph.constant(np.array([1], np.int64)),
+        keepdims=0,
+        hint="nearest",
+    )
 
 
 # -------------------------------------------------------------------------- score
 def combine_scores(
     graph: GraphBuilder,
-    errors: str,
-    latent: str | None,
+    terms: dict[str, list[str]],
     score_type: str,
-    score_scale: dict[str, float],
+    calibration: dict[str, np.ndarray],
 ) -> str:
-    """The anomaly score from per-feature errors and latent errors, as nodes.
+    """The anomaly score from the members' terms, as nodes.
 
     Mirrors :func:`ganomaly._scorer.combine_scores` (the score of ``ganomaly
-    score`` and of the estimator): ``"reconstruction"``, the mean of the
-    per-feature errors; ``"latent"``, the latent error; ``"combined"``, the mean of
-    both, each divided by its median on held-out normal rows.  When the score
-    changes there, it changes here; the probe rows of every export
-    (:func:`build_onnx`) catch a graph that no longer agrees.
+    score`` and of the estimator): the geometric mean, over members and the score
+    type's terms, of each term divided by its median on held-out normal rows, each
+    ratio at least :data:`ganomaly._scorer.RATIO_FLOOR`.  Computed as the product
+    of the ratios' ``1/k``-th powers (``k`` ratios), which neither overflows nor
+    depends on a row's place in the batch (see the module docstring), where the
+    scorer takes ``exp`` of the mean of their logarithms: the two agree to the
+    rounding of float64.  When the score changes there, it changes here; the
+    probe rows of every export (:func:`build_onnx`) catch a graph that no longer
+    agrees.
 
     Parameters
     ----------
     graph : GraphBuilder
-    errors : str
-        ``tensor(float)[N, F]`` from :func:`network_nodes`.
-    latent : str or None
-        ``tensor(double)[N]``; None when ``score_type`` is ``"reconstruction"``.
-    score_type : {"reconstruction", "latent", "combined"}
-    score_scale : dict
-        ``{"reconstruction": r, "latent": l}``.
+    terms : dict of str to list of str
+        ``tensor(double)[N]`` per term and member, from :func:`network_nodes`.
+    score_type : {"combined", "reconstruction"}
+        ``"combined"``: the reconstruction and nearest-prototype terms;
+        ``"reconstruction"``: the reconstruction terms alone.
+    calibration : dict of str to ndarray of shape (M,)
+        The medians of the terms.
 
     Returns
     -------
     str
         ``tensor(double)[N]``.
     """
-    if score_type == "latent":
-        return latent
-    reconstruction = graph.op(
-        "ReduceMean", graph.op("Cast", errors, to=_DOUBLE), axes=[1], keepdims=0
-    )
-    if score_type == "reconstruction":
-        return reconstruction
-    if score_type != "combined":
+    if score_type not in _TERMS:
         raise ExportError(f"the export does not know the score {score_type!r}")
-
-    def scaled(value: str, key: str) -> str:
-        return graph.op("Div", value, graph.constant(np.array(score_scale[key])))
-
-    both = graph.op(
-        "Add", scaled(reconstruction, "reconstruction"), scaled(latent, "latent")
-    )
-    return graph.op("Mul", both, graph.constant(np.array(0.5)))
+    count = sum(len(terms[name]) for name in _TERMS[score_type])
+    floor = graph.constant(np.array(RATIO_FLOOR))
+    power = graph.constant(np.array(1.0 / count))
+    score = None
+    for name in _TERMS[score_type]:
+        medians = np.asarray(calibration[name], np.float64)
+        for member, term in enumerate(terms[name]):
+            median = graph.constant(medians[member], f"{name}_median")
+            ratio = graph.op("Max", graph.op("Div", term, median), floor)
+            factor = graph.op("Pow", ratio, power)
+            score = factor if score is None else graph.op("Mul", score, factor)
+    return score
 
 
 # ------------------------------------------------------------------- explanations
@@ -594,8 +722,9 @@ def explanation_nodes(
 
 # ---------------------------------------------------------------------- the model
 def _mlp_layers(arrays: dict[str, np.ndarray], part: str) -> list[tuple]:
-    """``(weight, bias)`` of the generator's MLP ``part``, in order; an
-    ExportError for anything but linear layers."""
+    """``(weight, bias)`` of the members' MLP ``part``, in order, as stored
+    (``(M, out, in)`` and ``(M, out)``); an ExportError for anything but linear
+    layers."""
     prefix = f"generator.{part}.net."
     keys = [k for k in arrays if k.startswith(prefix)]
     indices = sorted({int(k[len(prefix) :].split(".")[0]) for k in keys})
@@ -665,6 +794,13 @@ def build_onnx(
 
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    version = config.get("version", 1) if isinstance(config, dict) else None
+    if version != MODEL_VERSION:
+        raise ExportError(
+            f"a GANomalyDetector of model version {version!r}; this export writes "
+            f"graphs of version {MODEL_VERSION} models only: fit the model again "
+            "with this gankit (ganomaly fit), then export it"
+        )
     try:
         scorer = Scorer.from_model(arrays, config, dtype=np.float64)
         layers = {part: _mlp_layers(arrays, part) for part in _PARTS}
@@ -683,17 +819,14 @@ def build_onnx(
     graph = GraphBuilder()
     inputs = {name: name for name in columns}
     encoded, bad = preprocessing_nodes(graph, preprocessor, inputs)
-    errors, latent = network_nodes(
+    errors, terms = network_nodes(
         graph,
         layers,
         encoded,
-        scorer.reconstruction_errors_,
         scorer.feature_error_scale_,
-        need_latent=scorer.score_type != "reconstruction",
+        scorer.prototypes_ if "nearest" in _TERMS[scorer.score_type] else None,
     )
-    score = combine_scores(
-        graph, errors, latent, scorer.score_type, scorer.score_scale_
-    )
+    score = combine_scores(graph, terms, scorer.score_type, scorer.calibration_)
     shares, top, values = explanation_nodes(
         graph, errors, np.asarray(preprocessor.source_columns_), len(columns), top_k
     )
@@ -769,6 +902,7 @@ def build_onnx(
             "gankit.columns": json.dumps(_column_doc(preprocessor)),
             "gankit.threshold": repr(scorer.threshold_),
             "gankit.score_type": scorer.score_type,
+            "gankit.n_members": str(scorer.n_members),
             "gankit.top_k": str(k),
             "gankit.missing": "NaN for a number, the empty string for a category",
             "gankit.outputs": ", ".join(OUTPUTS),
@@ -814,8 +948,9 @@ def _column_doc(preprocessor: Any) -> list[dict]:
 
 
 def check_graph(model: Any, scorer: Any, *, top_k: int, n_rows: int = 64) -> None:
-    """Score probe rows with ONNX Runtime and with ``scorer``; an ExportError
-    unless scores (1e-4 relative), flags and top features agree.
+    """Score probe rows with ONNX Runtime and with ``scorer`` (float64); an
+    ExportError unless scores (:data:`_TOLERANCE` relative), flags and top features
+    agree.
 
     The probe rows take every number column around its typical values and far
     beyond them, every known category, unknown ones and, where the model imputes,
@@ -833,13 +968,13 @@ def check_graph(model: Any, scorer: Any, *, top_k: int, n_rows: int = 64) -> Non
     scores, flags, _, top_columns, _ = session.run(list(OUTPUTS), feeds)
     encoded = scorer.preprocessor_.transform(columns)
     expected, top, shares = scorer.score_and_explain(encoded, top_k)
-    tolerance = 1e-4 * np.maximum(np.abs(expected), 1e-3)
+    tolerance = _TOLERANCE * np.maximum(np.abs(expected), 1e-3)
     worst = float(np.max(np.abs(scores - expected) / np.maximum(tolerance, 1e-300)))
     clear = np.abs(expected - scorer.threshold_) > tolerance
     # A rank is compared where its share is clear of its neighbours' shares.
     gaps = -np.diff(shares, axis=1)
     wide = np.full((len(gaps), 1), np.inf)
-    decided = (np.c_[wide, gaps] > 1e-4) & (np.c_[gaps, wide] > 1e-4)
+    decided = (np.c_[wide, gaps] > _SHARE_GAP) & (np.c_[gaps, wide] > _SHARE_GAP)
     if worst > 1 or not np.array_equal(
         flags[clear], (expected > scorer.threshold_)[clear]
     ):
@@ -873,13 +1008,14 @@ def _probe_rows(preprocessor: Any, n_rows: int) -> tuple[dict, dict]:
                 ["" if t is None else t for t in texts], dtype=object
             )
             continue
-        if spec["scaling"] == "robust":
+        if spec["scaling"] in ("robust", "standard"):
             center, unit = spec["center"], spec["scale"]
         else:
             quantiles = spec["quantiles"]
             center = quantiles[len(quantiles) // 2]
             unit = (quantiles[-1] - quantiles[0]) / 4 or 1.0
         values = center + unit * spread * rng.standard_normal(n_rows)
+        values[3::16] = center  # 0 once scaled: log1p's smallest arguments
         if spec.get("boolean"):
             values = (rng.random(n_rows) < 0.5).astype(np.float64)
         if imputes:

@@ -22,6 +22,9 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 TOP = ["feature_1", "feature_2", "feature_3"]
+# The graph's scores against the float64 numpy scorer's (the estimator's): the
+# same arithmetic, but other BLAS products.
+RTOL = 1e-9
 
 
 def _session(model):
@@ -53,14 +56,16 @@ def _feeds(session, frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _score_with_both(model: Path, frame: pd.DataFrame, tmp_path: Path):
-    """``ganomaly export`` then ``ganomaly score`` of ``frame`` as a CSV file, and
-    ONNX Runtime on the same file: (scored CSV, ONNX outputs, numpy scorer's)."""
+    """``ganomaly export`` then ``ganomaly score --precision float64`` (the graph's
+    arithmetic) of ``frame`` as a CSV file, and ONNX Runtime on the same file:
+    (scored CSV, ONNX outputs, numpy scorer's)."""
     exported = tmp_path / "model.onnx"
     assert main(["export", str(model), "-o", str(exported)]) == 0
     table = tmp_path / "rows.csv"
     frame.to_csv(table, index=False)
     scored_path = tmp_path / "scores.csv"
-    assert main(["score", str(model), str(table), "-o", str(scored_path)]) == 0
+    score = ["score", str(model), str(table), "-o", str(scored_path)]
+    assert main([*score, "--precision", "float64"]) == 0
     scored = pd.read_csv(scored_path)
     rows = pd.read_csv(table, keep_default_na=False, na_values=[""])
     session = _session(exported)
@@ -73,8 +78,8 @@ def _score_with_both(model: Path, frame: pd.DataFrame, tmp_path: Path):
         )
     )
     outputs["top_names"] = names[outputs["top_columns"]]
-    # The unrounded scores of ganomaly score's engine (its default precision).
-    scorer = as_scorer(model)
+    # The unrounded scores of ganomaly score's engine in float64.
+    scorer = as_scorer(model, "float64")
     columns = {name: rows[name] for name in scorer.preprocessor_.input_columns_}
     encoded = scorer.preprocessor_.transform(pd.DataFrame(columns))
     engine = scorer.score_and_explain(encoded, 3)
@@ -83,9 +88,10 @@ def _score_with_both(model: Path, frame: pd.DataFrame, tmp_path: Path):
 
 def _assert_parity(scored, outputs, engine) -> None:
     scores, flags = outputs["anomaly_score"], outputs["is_anomaly"]
-    # Within 1e-5 relative of the scorer; the CSV rounds to 6 decimals.
-    np.testing.assert_allclose(scores, engine[0], rtol=1e-5, atol=0)
-    np.testing.assert_allclose(scores, scored["anomaly_score"], rtol=1e-5, atol=5e-7)
+    # The float64 scorer's up to the rounding of float64 products; the CSV rounds
+    # to 6 decimals.
+    np.testing.assert_allclose(scores, engine[0], rtol=RTOL, atol=0)
+    np.testing.assert_allclose(scores, scored["anomaly_score"], rtol=RTOL, atol=5e-7)
     np.testing.assert_array_equal(flags, scored["is_anomaly"].to_numpy())
     np.testing.assert_array_equal(outputs["top_names"], scored[TOP].to_numpy())
     np.testing.assert_array_equal(outputs["top_columns"], engine[1])
@@ -167,25 +173,126 @@ def test_to_onnx_matches_the_estimator(fitted, transactions, tmp_path):
     session = _session(path)
     scores, flags, _, top, shares = session.run(None, _feeds(session, X))
     expected, explanations = fitted.score_and_explain(X, top_k=2)
-    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+    np.testing.assert_allclose(scores, expected, rtol=RTOL)
     np.testing.assert_array_equal(flags, fitted.predict(X) == -1)
     named = _column_names(session)[top]
     np.testing.assert_array_equal(named, explanations[["feature_1", "feature_2"]])
     assert shares.shape == (500, 2)
 
 
-@pytest.mark.parametrize("score_type", ["reconstruction", "latent"])
-def test_every_score_type_and_array_input(transactions, score_type):
+@pytest.mark.parametrize(
+    ("score_type", "n_members"), [("reconstruction", 1), ("combined", 3)]
+)
+def test_every_score_type_and_array_input(transactions, score_type, n_members):
     X, y = transactions
     numbers = X.select_dtypes("number").fillna(0.0).to_numpy()[y == 0]
     detector = GANomalyDetector(
-        n_epochs=2, score_type=score_type, random_state=0, device="cpu"
+        n_epochs=2,
+        n_members=n_members,
+        score_type=score_type,
+        random_state=0,
+        device="cpu",
     ).fit(numbers)
-    session = _session(detector.to_onnx())
+    model = detector.to_onnx()
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["gankit.score_type"] == score_type
+    assert meta["gankit.n_members"] == str(n_members)
+    session = _session(model)
     assert [i.name for i in session.get_inputs()][:2] == ["x0", "x1"]
     feeds = {f"x{j}": numbers[:300, j] for j in range(numbers.shape[1])}
     scores = session.run(["anomaly_score"], feeds)[0]
-    np.testing.assert_allclose(scores, detector.anomaly_score(numbers[:300]), rtol=1e-5)
+    np.testing.assert_allclose(scores, detector.anomaly_score(numbers[:300]), rtol=RTOL)
+
+
+def test_signed_log_of_a_heavy_tailed_column_with_members(tmp_path):
+    """standard_log scaling with the log flag on a heavy-tailed column (and one
+    without it), three members: the graph's encoded rows are transform's to the
+    bit, and its scores are the scorer's, on values far beyond the training rows
+    and right at the mean (where log1p's small arguments are)."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    frame = pd.DataFrame(
+        {
+            "amount": rng.lognormal(3.0, 1.5, n),  # heavy-tailed: the log flag
+            "hour": rng.integers(0, 24, n).astype(np.float64),
+            "channel": rng.choice(["web", "pos", "atm"], n),
+        }
+    )
+    detector = GANomalyDetector(
+        n_epochs=2, n_members=3, random_state=0, device="cpu"
+    ).fit(frame)
+    specs = {s["name"]: s for s in detector.preprocessor_.specs_}
+    assert specs["amount"]["scaling"] == "standard" and specs["amount"]["log"]
+    assert not specs["hour"]["log"]
+    model_path = tmp_path / "model.safetensors"
+    detector.save(model_path)
+    rows = frame.iloc[:400].copy()
+    mean, std = specs["amount"]["center"], specs["amount"]["scale"]
+    rows.loc[rows.index[::7], "amount"] *= 1e3
+    near = rows.index[1::7]
+    rows.loc[near, "amount"] = mean * (1 + rng.uniform(-1e-9, 1e-9, len(near)))
+    rows.loc[rows.index[2::7], "amount"] = mean - 1e4 * std  # far below: negative
+    rows.loc[rows.index[3::11], "amount"] = np.nan
+    exported = tmp_path / "model.onnx"
+    assert main(["export", str(model_path), "-o", str(exported)]) == 0
+    session = _session(exported)
+    feeds = _feeds(session, rows)
+    probe = _onnx_model(exported)
+    encoded_name = next(
+        n.output[0]
+        for n in probe.graph.node
+        if n.output[0].startswith("gankit/encoded_")
+    )
+    probe.graph.output.append(_value_info(encoded_name))
+    encoded = _session(probe).run([encoded_name], feeds)[0]
+    scorer = as_scorer(model_path, "float64")
+    np.testing.assert_array_equal(encoded, scorer.preprocessor_.transform(rows))
+    scores, _, _, top, shares = session.run(None, feeds)
+    expected, expected_top, expected_shares = scorer.score_and_explain(
+        scorer.preprocessor_.transform(rows), 3
+    )
+    np.testing.assert_allclose(scores, expected, rtol=RTOL)
+    np.testing.assert_allclose(scores, detector.anomaly_score(rows), rtol=RTOL)
+    np.testing.assert_array_equal(top, expected_top)
+    np.testing.assert_allclose(shares, expected_shares, atol=1e-6)
+    for i in (1, 2, 399):  # near the mean, far below it, the last row
+        alone = session.run(None, _feeds(session, rows.iloc[i : i + 1]))[0]
+        assert alone[0] == scores[i]
+
+
+def test_refuses_a_model_of_another_version(fitted, tmp_path, capsys):
+    """A version 1 model file (one network, a latent term) is refused in one line
+    that says to fit again, and no ONNX file is written."""
+    import torch
+
+    from gancore.io import load_arrays, save_model
+    from ganomaly.export import ExportError, build_onnx
+    from ganomaly.model_file import MODEL_KIND
+
+    fitted.save(tmp_path / "model.safetensors")
+    arrays, config = load_arrays(tmp_path / "model.safetensors", kind=MODEL_KIND)
+    old = config | {"version": 1}
+    with pytest.raises(ExportError, match="model version 1.*fit the model again"):
+        build_onnx(arrays, old)
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+    save_model(tmp_path / "old.safetensors", tensors, old, kind=MODEL_KIND)
+    target = tmp_path / "old.onnx"
+    assert main(["export", str(tmp_path / "old.safetensors"), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "model version 1" in err and "fit the model again" in err
+    assert not target.exists()
+
+
+def _onnx_model(path: Path):
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _value_info(name: str):
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
 
 
 def test_a_row_scores_alike_alone_and_in_a_batch(fitted, transactions):
@@ -215,7 +322,7 @@ def test_bad_rows_score_nan(transactions):
     assert not flags[1:].any()
     assert np.isnan(shares[1:]).all() and (top[1:] == -1).all()
     np.testing.assert_allclose(
-        scores[0], detector.anomaly_score(rows.iloc[:1]), rtol=1e-5
+        scores[0], detector.anomaly_score(rows.iloc[:1]), rtol=RTOL
     )
 
 
@@ -318,4 +425,4 @@ def test_scored_by_onnx_runtime_without_gankit(fitted, transactions, tmp_path):
     np.testing.assert_array_equal(out["flags"], expected_flags)
     np.testing.assert_array_equal(out["top"], top)
     expected, _ = fitted.score_and_explain(rows)
-    np.testing.assert_allclose(out["scores"], expected, rtol=1e-5)
+    np.testing.assert_allclose(out["scores"], expected, rtol=RTOL)
