@@ -34,6 +34,13 @@ Protocol (issue 18; ``../shared/data/README.md``):
   reported on its own, outside the pool's means.  Peers there get categories
   one-hot encoded and gaps filled with training medians before the StandardScaler.
 
+* ``--labelled F [F ...]``: the semi-supervised setting of ADBench: a share ``F`` of
+  the 70 % part's anomalies (at least one; drawn with the seed) is known.  Two more
+  arms per share, on the training normals plus those anomalies: GANomalyDetector with
+  ``use_labels=True`` and scikit-learn's HistGradientBoostingClassifier (its
+  probability as the score; defaults but early stopping, which needs two anomalies).
+  Reported apart ("Known anomalies"), beside the normal-only GANomaly.
+
 Peer results depend on nothing but the protocol, so ``--peers-cache FILE`` keeps
 them in a CSV (read if present, appended to as peers finish) and GANomaly variants
 are compared without re-running the peers; without it every peer runs.
@@ -123,9 +130,11 @@ def load_table(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split(
-    name: str, X: np.ndarray, y: np.ndarray, seed: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Training normals, test rows and test labels of one table and seed."""
+    name: str, X: np.ndarray, y: np.ndarray, seed: int, labelled: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Training normals, test rows, test labels and the known anomalies of one
+    table and seed: ``labelled`` of the 70 % part's anomalies (at least one when
+    positive; chosen with ``seed``), as ADBench's semi-supervised setting."""
     if X.shape[0] > MAX_ROWS:
         sample_seed = (zlib.crc32(name.encode()) + seed) % 2**32
         keep, _ = train_test_split(
@@ -138,7 +147,10 @@ def split(
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=TEST_SIZE, stratify=y, random_state=seed
     )
-    return X_train[y_train == 0], X_test, y_test
+    anomalies = X_train[y_train == 1]
+    n_known = max(1, round(labelled * len(anomalies))) if labelled > 0 else 0
+    picked = np.random.default_rng(seed).permutation(len(anomalies))[:n_known]
+    return X_train[y_train == 0], X_test, y_test, anomalies[np.sort(picked)]
 
 
 def transactions() -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -300,7 +312,7 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             X, y = load_table(tables[dataset])
         for seed in args.seeds:
             if dataset != TRANSACTIONS:
-                frame_train, frame_test, y_test = split(dataset, X, y, seed)
+                frame_train, frame_test, y_test, _ = split(dataset, X, y, seed)
                 train, test = frame_train, frame_test
             scaler = StandardScaler().fit(train)
             scaled_train, scaled_test = scaler.transform(train), scaler.transform(test)
@@ -342,7 +354,38 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
                 row = {**base, "detector": args.name, "random_state": state}
                 row |= measure(y_test, scores) | {"fit_s": fit_s, "score_s": score_s}
                 record(row, to_cache=False)
+            for fraction in args.labelled if dataset != TRANSACTIONS else ():
+                known = split(dataset, X, y, seed, fraction)[3]
+                for arm, fit_s, scores in run_labelled(
+                    args.factory, seed, frame_train, known, frame_test
+                ):
+                    row = {**base, "detector": f"{arm} {fraction:.0%}"}
+                    row |= {"random_state": seed, "fit_s": fit_s, "score_s": np.nan}
+                    row |= measure(y_test, scores) | {"n_known": len(known)}
+                    record(row, to_cache=False)
     return pd.DataFrame(rows)
+
+
+def run_labelled(factory, seed: int, normal, known, test):
+    """With ``known`` anomalies labelled: GANomaly (``use_labels``) and a
+    HistGradientBoostingClassifier on the same rows; (arm, fit seconds, scores)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X = np.vstack([normal, known])
+    y = np.r_[np.zeros(len(normal), dtype=int), np.ones(len(known), dtype=int)]
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = factory(seed).set_params(use_labels=True).fit(X, y)
+    yield "GANomaly+labels", time.perf_counter() - start, model.anomaly_score(test)
+    start = time.perf_counter()
+    # Early stopping off: its stratified validation split needs two labelled
+    # anomalies, and 1 % of a small table's is one.
+    model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed)
+    model.fit(X, y)
+    yield "HistGradientBoosting", time.perf_counter() - start, (
+        model.predict_proba(test)[:, 1]
+    )
 
 
 # --------------------------------------------------------------------- summary
@@ -448,6 +491,8 @@ def commit() -> str:
 
 
 def summarise(results: pd.DataFrame, header: str) -> str:
+    labelled = results["detector"].str.endswith("%")
+    known, results = results[labelled], results[~labelled]
     pooled = results[results["dataset"] != TRANSACTIONS]
     lines = [header, ""]
     if len(pooled):
@@ -470,6 +515,8 @@ def summarise(results: pd.DataFrame, header: str) -> str:
             frame = wide(table, column).dropna(axis=1, how="all")
             if frame.shape[1] > 3:
                 lines += [f"### {title}", "", _markdown(frame), ""]
+    if len(known):
+        lines += known_anomalies(results, known)
     demo = results[results["dataset"] == TRANSACTIONS]
     if len(demo):
         frame = demo.groupby("detector")[["auroc", "auprc", "fit_s"]].agg(
@@ -485,6 +532,44 @@ def summarise(results: pd.DataFrame, header: str) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def known_anomalies(unsupervised: pd.DataFrame, known: pd.DataFrame) -> list[str]:
+    """The semi-supervised arms beside the normal-only GANomaly: AUPRC and AUROC
+    over the pool, per half and on the card data (means over seeds)."""
+    both = pd.concat([known, unsupervised[unsupervised["detector"] == "GANomaly"]])
+    both = both[both["random_state"] == both["seed"]]
+    per = both.groupby(["detector", "dataset"]).agg(
+        half=("half", "first"),
+        auroc=("auroc", "mean"),
+        auprc=("auprc", "mean"),
+        auprc_sd=("auprc", "std"),
+    )
+    card = per.index.get_level_values("dataset") == "creditcard"
+    columns = {}
+    for title, part in [
+        ("pool", per),
+        ("A", per[per["half"] == "A"]),
+        ("B", per[per["half"] == "B"]),
+        ("creditcard", per[card]),
+    ]:
+        grouped = part.groupby(level="detector")
+        columns[f"{title} AUPRC"] = grouped["auprc"].mean()
+        columns[f"{title} AUROC"] = grouped["auroc"].mean()
+    frame = pd.DataFrame(columns).dropna(axis=1, how="all")
+    if card.any():
+        sd = per[card].droplevel("dataset")["auprc_sd"]
+        frame["creditcard AUPRC sd"] = sd
+    return [
+        "## Known anomalies (a share of the training anomalies labelled)",
+        "",
+        _markdown(frame.sort_values("pool AUPRC", ascending=False)),
+        "",
+        "### AUPRC per table",
+        "",
+        _markdown(per["auprc"].unstack("detector")),
+        "",
+    ]
 
 
 def _markdown(frame: pd.DataFrame) -> str:
@@ -531,6 +616,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--transactions", action="store_true", help="also the demo's synthetic data"
+    )
+    parser.add_argument(
+        "--labelled",
+        nargs="+",
+        type=float,
+        default=[],
+        metavar="FRACTION",
+        help="also, per fraction of the training anomalies labelled (e.g. 0.01 "
+        "0.05): GANomaly with use_labels and a HistGradientBoostingClassifier",
     )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output-dir", type=Path, default=Path("anomaly_quality_out"))
