@@ -25,10 +25,11 @@ rows around it (block, partition, file), to the last bit: BLAS kernels compute s
 places of a product (the last row of an odd block, the ends of a float32 block) with
 other instructions, and the scorer keeps rows out of those places
 (:meth:`Scorer.errors`, :meth:`Scorer._errors_by_feature`).  float32 networks are
-about twice as fast, and their scores differ from the estimator's by up to about
-1e-4 relative (rows close to a prototype) (benchmarks/RESULTS.md); the prototype distances are float64 always.  The
-float32 layout was measured on OpenBLAS's Haswell/Zen kernels; each Scorer checks it
-on its own weights and says in ``position_free`` whether it holds.
+about twice as fast; their scores differ from the estimator's by up to about 1e-4
+relative, for rows close to a prototype (benchmarks/RESULTS.md).  The prototype
+distances are float64 always.  The float32 layout was measured on OpenBLAS's
+Haswell/Zen kernels; each Scorer checks it on its own weights and says in
+``position_free`` whether it holds.
 """
 
 from __future__ import annotations
@@ -526,6 +527,11 @@ class Scorer:
         digest.update(self.feature_error_scale_.tobytes())
         digest.update(self.prototypes_.tobytes())
         return digest.hexdigest()
+
+    def member_layers(self, part: str) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        """Per member, ``(W.T, b)`` of each linear layer of its ``"encoder"`` or
+        ``"decoder"``, in this scorer's dtype (what the ONNX export writes)."""
+        return [self._layers[(member, part)] for member in range(self.n_members)]
 
     @property
     def input_order(self) -> str:

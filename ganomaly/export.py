@@ -514,7 +514,7 @@ def _one_hot(
 # ----------------------------------------------------------------------- networks
 def network_nodes(
     graph: GraphBuilder,
-    layers: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    layers: dict[str, list[list[tuple[np.ndarray, np.ndarray]]]],
     encoded: str,
     feature_error_scale: np.ndarray,
     prototypes: np.ndarray | None,
@@ -534,9 +534,8 @@ def network_nodes(
     ----------
     graph : GraphBuilder
     layers : dict
-        ``(weight, bias)`` of every linear layer of ``"encoder"`` and
-        ``"decoder"``, as the model file stores them: weight ``(M, out, in)``,
-        bias ``(M, out)``.
+        ``"encoder"`` and ``"decoder"``: per member, ``(W.T, b)`` of each linear
+        layer (:meth:`ganomaly._scorer.Scorer.member_layers`, float64).
     encoded : str
         ``tensor(float)[N, F]``.
     feature_error_scale : ndarray of shape (M, F)
@@ -558,11 +557,12 @@ def network_nodes(
     """
 
     def mlp(x: str, part: str, member: int) -> str:
-        for index, (weight, bias) in enumerate(layers[part]):
-            transposed = np.ascontiguousarray(weight[member].T, np.float64)
+        member_layers = layers[part][member]
+        for index, (transposed, bias) in enumerate(member_layers):
+            transposed = np.ascontiguousarray(transposed, np.float64)
             product = graph.op("MatMul", x, graph.constant(transposed, part))
-            x = graph.op("Add", product, graph.constant(bias[member].astype(float)))
-            if index < len(layers[part]) - 1:
+            x = graph.op("Add", product, graph.constant(bias.astype(np.float64)))
+            if index < len(member_layers) - 1:
                 x = graph.op("Max", x, graph.op("Mul", x, slope))
         return x
 
@@ -721,28 +721,6 @@ def explanation_nodes(
 
 
 # ---------------------------------------------------------------------- the model
-def _mlp_layers(arrays: dict[str, np.ndarray], part: str) -> list[tuple]:
-    """``(weight, bias)`` of the members' MLP ``part``, in order, as stored
-    (``(M, out, in)`` and ``(M, out)``); an ExportError for anything but linear
-    layers."""
-    prefix = f"generator.{part}.net."
-    keys = [k for k in arrays if k.startswith(prefix)]
-    indices = sorted({int(k[len(prefix) :].split(".")[0]) for k in keys})
-    expected = {f"{prefix}{i}.{p}" for i in indices for p in ("weight", "bias")}
-    if not indices or set(keys) != expected:
-        raise ExportError(
-            f"the generator's {part} is not a stack of linear layers "
-            f"({sorted(keys)[:4]}...); this export does not know it"
-        )
-    return [
-        (
-            np.asarray(arrays[f"{prefix}{i}.weight"]),
-            np.asarray(arrays[f"{prefix}{i}.bias"]),
-        )
-        for i in indices
-    ]
-
-
 def build_onnx(
     arrays: dict[str, np.ndarray],
     config: dict,
@@ -803,10 +781,7 @@ def build_onnx(
         )
     try:
         scorer = Scorer.from_model(arrays, config, dtype=np.float64)
-        layers = {part: _mlp_layers(arrays, part) for part in _PARTS}
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, ExportError):
-            raise
         raise ExportError(f"not a model this export knows ({exc})") from exc
     preprocessor = scorer.preprocessor_
     columns = list(preprocessor.input_columns_)
@@ -821,7 +796,7 @@ def build_onnx(
     encoded, bad = preprocessing_nodes(graph, preprocessor, inputs)
     errors, terms = network_nodes(
         graph,
-        layers,
+        {part: scorer.member_layers(part) for part in _PARTS},
         encoded,
         scorer.feature_error_scale_,
         scorer.prototypes_ if "nearest" in _TERMS[scorer.score_type] else None,
