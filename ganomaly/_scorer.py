@@ -45,6 +45,8 @@ from .threads import one_blas_thread
 
 __all__ = [
     "SCORES",
+    "SCORE_TERMS",
+    "RATIO_FLOOR",
     "Scorer",
     "combine_scores",
     "feature_error_scale",
@@ -57,7 +59,7 @@ __all__ = [
 # "combined": reconstruction and nearest-prototype terms; "reconstruction": the
 # reconstruction terms alone (GANomaly's contextual error).
 SCORES = ("combined", "reconstruction")
-_TERMS = {
+SCORE_TERMS = {
     "combined": ("reconstruction", "nearest"),
     "reconstruction": ("reconstruction",),
 }
@@ -217,7 +219,7 @@ def combine_scores(
         raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
     logs = None
     count = 0
-    for name in _TERMS[score_type]:
+    for name in SCORE_TERMS[score_type]:
         ratio = terms[name] / np.asarray(calibration[name], dtype=np.float64)
         ratio = np.log(np.maximum(ratio, RATIO_FLOOR))
         logs = ratio.sum(axis=1) if logs is None else logs + ratio.sum(axis=1)
@@ -414,7 +416,7 @@ class Scorer:
         self.n_members = len(members["encoder"])
         self.calibration_ = {
             name: np.asarray(calibration[name], dtype=np.float64)
-            for name in _TERMS[score_type]
+            for name in SCORE_TERMS[score_type]
         }
         for name, medians in self.calibration_.items():
             if medians.shape != (self.n_members,) or not (medians > 0).all():

@@ -81,7 +81,7 @@ import numpy as np
 
 from gancore.exporting import require_onnx, save_onnx, set_metadata
 
-from ._scorer import _TERMS, RATIO_FLOOR
+from ._scorer import RATIO_FLOOR, SCORE_TERMS
 from .model_file import MODEL_KIND, MODEL_VERSION
 
 __all__ = [
@@ -652,13 +652,13 @@ def combine_scores(
     str
         ``tensor(double)[N]``.
     """
-    if score_type not in _TERMS:
+    if score_type not in SCORE_TERMS:
         raise ExportError(f"the export does not know the score {score_type!r}")
-    count = sum(len(terms[name]) for name in _TERMS[score_type])
+    count = sum(len(terms[name]) for name in SCORE_TERMS[score_type])
     floor = graph.constant(np.array(RATIO_FLOOR))
     power = graph.constant(np.array(1.0 / count))
     score = None
-    for name in _TERMS[score_type]:
+    for name in SCORE_TERMS[score_type]:
         medians = np.asarray(calibration[name], np.float64)
         for member, term in enumerate(terms[name]):
             median = graph.constant(medians[member], f"{name}_median")
@@ -799,7 +799,7 @@ def build_onnx(
         {part: scorer.member_layers(part) for part in _PARTS},
         encoded,
         scorer.feature_error_scale_,
-        scorer.prototypes_ if "nearest" in _TERMS[scorer.score_type] else None,
+        scorer.prototypes_ if "nearest" in SCORE_TERMS[scorer.score_type] else None,
     )
     score = combine_scores(graph, terms, scorer.score_type, scorer.calibration_)
     shares, top, values = explanation_nodes(
