@@ -618,8 +618,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             str(new_path),
             "--label-col",
             "is_fraud",
-            "--id-col",
-            "transaction_id",
             "--plot",
             str(out / "evaluation.png"),
             "--json",
