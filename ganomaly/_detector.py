@@ -101,8 +101,9 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         reconstruction error ``(x_j - G(x)_j)^2`` (each feature in units of its mean
         on held-out normal rows) and the squared distance from the row's latent code
         ``G_E(x)`` to the nearest of ``n_prototypes`` prototypes of the training
-        rows' codes; each divided by its median on held-out normal rows; the score
-        is the geometric mean of these ratios.  ``"reconstruction"``: the
+        rows' codes; each divided by its median on held-out normal rows (and at
+        least ``RATIO_FLOOR`` = 1e-3 of it); the score is the geometric mean of
+        these ratios.  ``"reconstruction"``: the
         reconstruction ratios alone.  (Called ``score`` in the CLI; renamed because
         scikit-learn reserves ``score`` for the ``score(X, y)`` method.)
     n_prototypes : int, default=256
