@@ -350,7 +350,7 @@ def test_evaluate_streams_the_same_metrics_as_in_memory(files, tmp_path):
     import json
 
     from ganomaly import GANomalyDetector
-    from ganomaly.cli import evaluate
+    from ganomaly.evaluation import evaluate
 
     new = pd.read_csv(files / "new.csv", keep_default_na=False, na_values=[""])
     detector = GANomalyDetector.load(files / "model.safetensors")
