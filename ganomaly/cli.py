@@ -584,7 +584,8 @@ def _parser() -> argparse.ArgumentParser:
         "--n-members",
         type=int,
         default=DEFAULTS["n_members"],
-        help="GANomaly networks trained together; their scores are averaged",
+        help="GANomaly networks trained together; the score is the geometric mean "
+        "of theirs",
     )
     fit.add_argument(
         "--n-epochs",
