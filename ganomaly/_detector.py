@@ -34,10 +34,11 @@ from gancore import (
 
 from ._losses import generator_loss, known_anomaly_loss
 from ._model import EnsembleDiscriminator, GANomalyEnsemble, default_sizes, init_weights
-from ._scorer import SCORES, Scorer, feature_error_scale
+from ._scorer import SCORES, Scorer, combine_scores, feature_error_scale
 from .defaults import DEFAULTS
 from .model_file import MODEL_KIND, ModelConfig
 from .preprocessing import NUMERIC_SCALINGS, TabularPreprocessor
+from .threads import one_blas_thread
 
 __all__ = ["GANomalyDetector"]
 # Without a target_fpr, contamination="auto" flags this share of held-out normals.
@@ -465,11 +466,13 @@ default="standard_log"
         self.generator_ = generator.eval()
         self.discriminator_ = discriminator.eval()
         self.device_ = str(device)
-        self._calibrate(encoded, self.preprocessor_.transform(X_val), held_out, rngs)
+        encoded_val = self.preprocessor_.transform(X_val) if held_out else encoded
+        terms = self._calibrate(encoded, encoded_val, held_out, rngs)
         self.metadata_ = {}
 
-        # The threshold, from held-out normal rows scored as every later row is.
-        val_scores = self._scorer().anomaly_score(self.preprocessor_.transform(X_val))
+        # The threshold, from held-out normal rows scored as every later row is
+        # (their terms are the calibration's: the networks run once on them).
+        val_scores = combine_scores(terms, self.score_type, self.calibration_)
         self.validation_anomaly_scores_ = np.sort(val_scores)
         if self.target_fpr is not None:
             threshold = np.quantile(val_scores, 1 - self.target_fpr)
@@ -487,9 +490,10 @@ default="standard_log"
 
     def _calibrate(
         self, encoded: np.ndarray, encoded_val: np.ndarray, held_out: bool, rngs
-    ) -> None:
+    ) -> dict[str, np.ndarray]:
         """Prototypes from the training rows' codes; the units of the errors and
-        the medians of the score terms from the held-out normal rows."""
+        the medians of the score terms from the held-out normal rows, whose terms
+        it returns (:meth:`Scorer.errors`)."""
         from sklearn.cluster import KMeans
 
         members = int(self.n_members)
@@ -530,12 +534,15 @@ default="standard_log"
         self.threshold_ = np.inf
         self._scorers = {}
         # Both terms, whatever score_type: a model file holds every calibration.
-        _, terms = self._scorer(score_type="combined").errors(encoded_val)
+        # (One BLAS thread, as every later scoring of these rows.)
+        with one_blas_thread():
+            _, terms = self._scorer(score_type="combined").errors(encoded_val)
         self.calibration_ = {
             name: [_positive(v) for v in np.median(values, axis=0)]
             for name, values in terms.items()
         }
         self._scorers = {}  # the neutral one is not this model
+        return terms
 
     @torch.no_grad()
     def _codes(self, encoded: np.ndarray) -> np.ndarray:
