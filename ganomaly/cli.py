@@ -219,12 +219,10 @@ def _load_scorer(path: str, device: str, precision: str):
     """The model as a numpy Scorer (on the CPU: no torch import) or a detector."""
     from gancore.io import ModelFileError
 
-    from .scoring import as_scorer
+    from .scoring import model_for_device
 
-    if device != "cpu":
-        return _load_detector(path, device)
     try:
-        return as_scorer(path, precision)
+        return model_for_device(path, device, precision)
     except ModelFileError as exc:
         raise CliError(str(exc)) from exc
 

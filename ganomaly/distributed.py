@@ -53,7 +53,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,7 @@ from .scoring import (
     ScoringSummary,
     as_scorer,
     default_rejects_path,
+    model_for_device,
     score_batch,
     score_file,
 )
@@ -129,7 +130,7 @@ def _model_file(data: bytes) -> Iterator[Path]:
 def scoring_model(data: bytes, device: str = "cpu", precision: str = "auto") -> Any:
     """What scores on ``device``, from model-file bytes, once per process: the numpy
     :class:`~ganomaly.Scorer` on the CPU (no torch), else the detector on its
-    device.  The one choice of inference path for a worker and for a local run.
+    device (:func:`ganomaly.scoring.model_for_device`, which the CLI uses too).
 
     Parameters
     ----------
@@ -144,21 +145,25 @@ def scoring_model(data: bytes, device: str = "cpu", precision: str = "auto") -> 
     gancore.ModelFileError
         The bytes are not a GANomalyDetector model file.
     """
-    if device != "cpu":
-        return load_detector(data, device)
-    key = hashlib.sha256(data).hexdigest() + "|cpu|" + precision
-    scorer = _LOADED.get(key)
-    if scorer is None:
+    return _loaded(
+        data,
+        f"scoring|{device}|{precision}",
+        lambda path: model_for_device(path, device, precision),
+    )
+
+
+def _loaded(data: bytes, what: str, load: Callable[[Path], Any]) -> Any:
+    """``load`` of the model file holding ``data``, kept per process (the last
+    ``_MAX_LOADED``) under the bytes' digest and ``what``."""
+    key = f"{hashlib.sha256(data).hexdigest()}|{what}"
+    model = _LOADED.get(key)
+    if model is None:
         with _model_file(data) as path:
-            scorer = as_scorer(path, precision)
-        _remember(key, scorer)
-    return scorer
-
-
-def _remember(key: str, model: Any) -> None:
-    if len(_LOADED) >= _MAX_LOADED:
-        _LOADED.pop(next(iter(_LOADED)))
-    _LOADED[key] = model
+            model = load(path)
+        if len(_LOADED) >= _MAX_LOADED:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = model
+    return model
 
 
 def load_detector(data: bytes, device: str = "cpu") -> Any:
@@ -184,13 +189,11 @@ def load_detector(data: bytes, device: str = "cpu") -> Any:
     """
     from ._detector import GANomalyDetector
 
-    key = hashlib.sha256(data).hexdigest() + "|" + device
-    detector = _LOADED.get(key)
-    if detector is None:
-        with _model_file(data) as path:
-            detector = GANomalyDetector.load(path, device=device)
-        _remember(key, detector)
-    return detector
+    return _loaded(
+        data,
+        f"detector|{device}",
+        lambda path: GANomalyDetector.load(path, device=device),
+    )
 
 
 _MALLOC_TUNED = False

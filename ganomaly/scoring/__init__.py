@@ -72,12 +72,32 @@ __all__ = [
     "check_unique_columns",
     "default_rejects_path",
     "load_scorer",
+    "model_for_device",
     "read_table_header",
     "score_batch",
     "score_file",
     "score_labelled",
 ]
 PRECISIONS = ("auto", "float32", "float64")
+
+
+def model_for_device(
+    path: str | Path, device: str = "cpu", precision: str = "auto"
+) -> Any:
+    """What scores a model file on ``device``: the numpy :class:`Scorer` on the
+    CPU (no torch import), else the GANomalyDetector on that device.  The one
+    choice of inference path, for the CLI and for Dask workers.
+
+    Raises
+    ------
+    gancore.ModelFileError
+        Not a GANomalyDetector model file.
+    """
+    if device == "cpu":
+        return as_scorer(path, precision)
+    from .._detector import GANomalyDetector
+
+    return GANomalyDetector.load(path, device=device)
 
 
 def as_scorer(model: Any, precision: str = "auto") -> Scorer:
