@@ -684,10 +684,10 @@ def _parser() -> argparse.ArgumentParser:
         "--precision",
         choices=["auto", "float32", "float64"],
         default="auto",
-        help="of the networks (float64: the estimator's scores; float32: 6-27%% "
-        "less CPU time, scores within ~1e-4 relative of those; auto, the "
-        "default: float32 where this BLAS gives a row the same float32 score "
-        "wherever it is in a block, float64 elsewhere)",
+        help="of the networks (float64: the estimator's scores; float32: less "
+        "CPU time, scores within ~1e-4 relative of those; auto, the default: "
+        "float32 where this BLAS gives a row the same float32 score wherever it "
+        "is in a block, float64 elsewhere)",
     )
     score.add_argument(
         "--threads",

@@ -109,7 +109,7 @@ def as_scorer(model: Any, precision: str = "auto") -> Scorer:
     precision : {"auto", "float32", "float64"}, default="auto"
         Of the networks' matrix products (ignored for a Scorer).  ``"float64"``:
         the scores of :meth:`GANomalyDetector.anomaly_score`.  ``"float32"``: the
-        networks in half the time (a CSV run in 6-27 % less CPU time), for scores
+        networks in less time (benchmarks/RESULTS.md), for scores
         within about 1e-4 relative of those.  Either way a row's score does
         not depend on the rows around it: for float32, where the BLAS at hand
         allows it (``Scorer.position_free``, checked on loading; a warning says
