@@ -597,7 +597,7 @@ def _score_partition(
     pre = scorer.preprocessor_
     needed = list(pre.input_columns_)
     numeric = [s["name"] for s in pre.specs_ if s["kind"] == "numeric"]
-    missing_is_bad = numeric if pre.missing == "error" else []
+    missing_is_bad = needed if pre.missing == "error" else []
     schema = output_schema(id_col, top_k, len(pre.input_columns_))
     if len(partition) == 0:
         return schema.empty_table().to_pandas().set_index(partition.index[:0])

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .values import BOOLEAN_WORDS, MISSING_REFUSED, not_a_number, number_faults
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -172,10 +174,6 @@ def _series(values: Any) -> pd.Series:
     return pd.Series(values)
 
 
-# Words read as numbers in a number column: how pandas writes booleans, in any case.
-BOOLEAN_WORDS = {"true": 1.0, "false": 0.0}
-
-
 def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
     """Float values of a column, NaN for missing; clear error for non-numbers.
     Booleans are numbers (True 1, False 0), as words too (see BOOLEAN_WORDS)."""
@@ -193,7 +191,7 @@ def _numeric_values(series: pd.Series | np.ndarray, name: str) -> np.ndarray:
     if bad.any():
         row = _first_bad(bad)
         raise InputDataError(
-            f"column {name!r}, row {row}: expected a number, got {series.iloc[row]!r}",
+            f"column {name!r}, row {row}: {not_a_number(series.iloc[row])}",
             column=name,
             row=row,
         )
@@ -461,32 +459,24 @@ default="standard_log"
         spec.update(scaling="robust", center=median, scale=scale)
         return spec
 
+    def _check_numeric(self, name: str, values: np.ndarray) -> np.ndarray:
+        """The missing-value mask of a numeric column (NaN); an error for the first
+        bad cell by the rules of :mod:`ganomaly.values` (the scorer's too)."""
+        faults = number_faults(values, None, self.missing == "error")
+        if faults:
+            row, reason = min(faults)
+            raise InputDataError(
+                f"column {name!r}, row {row}: {reason}", column=name, row=row
+            )
+        return np.isnan(values)
+
     def _check_missing(self, name: str, series: pd.Series) -> np.ndarray:
         """The column's missing-value mask; an error under ``missing="error"``."""
-        return self._checked_mask(name, series.isna().to_numpy())
-
-    def _check_numeric(self, name: str, values: np.ndarray) -> np.ndarray:
-        """The missing-value mask of a numeric column; an error for an infinite
-        value, and for a missing one under ``missing="error"``."""
-        if np.isfinite(values).all():  # the usual case, in one pass
-            return np.zeros(values.shape, dtype=bool)
-        infinite = np.isinf(values)
-        if infinite.any():
-            row = _first_bad(infinite)
-            raise InputDataError(
-                f"column {name!r}, row {row}: infinite value {values[row]}; expected a "
-                "finite number (leave the field empty for a missing value)",
-                column=name,
-                row=row,
-            )
-        return self._checked_mask(name, np.isnan(values))
-
-    def _checked_mask(self, name: str, missing: np.ndarray) -> np.ndarray:
+        missing = series.isna().to_numpy()
         if missing.any() and self.missing == "error":
             row = _first_bad(missing)
             raise InputDataError(
-                f"column {name!r}, row {row}: missing value, and the missing-value "
-                "policy is 'error'",
+                f"column {name!r}, row {row}: {MISSING_REFUSED}",
                 column=name,
                 row=row,
             )

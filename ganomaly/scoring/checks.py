@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..labels import LabelRule
-from ..preprocessing import BOOLEAN_WORDS
+from ..values import BOOLEAN_WORDS, MISSING_REFUSED, not_a_number, number_faults
 from .arrow import (
     as_float,
     bool_values,
@@ -128,11 +128,14 @@ def validate_batch(
     dirty: set[str] | None = None,
     booleans: Sequence[str] | set[str] = (),
 ) -> tuple[dict[str, np.ndarray], list[tuple[int, str, str]]]:
-    """Float values of numeric columns and the bad cells ``(index, column, reason)``.
+    """Float values of numeric columns and the bad cells ``(index, column, reason)``,
+    by the rules of :mod:`ganomaly.values` (the estimator's too).
 
-    ``dirty``: the number columns read as text whose last block held values that
-    are not numbers (updated here), for :func:`_text_numbers`.  ``booleans``: the
-    number columns fitted on booleans, for the messages.
+    ``missing_is_bad``: the columns, of any kind, where a missing value is refused
+    (all of the model's under its ``missing="error"`` policy).  ``dirty``: the
+    number columns read as text whose last block held values that are not
+    numbers (updated here), for :func:`_text_numbers`.  ``booleans``: the number
+    columns fitted on booleans, for the messages.
     """
     values: dict[str, np.ndarray] = {}
     bad: list[tuple[int, str, str]] = []
@@ -155,9 +158,9 @@ def validate_batch(
                 (dirty.add if not_numbers.size else dirty.discard)(name)
             null |= blank
             shown = take_rows(column, not_numbers).to_pylist()
-            wanted = "true/false or a number" if name in booleans else "a number"
+            boolean = name in booleans
             for index, value in zip(not_numbers.tolist(), shown, strict=True):
-                bad.append((index, name, f"expected {wanted}, got {value!r}"))
+                bad.append((index, name, not_a_number(value, boolean)))
             array[not_numbers] = 0.0
         elif numbers:
             array = float_values(column)  # any value under a null is masked below
@@ -171,20 +174,14 @@ def validate_batch(
             raise BadInputError(
                 f"column {name!r} has type {column.type}; expected numbers"
             )
-        # (Booleans are NaN only where null.)
-        for index in np.flatnonzero(np.isnan(array) & ~null):
-            reason = "NaN is not a value; leave the field empty if missing"
-            bad.append((int(index), name, reason))
-        infinite = np.isinf(array)
-        for index in np.flatnonzero(infinite):
-            bad.append((int(index), name, f"infinite value {array[index]}"))
-        if name in missing_is_bad:
-            for index in np.flatnonzero(null):
-                bad.append(
-                    (int(index), name, "missing value (the model's policy is 'error')")
-                )
-        array = np.where(null, np.nan, array)
-        values[name] = array
+        refuse_missing = name in missing_is_bad
+        for index, reason in number_faults(array, null, refuse_missing):
+            bad.append((index, name, reason))
+        values[name] = np.where(null, np.nan, array)
+    for name in missing_is_bad:  # the columns of categories
+        if name not in values and name not in numeric:
+            for index in np.flatnonzero(null_mask(batch.column(name))):
+                bad.append((int(index), name, MISSING_REFUSED))
     return values, bad
 
 
@@ -339,7 +336,7 @@ def decode_bytes(
 
 def _boolean_words_as_numbers(text: pa.Array) -> pa.Array:
     """``text`` with the boolean words (true, false, in any case) as "1" and "0":
-    numbers, as the pandas path reads them (``preprocessing.BOOLEAN_WORDS``)."""
+    numbers, as :data:`ganomaly.values.BOOLEAN_WORDS` says."""
     import pyarrow.compute as pc
 
     # (Options, not scalars: a scalar made from a Python string imports pandas.)

@@ -206,7 +206,7 @@ def open_job(
         path,
         needed=needed,
         numeric=numeric,
-        missing_is_bad=numeric if pre.missing == "error" else [],
+        missing_is_bad=needed if pre.missing == "error" else [],
         booleans=booleans,
         id_col=id_col,
         on_bad_rows=on_bad_rows,
@@ -231,7 +231,8 @@ class Job:
     numeric : list of str
         Those of ``needed`` read as numbers; the others as text.
     missing_is_bad : list of str, default=()
-        Numeric columns in which an empty value is a bad row.
+        The columns in which an empty value is a bad row (all of ``needed``
+        under the model's ``missing="error"`` policy).
     id_col : str, optional
     on_bad_rows : {"error", "skip"}, default="error"
     top_k : int, default=3
