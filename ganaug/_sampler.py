@@ -5,15 +5,21 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import torch
 from imblearn.over_sampling.base import BaseOverSampler
-from imblearn.utils import check_target_type
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
+
+from ._images import (
+    PAD_MULTIPLE,
+    ImageSampler,
+    as_python,
+    balanced_rows,
+    hidden_dims,
+)
 
 __all__ = ["GANAugmenter"]
 
@@ -52,38 +58,10 @@ _TRAINING_PARAMS = frozenset(
 )
 
 
-# gancore's convolutional nets take sides that are multiples of 4: images are padded
-# to them before training (gancore.pad_to_multiple) and cropped back after generation.
-_PAD_MULTIPLE = 4
 _CONV_ARCHITECTURES = frozenset({"dcgan", "resnet"})
 
 
-def _train_shape(image_shape: tuple[int, int, int] | None) -> tuple | None:
-    """The shape the DCGAN nets work in: ``image_shape`` with height and width
-    padded up to multiples of :data:`_PAD_MULTIPLE` (None for flat data)."""
-    if image_shape is None:
-        return None
-    channels, *sides = image_shape
-    return (channels, *(-(-side // _PAD_MULTIPLE) * _PAD_MULTIPLE for side in sides))
-
-
-def _saved_random_state(random_state) -> int | None:
-    """``random_state`` as a model file keeps it: an int, from which
-    :meth:`GANAugmenter.sample` restarts its stream after loading; None for None
-    or a RandomState (whose position a JSON configuration cannot hold)."""
-    if isinstance(random_state, numbers.Integral) and not isinstance(
-        random_state, bool
-    ):
-        return int(random_state)
-    return None
-
-
-def _hidden_dims(n_features: int) -> tuple[int, int]:
-    width = int(min(512, max(64, 2 ** math.ceil(math.log2(max(n_features, 2))))))
-    return (width, width)
-
-
-class GANAugmenter(BaseOverSampler):
+class GANAugmenter(ImageSampler):
     """Over-sample image classes with a class-conditional GAN.
 
     ``fit_resample(X, y)`` trains a GAN on the images and returns the originals
@@ -308,76 +286,8 @@ class GANAugmenter(BaseOverSampler):
         self.verbose = verbose
         self.checkpoint_path = checkpoint_path
 
-    # ------------------------------------------------------------ validation
-
-    def _check_X_y(self, X, y, accept_sparse=None):
-        """Accept (n, H, W) and (n, C, H, W) images besides 2-D arrays.
-
-        Images are flattened for scikit-learn's validation and the layout is
-        remembered, so that ``_fit_resample`` can give its output the input's
-        layout.
-        """
-        y, binarize_y = check_target_type(y, indicate_one_vs_all=True)
-        self._input_layout = None
-        if not hasattr(X, "columns") and np.ndim(X) > 2:
-            X = check_array(X, allow_nd=True, dtype="numeric", input_name="X")
-            if X.ndim > 4:
-                raise ValueError(
-                    f"X must be (n, H, W), (n, C, H, W) or (n, features); got {X.shape}"
-                )
-            self._input_layout = X.shape[1:]
-            X = X.reshape(len(X), -1)
-        X, y = validate_data(self, X=X, y=y, reset=True, accept_sparse=False)
-        return X, y, binarize_y
-
-    def _resolve_image_shape(self, n_features: int) -> tuple[int, int, int] | None:
-        if self._input_layout is not None:
-            layout = tuple(int(s) for s in self._input_layout)
-            shape = (1, *layout) if len(layout) == 2 else layout
-            if self.image_shape is not None and tuple(self.image_shape) != shape:
-                raise ValueError(
-                    f"image_shape={tuple(self.image_shape)} does not match the "
-                    f"images' shape {shape}"
-                )
-            return shape
-        if self.image_shape is not None:
-            shape = tuple(int(s) for s in self.image_shape)
-            if len(shape) != 3 or math.prod(shape) != n_features:
-                raise ValueError(
-                    f"image_shape must be (C, H, W) with C*H*W = {n_features} "
-                    f"features, got {tuple(self.image_shape)}"
-                )
-            return shape
-        side = math.isqrt(n_features)
-        if side * side == n_features and side >= 4:
-            return (1, side, side)
-        if self.architecture in _CONV_ARCHITECTURES:
-            raise ValueError(
-                f"X has {n_features} features, not a square image: pass "
-                "image_shape=(C, H, W) or use architecture='mlp'"
-            )
-        return None
-
-    # --------------------------------------------------------------- scaling
-
-    def _to_unit(self, X: np.ndarray) -> np.ndarray:
-        low, high = self.data_range_
-        span = high - low if high > low else 1.0
-        return ((X.astype(np.float64) - low) / span * 2.0 - 1.0).astype(np.float32)
-
-    def _from_unit(self, Z: np.ndarray) -> np.ndarray:
-        low, high = self.data_range_
-        span = high - low if high > low else 1.0
-        values = (np.clip(Z.astype(np.float64), -1.0, 1.0) + 1.0) / 2.0 * span + low
-        dtype = np.dtype(self.dtype_)
-        if dtype.kind in "iu":
-            values = np.clip(np.rint(values), low, high)
-        return values.astype(dtype)
-
-    def _layout(self, flat: np.ndarray) -> np.ndarray:
-        if self._input_layout is None:
-            return flat
-        return flat.reshape(len(flat), *self._input_layout)
+    def _images_required(self) -> bool:
+        return self.architecture in _CONV_ARCHITECTURES
 
     # --------------------------------------------------------------- networks
 
@@ -416,7 +326,7 @@ class GANAugmenter(BaseOverSampler):
                 normalization=None,
             )
         else:
-            hidden = _hidden_dims(self.n_features_in_)
+            hidden = hidden_dims(self.n_features_in_)
             generator = MLPGenerator(
                 self.latent_dim,
                 self.n_features_in_,
@@ -435,7 +345,7 @@ class GANAugmenter(BaseOverSampler):
 
         tensor = torch.from_numpy(np.ascontiguousarray(X_unit))
         if self.architecture in _CONV_ARCHITECTURES:
-            tensor = pad_to_multiple(tensor.view(-1, *self.image_shape_), _PAD_MULTIPLE)
+            tensor = pad_to_multiple(tensor.view(-1, *self.image_shape_), PAD_MULTIPLE)
         return tensor
 
     def _augment_fn(self, n_rows: int, n_images_seen: int):
@@ -539,68 +449,19 @@ class GANAugmenter(BaseOverSampler):
             rngs=rngs,
             verbose=bool(self.verbose),
             desc=desc,
-            **self._checkpointing(data, part),
+            **self._checkpointing(data, _MODEL_KIND, part, _TRAINING_PARAMS),
         )
         final = ema.module if ema is not None else generator
         return final.to("cpu").eval(), history
-
-    def _checkpointing(self, data: list[torch.Tensor], part: str) -> dict:
-        """train_gan's checkpoint options; the meta pins the data and options."""
-        import hashlib
-
-        if self.checkpoint_path is None:
-            return {}
-        digest = hashlib.sha256()
-        for tensor in data:
-            digest.update(tensor.contiguous().numpy().tobytes())
-        meta = {
-            "kind": "ganaug.GANAugmenter" + part,
-            "data_sha256": digest.hexdigest(),
-            "shape": [int(n) for n in data[0].shape],
-            # Only the options that shape training: a checkpoint of a finished
-            # training run can then be resumed with other sampling options.
-            "options": repr(
-                sorted(
-                    (k, v)
-                    for k, v in self.get_params().items()
-                    if k in _TRAINING_PARAMS
-                )
-            ),
-        }
-        return {
-            "checkpoint_path": f"{self.checkpoint_path}{part}",
-            "checkpoint_every": 1,
-            "resume": True,
-            "checkpoint_meta": meta,
-        }
 
     # ------------------------------------------------------------- resampling
 
     def _fit_resample(self, X, y):
         from gancore import make_rngs, resolve_device
 
-        n_rows, n_features = X.shape
-        self.image_shape_ = self._resolve_image_shape(n_features)
-        self.train_shape_ = _train_shape(self.image_shape_)
-        self.dtype_ = str(X.dtype)
-        self.input_layout_ = self._input_layout
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        self.data_range_ = (float(np.min(X)), float(np.max(X)))
-        counts = Counter(y.tolist())
-        n_balance = {
-            label: int(self.sampling_strategy_.get(label, 0)) for label in counts
-        }
-        n_extra = {
-            label: int(round(self.augment_ratio * (counts[label] + n_balance[label])))
-            for label in counts
-        }
-        if self.rebalance == "duplicate":
-            n_new = n_extra
-            self.n_duplicated_ = n_balance
-        else:
-            n_new = {label: n_balance[label] + n_extra[label] for label in counts}
-            self.n_duplicated_ = {label: 0 for label in counts}
-        self.n_synthetic_ = n_new
+        n_rows = len(X)
+        encoded = self._learn_data(X, y)
+        n_new = self._plan_counts(y)
 
         device = resolve_device(self.device)
         rngs = make_rngs(self.random_state, device)
@@ -609,7 +470,7 @@ class GANAugmenter(BaseOverSampler):
         if self.conditional:
             rows = np.arange(n_rows)
             if self.balance_classes:
-                rows = self._balanced_rows(encoded, rngs.numpy)
+                rows = balanced_rows(encoded, rngs.numpy)
                 self.n_epochs_ = self._resolve_n_epochs(len(rows))
             generator, history = self._train_one(
                 X_unit[rows],
@@ -623,7 +484,7 @@ class GANAugmenter(BaseOverSampler):
         else:
             self.generator_, self.history_ = {}, {}
             for index, label in enumerate(self.classes_):
-                if n_new.get(label.item() if hasattr(label, "item") else label, 0) == 0:
+                if n_new.get(as_python(label), 0) == 0:
                     continue
                 rows = encoded == index
                 if rows.sum() < 2:
@@ -641,9 +502,7 @@ class GANAugmenter(BaseOverSampler):
                     part=f".class{index}",
                 )
                 self.generator_[index] = generator
-                self.history_[label.item() if hasattr(label, "item") else label] = (
-                    history
-                )
+                self.history_[as_python(label)] = history
         labels = np.concatenate(
             [np.full(count, label, dtype=y.dtype) for label, count in n_new.items()]
             or [np.empty(0, dtype=y.dtype)]
@@ -652,35 +511,13 @@ class GANAugmenter(BaseOverSampler):
         if self.filter_synthetic:
             self.judge_ = self._train_judge(X_unit, encoded, rngs)
         X_synthetic, self.filter_acceptance_ = self._synthesise(labels, rngs.torch_cpu)
-        # sample() continues this stream; a state tensor (unlike a Generator)
-        # keeps the fitted sampler picklable.
-        self._sample_state = rngs.torch_cpu.get_state()
+        self._keep_stream(rngs.torch_cpu, None)  # sample() continues this stream
         duplicated = self._duplicate_rows(y, rngs.numpy)
         X_resampled = np.concatenate(
             [X, X[duplicated], X_synthetic.astype(X.dtype)], axis=0
         )
         y_resampled = np.concatenate([y, y[duplicated], labels])
         return self._layout(X_resampled), y_resampled
-
-    @staticmethod
-    def _balanced_rows(encoded: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Rows of a class-balanced training set: every class's rows, topped up
-        with random repeats to the largest class's count."""
-        counts = np.bincount(encoded)
-        rows = []
-        for code, count in enumerate(counts):
-            own = np.flatnonzero(encoded == code)
-            rows += [own, rng.choice(own, counts.max() - count, replace=True)]
-        return np.concatenate(rows)
-
-    def _duplicate_rows(self, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Rows of real samples to copy, drawn with replacement within each class."""
-        rows = [
-            rng.choice(np.flatnonzero(y == label), count, replace=True)
-            for label, count in self.n_duplicated_.items()
-            if count
-        ]
-        return np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
 
     # ---------------------------------------------------------------- filtering
 
@@ -733,9 +570,7 @@ class GANAugmenter(BaseOverSampler):
                 fill = np.concatenate(rejected)[order[: len(rows) - len(chosen)]]
                 chosen = np.concatenate([chosen, fill])
             out[rows] = chosen
-            acceptance[label.item() if hasattr(label, "item") else label] = (
-                n_kept / n_drawn
-            )
+            acceptance[as_python(label)] = n_kept / n_drawn
         return out, acceptance
 
     def _unit_images(self, flat: np.ndarray) -> np.ndarray:
@@ -798,37 +633,8 @@ class GANAugmenter(BaseOverSampler):
             Their labels.
         """
         check_is_fitted(self, "generator_")
-        if not isinstance(n_samples, numbers.Integral) or n_samples < 0:
-            raise ValueError(f"n_samples must be a non-negative int, got {n_samples!r}")
-        from gancore import make_rngs
-
-        continue_stream = random_state is None
-        if continue_stream:
-            rng = torch.Generator()
-            state = getattr(self, "_sample_state", None)
-            if state is not None:
-                rng.set_state(state)
-            else:  # loaded from a file: start the stream from random_state
-                rng = make_rngs(self.random_state).torch_cpu
-        else:
-            rng = make_rngs(random_state).torch_cpu
-        if y is None:
-            numpy_rng = np.random.default_rng(
-                int(torch.randint(0, 2**62, (1,), generator=rng))
-            )
-            labels = self.classes_[numpy_rng.integers(0, len(self.classes_), n_samples)]
-        elif np.ndim(y) == 0:
-            labels = np.full(n_samples, y, dtype=self.classes_.dtype)
-        else:
-            labels = np.asarray(y)
-            if len(labels) != n_samples:
-                raise ValueError(f"y has {len(labels)} labels for {n_samples} samples")
-        unknown = sorted(set(np.unique(labels).tolist()) - set(self.classes_.tolist()))
-        if unknown:
-            raise ValueError(
-                f"unknown class(es) {unknown}; the sampler knows "
-                f"{self.classes_.tolist()}"
-            )
+        rng = self._sample_rng(random_state)
+        labels = self._wanted_labels(n_samples, y, rng)
         if not self.conditional:
             trained = {self.classes_[i].item() for i in self.generator_}
             missing = sorted(set(np.unique(labels).tolist()) - trained)
@@ -837,10 +643,8 @@ class GANAugmenter(BaseOverSampler):
                     f"no generator for class(es) {missing}: with conditional=False "
                     "only classes that were over-sampled get one"
                 )
-        labels = labels.astype(self.classes_.dtype)
         X = self._layout(self._synthesise(labels, rng)[0])
-        if continue_stream:
-            self._sample_state = rng.get_state()
+        self._keep_stream(rng, random_state)
         return X, labels
 
     # ------------------------------------------------------------ persistence
@@ -895,23 +699,9 @@ class GANAugmenter(BaseOverSampler):
         judge = getattr(self, "judge_", None)
         if judge is not None:  # so that a loaded sampler filters as this one does
             tensors.update(module_tensors("judge", judge.network_))
-        classes = self.classes_.tolist()
         config = {
-            "params": {
-                **{
-                    key: value
-                    for key, value in self.get_params().items()
-                    if key not in ("random_state", "sampling_strategy", "image_shape")
-                },
-                "random_state": _saved_random_state(self.random_state),
-            },
-            "image_shape": list(self.image_shape_) if self.image_shape_ else None,
-            "input_layout": list(self.input_layout_) if self.input_layout_ else None,
-            "dtype": self.dtype_,
-            "classes": classes,
-            "classes_dtype": str(self.classes_.dtype),
-            "data_range": list(self.data_range_),
-            "n_features_in": int(self.n_features_in_),
+            "params": self._params_config(),
+            **self._data_config(),
             "trained_classes": sorted(int(i) for i in self.generator_)
             if not self.conditional
             else None,
@@ -940,20 +730,7 @@ class GANAugmenter(BaseOverSampler):
         tensors, config = load_model(Path(path), kind=_MODEL_KIND)
         try:
             sampler = cls(**config["params"])
-            sampler.image_shape_ = (
-                tuple(config["image_shape"]) if config["image_shape"] else None
-            )
-            sampler.train_shape_ = _train_shape(sampler.image_shape_)
-            layout = config["input_layout"]
-            sampler._input_layout = sampler.input_layout_ = (
-                tuple(layout) if layout else None
-            )
-            sampler.dtype_ = config["dtype"]
-            sampler.classes_ = np.asarray(
-                config["classes"], dtype=config["classes_dtype"]
-            )
-            sampler.data_range_ = tuple(config["data_range"])
-            sampler.n_features_in_ = int(config["n_features_in"])
+            sampler._restore_data(config)
             n_classes = len(sampler.classes_)
             if sampler.conditional:
                 net, _ = sampler._build_networks(n_classes)
@@ -980,10 +757,3 @@ class GANAugmenter(BaseOverSampler):
                 f"{path}: the GANAugmenter model is inconsistent ({err})"
             ) from err
         return sampler
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
-        tags.input_tags.allow_nan = False
-        tags.non_deterministic = self.random_state is None
-        return tags

@@ -1,7 +1,8 @@
 """gancore: the GAN machinery shared by ganaug and ganomaly.
 
 Networks (:mod:`gancore.nets`: MLP and DCGAN; :mod:`gancore.resnets`: residual
-nets for real images), adversarial losses and R1 (:mod:`gancore.losses`),
+nets for real images; :mod:`gancore.translation`: StarGAN's class-to-class
+translation), adversarial losses and R1 (:mod:`gancore.losses`),
 DiffAugment and adaptive augmentation (:mod:`gancore.diffaugment`), EMA, one
 training loop (:mod:`gancore.train`), device and RNG handling
 (:mod:`gancore.device`), safe model files (:mod:`gancore.io`) and the rules for
@@ -69,6 +70,14 @@ _EXPORTS = {
         "load_checkpoint",
         "train_gan",
     ],
+    "translation": [
+        "MLPTranslationDiscriminator",
+        "MLPTranslationGenerator",
+        "TranslationDiscriminator",
+        "TranslationGenerator",
+        "other_classes",
+        "translation_steps",
+    ],
 }
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -125,6 +134,14 @@ if TYPE_CHECKING:  # static analysers see the eager imports
         adversarial_steps,
         load_checkpoint,
         train_gan,
+    )
+    from .translation import (  # noqa: F401
+        MLPTranslationDiscriminator,
+        MLPTranslationGenerator,
+        TranslationDiscriminator,
+        TranslationGenerator,
+        other_classes,
+        translation_steps,
     )
 
 
