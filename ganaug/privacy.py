@@ -521,6 +521,9 @@ class MemorizationReport:
         The same in the feature space of ``feature_fn`` when it was given.
     figure_path : Path or None
         The PNG of the closest synthetic/training pairs, when written.
+    source_similarity : ndarray of shape (n_synthetic,) or None
+        For translated images (``sources`` given): the pixel Pearson correlation
+        of each with the real image it was translated from.
     """
 
     synthetic_distance: np.ndarray
@@ -534,6 +537,7 @@ class MemorizationReport:
     feature_threshold: float | None = None
     feature_flagged: np.ndarray | None = None
     figure_path: Path | None = field(default=None)
+    source_similarity: np.ndarray | None = None
 
     @property
     def n_flagged(self) -> int:
@@ -569,6 +573,14 @@ class MemorizationReport:
             lines.append(
                 f"  in classifier features: {int(self.feature_flagged.sum())} flagged "
                 f"({100 * float(self.feature_flagged.mean()):.1f}%)"
+            )
+        if self.source_similarity is not None:
+            median = float(np.median(self.source_similarity))
+            lines.append(
+                "  translated images: median correlation with their own source "
+                f"{median:.3f} (a held-out image with its nearest training image: "
+                f"{1 - float(np.median(self.holdout_distance)):.3f}); each is "
+                "derived from one real patient's image and stays close to it"
             )
         if self.figure_path is not None:
             lines.append(f"  closest pairs for visual audit: {self.figure_path}")
@@ -654,6 +666,7 @@ def memorization_report(
     n_pairs: int = 8,
     train_names: Sequence[str] | None = None,
     identifiers: IdentifierSet | None = None,
+    sources: np.ndarray | None = None,
 ) -> MemorizationReport:
     """Flag synthetic images that are closer to a training image than new patients are.
 
@@ -680,6 +693,9 @@ def memorization_report(
         (:func:`identifying_reason`, with ``identifiers``) is shown as its index.
     identifiers : IdentifierSet, optional
         Identifying values of the training images' headers.
+    sources : array of shape (n_synthetic, ...), optional
+        For translated images (:class:`ganaug.GANTranslator`): the real image
+        each was made from, in order; adds ``source_similarity``.
 
     Returns
     -------
@@ -717,6 +733,14 @@ def memorization_report(
         flagged=synthetic_distance < threshold,
         percentile=percentile,
     )
+    if sources is not None:
+        if len(sources) != len(synthetic):
+            raise ValueError(
+                f"{len(sources)} sources for {len(synthetic)} synthetic images"
+            )
+        report.source_similarity = np.sum(
+            _standardize(synthetic) * _standardize(sources), axis=1
+        )
     if feature_fn is not None:
         train_features = np.asarray(feature_fn(train))
         feature_correlation, _ = nearest_correlation(

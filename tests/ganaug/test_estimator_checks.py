@@ -1,8 +1,8 @@
-"""imbalanced-learn's and scikit-learn's own estimator checks on GANAugmenter.
+"""imbalanced-learn's and scikit-learn's own estimator checks on both samplers.
 
 Every check we do not pass is listed in EXPECTED_FAILURES with its reason; the
-checks run on tabular data (make_classification), so they use the MLP
-architecture and one short epoch.
+checks run on tabular data (make_classification), so they use MLPs and one
+short epoch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks as sklearn_parametrize_with_checks,
 )
 
-from ganaug import GANAugmenter
+from ganaug import GANAugmenter, GANTranslator
 
 # The one place where checks we cannot pass are listed, with the reason.
 EXPECTED_FAILURES = {
@@ -33,7 +33,8 @@ ESTIMATORS = [
         latent_dim=8,
         device="cpu",
         random_state=0,
-    )
+    ),
+    GANTranslator(n_epochs=1, batch_size=256, device="cpu", random_state=0),
 ]
 
 
