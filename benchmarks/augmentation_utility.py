@@ -27,6 +27,11 @@ Arms, each trained with the same classifier for the same number of steps:
 ``ros+classical``  both
 ``gan``            ``GANAugmenter()`` with its defaults (``--gan-param`` to vary)
 ``gan+classical``  the GAN's output, then the classical augmentation
+``translator``     ``GANTranslator()``: the other classes' images translated
+                   into the classes RandomOverSampler would fill
+                   (``--translator-param`` to vary)
+``translator+``    the translator's output, then the classical augmentation
+``classical``
 =================  ===========================================================
 
 The classifier (:class:`SmallCNN`, defined here, no downloaded weights) has a 3x3
@@ -39,7 +44,8 @@ FID / KID / precision / recall / density / coverage per class
 (:mod:`ganaug.quality`, in the features of a
 :class:`ganaug.reference.RealImageClassifier` trained on the training set; the
 synthetic images against the evaluation part, beside the training images
-against it), and the memorisation audit (:func:`ganaug.privacy.memorization_report`).
+against it), and the memorisation audit (:func:`ganaug.privacy.memorization_report`;
+for the translator also each image's similarity to its own source).
 
 GANs are cached: with ``--checkpoint-dir`` each set, seed and GAN training
 configuration keeps its checkpoint, and a finished one is resumed (sampling only,
@@ -75,8 +81,19 @@ from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-ARMS = ("none", "ros", "classical", "ros+classical", "gan", "gan+classical")
+ARMS = (
+    "none",
+    "ros",
+    "classical",
+    "ros+classical",
+    "gan",
+    "gan+classical",
+    "translator",
+    "translator+classical",
+)
 PEER_ARMS = ARMS[:4]
+# The arms of each sampler, its class and its record's key.
+SAMPLERS = {"gan": "GANAugmenter", "translator": "GANTranslator"}
 SPLIT_SEED = 2020
 EVAL_FRACTION = 0.3
 SKIN_DRAW = {
@@ -336,13 +353,105 @@ def _training_tag(params: dict) -> str:
     return hashlib.sha256(json.dumps(training).encode()).hexdigest()[:10]
 
 
-def run(dev: DevSet, seed: int, args) -> dict:
-    from imblearn.over_sampling import RandomOverSampler
-
-    from ganaug import GANAugmenter
+def _resample(kind: str, dev: DevSet, seed: int, x, y, args):
+    """Fit one sampler (``kind`` in :data:`SAMPLERS`) on a training set; its
+    output, its record, and its quality and memorisation figures."""
+    import ganaug
     from ganaug.privacy import memorization_report
     from ganaug.quality import quality_report
     from ganaug.reference import RealImageClassifier
+
+    params = _gan_params(args.gan_param if kind == "gan" else args.translator_param)
+    checkpoint = None
+    if args.checkpoint_dir:
+        args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = (
+            args.checkpoint_dir
+            / f"{dev.name}_seed{seed}_{kind}_{_training_tag(params)}.ckpt"
+        )
+        if kind == "gan":  # the name GAN checkpoints had before the translator
+            checkpoint = checkpoint.with_name(
+                f"{dev.name}_seed{seed}_{_training_tag(params)}.ckpt"
+            )
+    resumed = bool(checkpoint and checkpoint.exists())
+    sampler = getattr(ganaug, SAMPLERS[kind])(
+        **params,
+        random_state=seed,
+        device="cpu",
+        verbose=args.verbose,
+        checkpoint_path=str(checkpoint) if checkpoint else None,
+    )
+    started = time.perf_counter()
+    x_new, y_new = sampler.fit_resample(x, y)
+    seconds = time.perf_counter() - started
+    first = len(x) + sum(sampler.n_duplicated_.values())
+    synthetic, synthetic_y = x_new[first:], y_new[first:]
+    acceptance = getattr(sampler, "filter_acceptance_", None)
+    info = {
+        "params": params,
+        "fit_seconds": seconds,
+        "resumed_from_checkpoint": resumed,
+        "n_epochs": int(sampler.n_epochs_),
+        "n_synthetic": {int(k): int(v) for k, v in sampler.n_synthetic_.items()},
+        "filter_acceptance": (
+            {int(k): float(v) for k, v in acceptance.items()} if acceptance else None
+        ),
+    }
+    print(f"  {dev.name} seed {seed} {kind}: {info}", flush=True)
+    extra = {}
+    suffix = "" if kind == "gan" else f"_{kind}"
+    if not args.no_metrics and len(synthetic):
+        judge = RealImageClassifier(random_state=seed).fit(
+            x.astype(np.float32) / 255.0, y
+        )
+
+        def feature_fn(images):
+            return judge.features(images.astype(np.float32) / 255.0)
+
+        report = quality_report(
+            feature_fn,
+            dev.eval_x,
+            dev.eval_y,
+            synthetic,
+            synthetic_y,
+            x,
+            y,
+            random_state=seed,
+        )
+        extra[f"quality{suffix}"] = report.to_dict()
+        print(report.summary(), flush=True)
+        sources = getattr(sampler, "source_indices_", None)
+        memo = memorization_report(
+            synthetic[:1000],
+            x,
+            dev.eval_x[:1000],
+            feature_fn=feature_fn,
+            sources=x[sources[:1000]] if sources is not None else None,
+        )
+        extra[f"memorization{suffix}"] = {
+            "n_synthetic": int(min(1000, len(synthetic))),
+            "flagged_pixels": int(memo.n_flagged),
+            "flagged_features": int(memo.feature_flagged.sum()),
+            **(
+                {"source_similarity_median": float(np.median(memo.source_similarity))}
+                if memo.source_similarity is not None
+                else {}
+            ),
+        }
+        if args.grid_dir:
+            save_grid(
+                args.grid_dir / f"{args.variant}_{kind}_{dev.name}_seed{seed}.png",
+                x,
+                y,
+                synthetic,
+                synthetic_y,
+                dev.classes,
+            )
+    return (x_new, y_new), info, extra
+
+
+def run(dev: DevSet, seed: int, args) -> dict:
+    from imblearn.over_sampling import RandomOverSampler
 
     x, y = dev.draw(seed)
     n_classes = len(dev.classes)
@@ -362,80 +471,10 @@ def run(dev: DevSet, seed: int, args) -> dict:
     x_ros, y_ros = RandomOverSampler(random_state=seed).fit_resample(flat, y)
     x_ros = x_ros.reshape(-1, *x.shape[1:])
     sets = {"none": (x, y), "ros": (x_ros, y_ros)}
-    gan_arms = [arm for arm in args.arms if arm.startswith("gan")]
-    if gan_arms:
-        params = _gan_params(args.gan_param)
-        checkpoint = None
-        if args.checkpoint_dir:
-            args.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            checkpoint = (
-                args.checkpoint_dir
-                / f"{dev.name}_seed{seed}_{_training_tag(params)}.ckpt"
-            )
-        resumed = bool(checkpoint and checkpoint.exists())
-        sampler = GANAugmenter(
-            **params,
-            random_state=seed,
-            device="cpu",
-            verbose=args.verbose,
-            checkpoint_path=str(checkpoint) if checkpoint else None,
-        )
-        started = time.perf_counter()
-        x_gan, y_gan = sampler.fit_resample(x, y)
-        seconds = time.perf_counter() - started
-        first = len(x) + sum(sampler.n_duplicated_.values())
-        synthetic, synthetic_y = x_gan[first:], y_gan[first:]
-        sets["gan"] = (x_gan, y_gan)
-        record["gan"] = {
-            "params": params,
-            "fit_seconds": seconds,
-            "resumed_from_checkpoint": resumed,
-            "n_epochs": int(sampler.n_epochs_),
-            "n_synthetic": {int(k): int(v) for k, v in sampler.n_synthetic_.items()},
-            "filter_acceptance": (
-                {int(k): float(v) for k, v in sampler.filter_acceptance_.items()}
-                if sampler.filter_acceptance_
-                else None
-            ),
-        }
-        print(f"  {dev.name} seed {seed} GAN: {record['gan']}", flush=True)
-        if not args.no_metrics and len(synthetic):
-            judge = RealImageClassifier(random_state=seed).fit(
-                x.astype(np.float32) / 255.0, y
-            )
-
-            def feature_fn(images):
-                return judge.features(images.astype(np.float32) / 255.0)
-
-            report = quality_report(
-                feature_fn,
-                dev.eval_x,
-                dev.eval_y,
-                synthetic,
-                synthetic_y,
-                x,
-                y,
-                random_state=seed,
-            )
-            record["quality"] = report.to_dict()
-            print(report.summary(), flush=True)
-            memo = memorization_report(
-                synthetic[:1000], x, dev.eval_x[:1000], feature_fn=feature_fn
-            )
-            record["memorization"] = {
-                "n_synthetic": int(min(1000, len(synthetic))),
-                "flagged_pixels": int(memo.n_flagged),
-                "flagged_features": int(memo.feature_flagged.sum()),
-            }
-            if args.grid_dir:
-                save_grid(
-                    args.grid_dir / f"{args.variant}_{dev.name}_seed{seed}.png",
-                    x,
-                    y,
-                    synthetic,
-                    synthetic_y,
-                    dev.classes,
-                )
+    for kind in SAMPLERS:
+        if any(arm.split("+")[0] == kind for arm in args.arms):
+            sets[kind], record[kind], extra = _resample(kind, dev, seed, x, y, args)
+            record.update(extra)
     for arm in args.arms:
         base = arm.replace("classical", "").rstrip("+") or "none"
         images, labels = sets[base]
@@ -499,8 +538,8 @@ def _mean_sd(values) -> str:
 
 
 def summarise(records: list[dict]) -> str:
-    """Markdown tables per set: peers and every GAN variant, mean +- sd over seeds,
-    and each GAN arm's paired difference with its peer."""
+    """Markdown tables per set: peers and every sampler variant, mean +- sd over
+    seeds, and each sampler arm's paired difference with its peer."""
     lines = []
     for name in [s for s in SETS if any(r["set"] == s for r in records)]:
         own = [r for r in records if r["set"] == name]
@@ -510,8 +549,10 @@ def summarise(records: list[dict]) -> str:
             for arm, result in record["arms"].items():
                 key = arm if arm in PEER_ARMS else f"{arm} [{record['variant']}]"
                 rows.setdefault(key, {})[record["seed"]] = result
-            if "gan" in record:
-                extra.setdefault(record["variant"], {})[record["seed"]] = record
+            for kind in SAMPLERS:
+                if kind in record:
+                    key = (kind, record["variant"])
+                    extra.setdefault(key, {})[record["seed"]] = record
         rarest = own[0]["rarest"]
         lines += [
             f"### {name}: train {own[0]['train_counts']}, evaluation "
@@ -532,7 +573,7 @@ def summarise(records: list[dict]) -> str:
                 for metric in ("balanced_accuracy", "auroc", "rarest_recall")
             ]
             paired = ""
-            if key.startswith("gan"):
+            if key.split("+")[0].split(" ")[0] in SAMPLERS:
                 peer = "ros+classical" if "+classical" in key else "ros"
                 common = [s for s in seeds if s in rows.get(peer, {})]
                 if common:
@@ -551,20 +592,21 @@ def summarise(records: list[dict]) -> str:
                 + " | ".join(cells)
                 + f" | {paired} |"
             )
-        for variant, by_seed in sorted(extra.items()):
+        for (kind, variant), by_seed in sorted(extra.items()):
+            suffix = "" if kind == "gan" else f"_{kind}"
             runs = [by_seed[s] for s in sorted(by_seed)]
             fits = [
-                f"{r['gan']['fit_seconds']:.0f}"
-                + ("*" if r["gan"]["resumed_from_checkpoint"] else "")
+                f"{r[kind]['fit_seconds']:.0f}"
+                + ("*" if r[kind]["resumed_from_checkpoint"] else "")
                 for r in runs
             ]
             lines.append("")
             lines.append(
-                f"GAN [{variant}] {runs[0]['gan']['params']}: epochs "
-                f"{runs[0]['gan']['n_epochs']}, fit seconds {', '.join(fits)} "
+                f"{SAMPLERS[kind]} [{variant}] {runs[0][kind]['params']}: epochs "
+                f"{runs[0][kind]['n_epochs']}, fit seconds {', '.join(fits)} "
                 "(* resumed from a finished checkpoint: sampling only)"
             )
-            accept = [r["gan"]["filter_acceptance"] for r in runs]
+            accept = [r[kind]["filter_acceptance"] for r in runs]
             if any(accept):
                 lines.append(
                     "filter acceptance per class: "
@@ -574,7 +616,9 @@ def summarise(records: list[dict]) -> str:
                         if a
                     )
                 )
-            quality = [r["quality"]["rows"] for r in runs if "quality" in r]
+            quality = [
+                r[f"quality{suffix}"]["rows"] for r in runs if f"quality{suffix}" in r
+            ]
             if quality:
                 lines.append(
                     "| class | FID syn (real) | KID syn (real) | precision | recall "
@@ -595,7 +639,9 @@ def summarise(records: list[dict]) -> str:
                         f"{cell('precision')} | {cell('recall')} | "
                         f"{cell('density')} | {cell('coverage')} |"
                     )
-            memo = [r["memorization"] for r in runs if "memorization" in r]
+            memo = [
+                r[f"memorization{suffix}"] for r in runs if f"memorization{suffix}" in r
+            ]
             if memo:
                 lines.append(
                     "memorisation (flagged pixels / features of n): "
@@ -605,6 +651,16 @@ def summarise(records: list[dict]) -> str:
                         for m in memo
                     )
                 )
+                similar = [
+                    m["source_similarity_median"]
+                    for m in memo
+                    if "source_similarity_median" in m
+                ]
+                if similar:
+                    lines.append(
+                        "median correlation of a translated image with its own "
+                        "source: " + ", ".join(f"{v:.3f}" for v in similar)
+                    )
         lines.append("")
     return "\n".join(lines)
 
@@ -621,6 +677,13 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="GANAugmenter options (JSON values), e.g. architecture=resnet",
+    )
+    parser.add_argument(
+        "--translator-param",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="GANTranslator options (JSON values), e.g. base_channels=32",
     )
     parser.add_argument(
         "--variant", default="default", help="name of these GAN options"
@@ -646,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         f"augmentation_utility: {time.strftime('%Y-%m-%d %H:%M')} "
         f"{platform.processor() or platform.machine()}, torch threads {args.threads}; "
         f"sets {args.sets}, seeds {args.seeds}, arms {args.arms}, variant "
-        f"{args.variant} {args.gan_param}",
+        f"{args.variant} {args.gan_param} {args.translator_param}",
         flush=True,
     )
     records = []
@@ -657,7 +720,8 @@ def main(argv: list[str] | None = None) -> int:
             records.append(record)
             if args.json_dir:
                 args.json_dir.mkdir(parents=True, exist_ok=True)
-                label = args.variant if "gan" in record else "peers"
+                samplers = [kind for kind in SAMPLERS if kind in record]
+                label = "_".join([args.variant, *samplers]) if samplers else "peers"
                 path = args.json_dir / f"{label}_{name}_seed{seed}.json"
                 path.write_text(json.dumps(record, indent=1))
     print()
