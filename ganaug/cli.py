@@ -6,6 +6,8 @@ Examples
 
     ganaug fit scans/ --labels labels.csv -o model.safetensors --image-size 64
     ganaug fit pacs_export/ -o model.safetensors --pseudonymise-labels ~/keys/map.csv
+    ganaug fit scans/ -o translator.safetensors --method translate --image-size 64
+    ganaug translate translator.safetensors normal_scans/ --to pneumonia -o out/
     ganaug generate model.safetensors -n 500 --class pneumonia -o synthetic/ \\
         --format dicom --data scans/ --labels labels.csv
     ganaug demo --output-dir ./ganaug-demo
@@ -13,7 +15,7 @@ Examples
     torchrun --nproc_per_node=4 -m ganaug fit scans/ --labels labels.csv \\
         -o model.safetensors
 
-``fit`` and ``generate`` check their outputs before they write anything
+``fit``, ``generate`` and ``translate`` check their outputs before they write anything
 (:func:`gancore.files.check_outputs`): none may be an input, another output or a
 non-regular file, none may go into the training data's folder, and ``generate``
 never writes synthetic images into a folder of images that are not synthetic.
@@ -338,8 +340,51 @@ def _check_fit(args) -> dict[str, Path]:
     return written
 
 
+# The options of fit that only the noise GAN has, and their flags.
+_GAN_ONLY = {
+    "architecture": "--architecture",
+    "latent_dim": "--latent-dim",
+    "r1_gamma": "--r1-gamma",
+    "filter_synthetic": "--filter",
+}
+
+
+def _sampler_for(args, device, verbose: bool):
+    """The sampler ``fit --method`` asks for, with the options given; the others
+    keep the sampler's own defaults (they differ between the two)."""
+    from ganaug import GANAugmenter, GANTranslator
+
+    kind = GANTranslator if args.method == "translate" else GANAugmenter
+    options = {
+        "n_epochs": args.n_epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "base_channels": args.base_channels,
+        "diffaugment": args.diffaugment,
+        "loss": args.loss,
+    }
+    if kind is GANAugmenter:
+        options.update({name: getattr(args, name) for name in _GAN_ONLY})
+    else:
+        gan_defaults = GANAugmenter().get_params()
+        for name, flag in _GAN_ONLY.items():
+            if getattr(args, name) not in (None, gan_defaults[name]):
+                raise CliError(f"{flag} applies to --method gan only")
+        if args.loss == "wgan-gp":
+            raise CliError("--method translate takes --loss hinge or bce")
+    options = {k: v for k, v in options.items() if v is not None}
+    if options.get("diffaugment") == "none":
+        options["diffaugment"] = None
+    return kind(
+        **options,
+        device=args.device if device is None else str(device),
+        random_state=args.random_state,
+        verbose=verbose,
+        checkpoint_path=str(args.checkpoint) if args.checkpoint else None,
+    )
+
+
 def _cmd_fit(args) -> int:
-    from ganaug import GANAugmenter
     from ganaug.privacy import memorization_report, write_label_mapping
     from gancore import distributed_context, init_distributed
 
@@ -393,22 +438,7 @@ def _cmd_fit(args) -> int:
             "memorisation audit",
             file=sys.stderr,
         )
-    sampler = GANAugmenter(
-        architecture=args.architecture,
-        loss=args.loss,
-        diffaugment=None if args.diffaugment == "none" else args.diffaugment,
-        r1_gamma=args.r1_gamma,
-        filter_synthetic=args.filter_synthetic,
-        n_epochs=args.n_epochs,
-        batch_size=args.batch_size,
-        latent_dim=args.latent_dim,
-        learning_rate=args.learning_rate,
-        base_channels=args.base_channels,
-        device=args.device if world == 1 else str(device),
-        random_state=args.random_state,
-        verbose=rank == 0,
-        checkpoint_path=str(args.checkpoint) if args.checkpoint else None,
-    )
+    sampler = _sampler_for(args, device if world > 1 else None, verbose=rank == 0)
     started = time.perf_counter()
     sampler.fit_resample(train_images, train_labels)
     if rank != 0:  # the same weights as rank 0, which writes them
@@ -458,7 +488,12 @@ def _cmd_fit(args) -> int:
             + quality.summary()
         )
         n_audit = int(min(1000, max(len(train_images), 50)))
-        audit, _ = sampler.sample(n_audit, random_state=args.random_state + 1)
+        translated = args.method == "translate"
+        audit, _, *rows = sampler.sample(
+            n_audit,
+            random_state=args.random_state + 1,
+            **({"return_sources": True} if translated else {}),
+        )
         report = memorization_report(
             audit,
             train_images,
@@ -466,6 +501,7 @@ def _cmd_fit(args) -> int:
             figure_path=written["memorisation figure"],
             train_names=sources[~held_out].tolist(),
             identifiers=loaded.identifiers,
+            sources=train_images[rows[0]] if translated else None,
         )
         print(report.summary())
     return 0
@@ -517,7 +553,7 @@ def _cmd_generate(args) -> int:
     from gancore.device import seed_from_random_state
 
     _set_threads(args.threads)
-    sampler = GANAugmenter.load(args.model)  # a missing model is the first error
+    sampler = _load(GANAugmenter, args.model)  # a missing model is the first error
     figure = _check_generate(args)
     classes = [str(c) for c in sampler.classes_.tolist()]
     if args.n_samples < 1:
@@ -617,6 +653,180 @@ def _cmd_generate(args) -> int:
         identifiers=identifiers,
     )
     print(report.summary())
+    return 0
+
+
+def _load(kind, path: Path):
+    """``kind.load(path)``, with what to do instead when the file holds the other
+    sampler."""
+    from gancore import ModelFileError
+
+    try:
+        return kind.load(path)
+    except ModelFileError as err:
+        if "holds a 'ganaug.GANTranslator'" in str(err):
+            raise CliError(
+                f"{path}: is a translator (fit --method translate): it makes images "
+                "from given ones; use 'ganaug translate MODEL IMAGES --to CLASS'"
+            ) from err
+        if "holds a 'ganaug.GANAugmenter'" in str(err):
+            raise CliError(
+                f"{path}: is a GAN (fit --method gan): it translates nothing; use "
+                "'ganaug generate MODEL -n N', or fit with --method translate"
+            ) from err
+        raise
+
+
+def save_translation_grid(
+    path: Path,
+    sources: np.ndarray,
+    outputs: np.ndarray,
+    value_range: tuple[float, float],
+    target: str,
+    per_row: int = 8,
+) -> Path:
+    """Write a PNG: a row of source images above the row of their translations."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from gancore.files import atomic_write
+
+    n = min(per_row, len(sources))
+    low, high = value_range
+    figure, axes = plt.subplots(2, n, figsize=(n * 1.0 + 0.4, 2 * 1.2), squeeze=False)
+    for offset, (title, images) in enumerate(
+        (("real source", sources), (f"SYNTHETIC: translated to {target}", outputs))
+    ):
+        shown = _grayscale_display(images[:n])
+        for column in range(n):
+            axis = axes[offset, column]
+            axis.axis("off")
+            image = np.clip((shown[column] - low) / max(high - low, 1e-12), 0, 1)
+            axis.imshow(image, cmap="gray", vmin=0, vmax=1)
+        axes[offset, 0].set_title(title, fontsize=8, loc="left")
+    figure.tight_layout()
+    with atomic_write(path) as temp:
+        figure.savefig(temp, format="png", dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _check_translate(args) -> Path:
+    """Check ``translate``'s outputs before anything is written; returns the path
+    of the before/after grid."""
+    from ganaug.io import NIFTI_SUFFIXES
+    from gancore.files import UnsafeOutputError
+
+    out = args.output
+    one_file = (args.format == "npz" and out.suffix == ".npz") or (
+        args.format == "nifti" and out.name.endswith(NIFTI_SUFFIXES)
+    )
+    outputs = [("output (-o)", out)]
+    if args.format == "npz" and not one_file:
+        outputs.append(("output file", out / "synthetic.npz"))
+    grid = _artifact(out, "_translation.png")
+    outputs.append(("before/after grid", grid))
+    _check_run(
+        outputs,
+        [
+            ("model", args.model),
+            ("images to translate", args.images),
+            ("labels CSV (--labels)", args.labels),
+        ],
+        args.images,
+        directories=() if one_file else ("output (-o)",),
+    )
+    if not one_file and _inside(args.model, out):
+        raise UnsafeOutputError(
+            f"{out}: the output folder holds the model {args.model}; write the "
+            "translated images to a folder of their own"
+        )
+    if not one_file:
+        _refuse_real_images(out, recursive=True)
+    elif args.format == "nifti":
+        _refuse_real_images(out.parent, recursive=False)
+    return grid
+
+
+def _cmd_translate(args) -> int:
+    from ganaug import GANTranslator
+    from ganaug.io import load_images, write_images
+    from ganaug.privacy import check_labels, safe_display_name, source_similarity
+
+    _set_threads(args.threads)
+    translator = _load(GANTranslator, args.model)
+    grid_path = _check_translate(args)
+    classes = [str(c) for c in translator.classes_.tolist()]
+    if args.to not in classes:
+        raise CliError(
+            f"--to {args.to!r} is not a class of the model; it knows "
+            + ", ".join(classes)
+        )
+    size = translator.image_shape_[1:] if translator.image_shape_ else None
+    loaded = load_images(
+        args.images,
+        labels=args.labels,
+        image_size=size,
+        window=_window(args.window),
+        strict=args.strict,
+        pseudonymise_labels=True,  # their classes are not used: read, never shown
+    )
+    images = loaded.images
+    if len(images) == 0:
+        raise CliError(f"{args.images}: no image to translate")
+    if images.shape[1] != translator.image_shape_[0]:
+        raise CliError(
+            f"{args.images}: images have {images.shape[1]} channel(s); the model "
+            f"was fitted on {translator.image_shape_[0]}"
+        )
+    target = translator.classes_[classes.index(args.to)]
+    # The class names the output files and fills their tags: screened against
+    # the source images' headers too.
+    check_labels(
+        [args.to],
+        loaded.identifiers,
+        origin=f"class label of the model {args.model.name}",
+        how="refit the model with --pseudonymise-labels MAPPING.csv",
+    )
+    translator.verbose = True  # a progress bar over the batches
+    started = time.perf_counter()
+    dtype = np.dtype(translator.dtype_)
+    sources = images.astype(dtype) if dtype.kind == "f" else images
+    outputs = translator.translate(sources, to=target)
+    seconds = time.perf_counter() - started
+    model_name = safe_display_name(Path(args.model).name, "a model", loaded.identifiers)
+    metadata = getattr(translator, "metadata_", {}) or {}
+    burned_in = loaded.burned_in_annotation
+    if burned_in is None:
+        burned_in = metadata.get("burned_in_annotation")
+    paths = write_images(
+        outputs,
+        args.output,
+        fmt=args.format,
+        labels=[args.to] * len(outputs),
+        value_range=translator.data_range_,
+        model_description=f"{model_name} (GANTranslator)",
+        burned_in_annotation=burned_in,
+        translated=True,
+    )
+    print(
+        f"translated {len(outputs)} images to {args.to} in {seconds:.0f} s; wrote "
+        f"them ({args.format}) to {args.output}"
+    )
+    if len(paths) <= 3:
+        for path in paths:
+            print(f"  {path}")
+    grid = save_translation_grid(
+        grid_path, sources, outputs, translator.data_range_, args.to
+    )
+    similarity = source_similarity(outputs, sources)
+    print(
+        f"before/after grid: {grid}\nmedian correlation of a translated image with "
+        f"its own source: {float(np.median(similarity)):.3f} (1 = unchanged); each "
+        "output is derived from one real patient's image and stays close to it"
+    )
     return 0
 
 
@@ -815,15 +1025,28 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument("--n-epochs", type=type, **kwargs)
         add_hidden_alias(command, "--epochs", "n_epochs", type=type)
 
-    # fit's defaults are GANAugmenter's: one home for them.
-    from ganaug import GANAugmenter
+    # fit's defaults are the samplers' own: one home for them.  The options both
+    # have default to None here ("the method's"), and their help shows both.
+    from ganaug import GANAugmenter, GANTranslator
 
     default = GANAugmenter().get_params()
+    translator = GANTranslator().get_params()
 
-    fit = add_parser("fit", help="train a GAN on labelled images")
+    def both(name: str) -> str:
+        return f"gan {default[name]}, translate {translator[name]}"
+
+    fit = add_parser("fit", help="train a GAN (or a translator) on labelled images")
     fit.add_argument("data", type=Path, help="folder of DICOM/NIfTI/PNG/JPEG, or .npz")
     fit.add_argument("--labels", type=Path, help="CSV of file,label rows")
     fit.add_argument("-o", "--output", type=Path, required=True, help="model file")
+    fit.add_argument(
+        "--method",
+        choices=["gan", "translate"],
+        default="gan",
+        help="gan: a class-conditional GAN makes images from noise (GANAugmenter); "
+        "translate: a StarGAN translates other classes' images into a class "
+        "(GANTranslator; use 'ganaug translate' with the model)",
+    )
     fit.add_argument("--image-size", type=int, help="resize images to SIZE x SIZE")
     fit.add_argument(
         "--window",
@@ -834,55 +1057,53 @@ def _parser() -> argparse.ArgumentParser:
     n_epochs(
         fit,
         type=_epochs,
-        default=default["n_epochs"],
-        help="passes over the images, or 'auto': as many as show the discriminator "
-        "about 40,000 images at 64x64 (10,000 at 128x128, 200,000 at 28x28; at "
-        "most 400 epochs)",
+        help="passes over the images, or 'auto': a budget of pixels seen (gan: "
+        "about 40,000 images at 64x64, at most 400 epochs; translate: about "
+        f"12,000, at most 200) (default: {both('n_epochs')})",
     )
     fit.add_argument(
-        "--batch-size", type=int, default=default["batch_size"], help="images per step"
+        "--batch-size",
+        type=int,
+        help=f"images per step (default: {both('batch_size')})",
     )
     fit.add_argument(
-        "--latent-dim", type=int, default=default["latent_dim"], help="noise size"
+        "--latent-dim", type=int, default=default["latent_dim"], help="noise size (gan)"
     )
     fit.add_argument(
         "--learning-rate",
         type=float,
-        default=default["learning_rate"],
-        help="Adam step size, G and D",
+        help=f"Adam step size, both networks (default: {both('learning_rate')})",
     )
     fit.add_argument(
         "--base-channels",
         type=int,
-        default=default["base_channels"],
-        help="width of the networks",
+        help=f"width of the networks (default: {both('base_channels')})",
     )
     fit.add_argument(
         "--architecture",
         choices=["dcgan", "resnet", "mlp"],
         default=default["architecture"],
-        help="network family (resnet: residual nets, several times slower per "
-        "image on a CPU)",
+        help="network family of the gan (resnet: residual nets, several times "
+        "slower per image on a CPU)",
     )
     fit.add_argument(
         "--loss",
         choices=["hinge", "wgan-gp", "bce"],
-        default=default["loss"],
-        help="adversarial loss",
+        help="adversarial loss; translate takes hinge or bce "
+        f"(default: {both('loss')})",
     )
     fit.add_argument(
         "--diffaugment",
-        default=default["diffaugment"],
         help="augmentation of the discriminator's inputs: a DiffAugment policy "
         "such as 'color,translation,cutout' (or a subset), 'ada' (adaptive "
-        "augmentation), 'none', or 'auto' (the full policy below 5,000 images, "
-        "none above)",
+        "augmentation, gan only), 'none', or 'auto' (the full policy below 5,000 "
+        "images, none above) (default: auto)",
     )
     fit.add_argument(
         "--r1-gamma",
         type=float,
         default=default["r1_gamma"],
-        help="weight of the R1 penalty on real images (0: off)",
+        help="weight of the R1 penalty on real images (0: off; gan)",
     )
     fit.add_argument(
         "--filter",
@@ -891,7 +1112,7 @@ def _parser() -> argparse.ArgumentParser:
         default=default["filter_synthetic"],
         help="keep only synthetic images that a classifier trained on the real "
         "images assigns to their class (it is saved with the model, so generate "
-        "filters too; up to 8 candidates drawn per kept image)",
+        "filters too; up to 8 candidates drawn per kept image; gan)",
     )
     fit.add_argument(
         "--holdout-fraction",
@@ -952,6 +1173,41 @@ def _parser() -> argparse.ArgumentParser:
         "--window", nargs="+", metavar="W", help="DICOM VOI window of --data"
     )
     generate.set_defaults(func=_cmd_generate)
+
+    translate = add_parser(
+        "translate",
+        help="translate images into a class with a model of fit --method translate",
+    )
+    translate.add_argument(
+        "model", type=Path, help="model file written by ganaug fit --method translate"
+    )
+    translate.add_argument(
+        "images", type=Path, help="folder of DICOM/NIfTI/PNG/JPEG, or .npz"
+    )
+    translate.add_argument(
+        "--to", required=True, metavar="CLASS", help="the class to translate into"
+    )
+    translate.add_argument(
+        "-o", "--output", type=Path, required=True, help="folder to write them to"
+    )
+    translate.add_argument(
+        "--format",
+        choices=["dicom", "png", "nifti", "npz"],
+        default="png",
+        help="file format of the translated images",
+    )
+    translate.add_argument(
+        "--labels", type=Path, help="CSV of file,label rows for the images"
+    )
+    translate.add_argument(
+        "--window", nargs="+", metavar="W", help="DICOM VOI window of the images"
+    )
+    translate.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at an unreadable file instead of skipping it",
+    )
+    translate.set_defaults(func=_cmd_translate)
 
     export = sub.add_parser(
         "export",

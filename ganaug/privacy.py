@@ -40,6 +40,7 @@ __all__ = [
     "nearest_correlation",
     "pseudonymise_labels",
     "safe_display_name",
+    "source_similarity",
     "write_label_mapping",
 ]
 
@@ -459,6 +460,20 @@ def _standardize(rows: np.ndarray) -> np.ndarray:
     return rows / np.where(norms > 0, norms, 1.0)
 
 
+def source_similarity(outputs: np.ndarray, sources: np.ndarray) -> np.ndarray:
+    """Pixel Pearson correlation of each translated image with its own source.
+
+    Examples
+    --------
+    >>> source = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 1.0]])
+    >>> source_similarity(source * 2 + 1, source).round(6).tolist()
+    [1.0, 1.0]
+    """
+    if len(outputs) != len(sources):
+        raise ValueError(f"{len(sources)} sources for {len(outputs)} images")
+    return np.sum(_standardize(outputs) * _standardize(sources), axis=1)
+
+
 def nearest_correlation(
     queries: np.ndarray, references: np.ndarray, *, chunk_size: int = 1024
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -734,13 +749,7 @@ def memorization_report(
         percentile=percentile,
     )
     if sources is not None:
-        if len(sources) != len(synthetic):
-            raise ValueError(
-                f"{len(sources)} sources for {len(synthetic)} synthetic images"
-            )
-        report.source_similarity = np.sum(
-            _standardize(synthetic) * _standardize(sources), axis=1
-        )
+        report.source_similarity = source_similarity(synthetic, sources)
     if feature_fn is not None:
         train_features = np.asarray(feature_fn(train))
         feature_correlation, _ = nearest_correlation(
