@@ -22,6 +22,9 @@ from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
 from sklearn.utils.validation import check_array, validate_data
 
+# filter_synthetic: candidates drawn per wanted image before giving up on a class.
+FILTER_MAX_DRAWS = 8
+
 # gancore's convolutional nets take sides that are multiples of 4: images are padded
 # to them before training (gancore.pad_to_multiple) and cropped back after.
 PAD_MULTIPLE = 4
@@ -169,6 +172,68 @@ class ImageSampler(BaseOverSampler):
             if count
         ]
         return np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
+
+    # ------------------------------------------------------------- screening
+
+    def _train_judge(self, X_unit: np.ndarray, encoded: np.ndarray, rngs):
+        """The classifier of the real images that screens synthetic ones
+        (``filter_synthetic``)."""
+        from .reference import RealImageClassifier
+
+        if self.image_shape_ is None:
+            raise ValueError(
+                "filter_synthetic needs images; pass image_shape or "
+                "filter_synthetic=False"
+            )
+        judge = RealImageClassifier(random_state=int(rngs.numpy.integers(0, 2**62)))
+        return judge.fit(X_unit.reshape(-1, *self.image_shape_), encoded)
+
+    def _screened(self, labels: np.ndarray, draw):
+        """Synthetic images for ``labels`` that the judge (``judge_``) assigns to
+        their intended class.
+
+        ``draw(label, size)`` makes ``size`` candidates of one class: flat
+        images and an array of something to keep with each (or None).
+        Candidates are drawn class by class and kept when the judge gives their
+        class the highest probability, until the class has its count or
+        :data:`FILTER_MAX_DRAWS` candidates per image were drawn; a shortfall is
+        made up with the rejected candidates the judge found most like the
+        class.  Returns the images, what was kept with them (None when ``draw``
+        keeps nothing) and the fraction accepted per class.
+        """
+        out = np.empty((len(labels), self.n_features_in_), dtype=np.dtype(self.dtype_))
+        kept_with = None
+        acceptance = {}
+        for label in np.unique(labels):
+            rows = np.flatnonzero(labels == label)
+            code = int(np.searchsorted(self.classes_, label))
+            drawn, extras, accepted, scores = [], [], [], []
+            n_kept = n_drawn = 0
+            while n_kept < len(rows) and n_drawn < FILTER_MAX_DRAWS * len(rows):
+                size = max(len(rows) - n_kept, 64)
+                candidates, extra = draw(label, size)
+                proba = self.judge_.predict_proba(
+                    self._to_unit(candidates).reshape(-1, *self.image_shape_)
+                )
+                drawn.append(candidates)
+                extras.append(extra)
+                accepted.append(proba.argmax(axis=1) == code)
+                scores.append(proba[:, code])
+                n_kept += int(accepted[-1].sum())
+                n_drawn += size
+            accepted, scores = np.concatenate(accepted), np.concatenate(scores)
+            # The accepted in the order drawn, then the rejected, most alike first.
+            rejected = np.flatnonzero(~accepted)
+            rejected = rejected[np.argsort(-scores[rejected], kind="stable")]
+            order = np.r_[np.flatnonzero(accepted), rejected][: len(rows)]
+            out[rows] = np.concatenate(drawn)[order]
+            if extras[0] is not None:
+                chosen = np.concatenate(extras)[order]
+                if kept_with is None:
+                    kept_with = np.empty(len(labels), dtype=chosen.dtype)
+                kept_with[rows] = chosen
+            acceptance[as_python(label)] = n_kept / n_drawn
+        return out, kept_with, acceptance
 
     # --------------------------------------------------------------- scaling
 

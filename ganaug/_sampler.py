@@ -34,8 +34,6 @@ _DEFAULT_POLICY = "color,translation,cutout"
 # Why this budget: benchmarks/RESULTS.md (issue 20).
 _AUTO_BUDGET_PIXELS = 40_000 * 64 * 64
 _AUTO_MAX_EPOCHS = 400
-# filter_synthetic: candidates drawn per wanted image before giving up on a class.
-_FILTER_MAX_DRAWS = 8
 # The parameters that change what training does (a checkpoint pins these); the
 # others only change what is generated from the trained networks, or how.
 _TRAINING_PARAMS = frozenset(
@@ -521,60 +519,18 @@ class GANAugmenter(ImageSampler):
 
     # ---------------------------------------------------------------- filtering
 
-    def _train_judge(self, X_unit, encoded, rngs):
-        """The classifier of the real images that screens the synthetic ones."""
-        from .reference import RealImageClassifier
-
-        if self.image_shape_ is None:
-            raise ValueError(
-                "filter_synthetic needs images; pass image_shape or "
-                "filter_synthetic=False"
-            )
-        judge = RealImageClassifier(random_state=int(rngs.numpy.integers(0, 2**62)))
-        return judge.fit(X_unit.reshape(-1, *self.image_shape_), encoded)
-
     def _synthesise(self, labels: np.ndarray, rng: torch.Generator):
-        """Synthetic samples for ``labels``, filtered by the judge when there is one;
-        and the fraction of candidates the judge accepted, per class (None
-        without a judge).
-
-        Without a judge this is :meth:`_generate`. With one, candidates are drawn
-        class by class and kept when the judge gives their intended class the
-        highest probability, until the class has its count or
-        ``_FILTER_MAX_DRAWS`` candidates per image have been drawn; a shortfall is
-        made up with the rejected candidates the judge found most like the class.
-        """
-        judge = getattr(self, "judge_", None)
-        if judge is None:
+        """Synthetic samples for ``labels``, screened by the judge when there is
+        one (:meth:`ImageSampler._screened`); and the acceptance per class (None
+        without a judge)."""
+        if getattr(self, "judge_", None) is None:
             return self._generate(labels, rng), None
-        out = np.empty((len(labels), self.n_features_in_), dtype=np.dtype(self.dtype_))
-        acceptance = {}
-        for label in np.unique(labels):
-            rows = np.flatnonzero(labels == label)
-            code = int(np.searchsorted(self.classes_, label))
-            kept, rejected, rejected_score = [], [], []
-            n_kept = n_drawn = 0
-            while n_kept < len(rows) and n_drawn < _FILTER_MAX_DRAWS * len(rows):
-                size = max(len(rows) - n_kept, 64)
-                candidates = self._generate(np.full(size, label), rng)
-                proba = judge.predict_proba(self._unit_images(candidates))
-                accepted = proba.argmax(axis=1) == code
-                kept.append(candidates[accepted])
-                rejected.append(candidates[~accepted])
-                rejected_score.append(proba[~accepted, code])
-                n_kept += int(accepted.sum())
-                n_drawn += size
-            chosen = np.concatenate(kept)[: len(rows)]
-            if len(chosen) < len(rows):
-                order = np.argsort(-np.concatenate(rejected_score), kind="stable")
-                fill = np.concatenate(rejected)[order[: len(rows) - len(chosen)]]
-                chosen = np.concatenate([chosen, fill])
-            out[rows] = chosen
-            acceptance[as_python(label)] = n_kept / n_drawn
-        return out, acceptance
 
-    def _unit_images(self, flat: np.ndarray) -> np.ndarray:
-        return self._to_unit(flat).reshape(-1, *self.image_shape_)
+        def draw(label, size):
+            return self._generate(np.full(size, label), rng), None
+
+        out, _, acceptance = self._screened(labels, draw)
+        return out, acceptance
 
     # ---------------------------------------------------------------- sampling
 

@@ -114,6 +114,13 @@ class GANTranslator(ImageSampler):
         on a CPU; benchmarks/RESULTS.md, issue 21).
     n_blocks : int, default=3
         Residual blocks of the generator at a quarter of the resolution.
+    filter_synthetic : bool, default=False
+        Keep only translations that a small classifier trained on the real
+        images (:class:`ganaug.reference.RealImageClassifier`) assigns to their
+        target class (M2m's acceptance test, Kim et al. 2020), translating up
+        to 8 sources per kept image (a class that falls short gets the
+        rejected translations the classifier found most like it).  The
+        classifier is saved with the model, so :meth:`sample` filters too.
     device : str, default="auto"
     random_state : int, RandomState instance or None, default=None
         The same int gives identical output on the CPU.
@@ -139,6 +146,11 @@ class GANTranslator(ImageSampler):
     history_ : list of dict
         Per-epoch means of ``d_loss``, ``g_loss``, ``d_class``, ``g_class``,
         ``cycle`` and ``identity``.
+    judge_ : ganaug.reference.RealImageClassifier
+        With ``filter_synthetic``: the classifier that screens translations.
+    filter_acceptance_ : dict or None
+        With ``filter_synthetic``: the fraction of translations accepted per
+        class in ``fit_resample``; None without it.
     image_shape_, data_range_, n_features_in_, n_epochs_
         As in :class:`GANAugmenter`.
 
@@ -179,6 +191,7 @@ class GANTranslator(ImageSampler):
         "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
         "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_blocks": [Interval(numbers.Integral, 0, None, closed="left")],
+        "filter_synthetic": ["boolean"],
         "device": [str],
         "verbose": ["verbose"],
         "checkpoint_path": [str, None],
@@ -203,6 +216,7 @@ class GANTranslator(ImageSampler):
         learning_rate: float = 2e-4,
         base_channels: int = 16,
         n_blocks: int = 3,
+        filter_synthetic: bool = False,
         device: str = "auto",
         random_state=None,
         verbose: bool = False,
@@ -224,6 +238,7 @@ class GANTranslator(ImageSampler):
         self.learning_rate = learning_rate
         self.base_channels = base_channels
         self.n_blocks = n_blocks
+        self.filter_synthetic = filter_synthetic
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -369,8 +384,11 @@ class GANTranslator(ImageSampler):
             or [np.empty(0, dtype=y.dtype)]
         ).astype(y.dtype)
         self._sources = (X, y)  # for sample(); never saved
-        self.source_indices_ = self._pick_sources(len(y), y, labels, rngs.numpy)
-        X_new = self._translate_flat(X[self.source_indices_], labels)
+        if self.filter_synthetic:
+            self.judge_ = self._train_judge(self._to_unit(X), encoded, rngs)
+        X_new, self.source_indices_, self.filter_acceptance_ = self._translated(
+            X, y, labels, rngs.numpy
+        )
         self._keep_stream(rngs.torch_cpu, None)  # sample() continues this stream
         duplicated = self._duplicate_rows(y, rngs.numpy)
         X_resampled = np.concatenate([X, X[duplicated], X_new.astype(X.dtype)])
@@ -396,6 +414,22 @@ class GANTranslator(ImageSampler):
                 pool = np.arange(n_sources)
             picked[rows] = rng.choice(pool, len(rows), replace=True)
         return picked
+
+    def _translated(self, sources: np.ndarray, source_labels, labels, rng):
+        """Images for ``labels``, each translated from a random row of ``sources``
+        of another class (:meth:`_pick_sources`), screened by the judge when
+        there is one; the rows they came from; the acceptance per class (None
+        without a judge)."""
+        if getattr(self, "judge_", None) is None:
+            rows = self._pick_sources(len(sources), source_labels, labels, rng)
+            return self._translate_flat(sources[rows], labels), rows, None
+
+        def draw(label, size):
+            wanted = np.full(size, label, dtype=labels.dtype)
+            rows = self._pick_sources(len(sources), source_labels, wanted, rng)
+            return self._translate_flat(sources[rows], wanted), rows
+
+        return self._screened(labels, draw)
 
     # ---------------------------------------------------------- translating
 
@@ -523,8 +557,8 @@ class GANTranslator(ImageSampler):
         numpy_rng = np.random.default_rng(
             int(torch.randint(0, 2**62, (1,), generator=rng))
         )
-        rows = self._pick_sources(len(flat), source_labels, labels, numpy_rng)
-        X = self._layout(self._translate_flat(flat[rows], labels))
+        X, rows, _ = self._translated(flat, source_labels, labels, numpy_rng)
+        X = self._layout(X)
         self._keep_stream(rng, random_state)
         return (X, labels, rows) if return_sources else (X, labels)
 
@@ -542,11 +576,15 @@ class GANTranslator(ImageSampler):
         check_is_fitted(self, "generator_")
         check_labels(self.classes_)
         tensors = module_tensors("generator", self.generator_)
+        judge = getattr(self, "judge_", None)
+        if judge is not None:  # so that a loaded translator filters as this one
+            tensors.update(module_tensors("judge", judge.network_))
         tensors = {k: v.reshape(1) if v.dim() == 0 else v for k, v in tensors.items()}
         config = {
             "params": self._params_config(),
             **self._data_config(),
             "history": self.history_,
+            "judge": judge.to_config() if judge is not None else None,
             "metadata": metadata or {},
         }
         save_model(Path(path), tensors, config, kind=_MODEL_KIND)
@@ -570,6 +608,12 @@ class GANTranslator(ImageSampler):
             generator.load_state_dict(module_state("generator", tensors))
             translator.generator_ = generator.eval()
             translator.history_ = config["history"]
+            if config.get("judge"):
+                from .reference import RealImageClassifier
+
+                translator.judge_ = RealImageClassifier.from_config(
+                    config["judge"], module_state("judge", tensors)
+                )
             translator.metadata_ = config.get("metadata", {})
         except (KeyError, TypeError, RuntimeError, ValueError) as err:
             raise ModelFileError(

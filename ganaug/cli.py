@@ -345,7 +345,6 @@ _GAN_ONLY = {
     "architecture": "--architecture",
     "latent_dim": "--latent-dim",
     "r1_gamma": "--r1-gamma",
-    "filter_synthetic": "--filter",
 }
 
 
@@ -362,6 +361,7 @@ def _sampler_for(args, device, verbose: bool):
         "base_channels": args.base_channels,
         "diffaugment": args.diffaugment,
         "loss": args.loss,
+        "filter_synthetic": args.filter_synthetic,
     }
     if kind is GANAugmenter:
         options.update({name: getattr(args, name) for name in _GAN_ONLY})
@@ -1112,7 +1112,7 @@ def _parser() -> argparse.ArgumentParser:
         default=default["filter_synthetic"],
         help="keep only synthetic images that a classifier trained on the real "
         "images assigns to their class (it is saved with the model, so generate "
-        "filters too; up to 8 candidates drawn per kept image; gan)",
+        "and translate filter too; up to 8 candidates drawn per kept image)",
     )
     fit.add_argument(
         "--holdout-fraction",

@@ -189,3 +189,23 @@ def test_labels_that_identify_a_patient_are_not_saved(tmp_path):
     with pytest.raises(IdentifyingLabelError):
         sampler.save(tmp_path / "t.safetensors")
     assert not (tmp_path / "t.safetensors").exists()
+
+
+def test_filter_keeps_translations_the_real_image_classifier_accepts(tmp_path):
+    X, y = two_class_images(n0=40, n1=20, size=8)
+    sampler = GANTranslator(
+        filter_synthetic=True, random_state=0, **{**FAST, "n_epochs": 3}
+    )
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert Counter(y_res.tolist()) == {0: 40, 1: 40}
+    assert set(sampler.filter_acceptance_) == {1}
+    assert 0 <= sampler.filter_acceptance_[1] <= 1
+    assert (y[sampler.source_indices_] == 0).all()
+    path = tmp_path / "t.safetensors"
+    sampler.save(path)
+    loaded = GANTranslator.load(path)
+    assert loaded.judge_ is not None
+    np.testing.assert_array_equal(
+        loaded.sample(5, y=1, source=X, source_labels=y, random_state=1)[0],
+        sampler.sample(5, y=1, source=X, source_labels=y, random_state=1)[0],
+    )
