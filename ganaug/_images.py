@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.utils import check_target_type
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, validate_data
 
 # filter_synthetic: candidates drawn per wanted image before giving up on a class.
@@ -74,6 +75,28 @@ def as_python(label):
 
 class ImageSampler(BaseOverSampler):
     """Base of the image samplers (module docstring); not for direct use."""
+
+    # The parameters both samplers have, and what they accept.
+    _parameter_constraints: dict = {
+        **BaseOverSampler._parameter_constraints,
+        "image_shape": [tuple, list, None],
+        "augment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
+        "rebalance": [StrOptions({"synthetic", "duplicate"})],
+        "diffaugment": [str, None],
+        "balance_classes": ["boolean"],
+        "ema": ["boolean", Interval(numbers.Real, 0, 1, closed="left")],
+        "n_epochs": [
+            Interval(numbers.Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
+        "filter_synthetic": ["boolean"],
+        "device": [str],
+        "verbose": ["verbose"],
+        "checkpoint_path": [str, None],
+    }
 
     def _images_required(self) -> bool:
         """Whether flattened data must be images (conv nets only take images)."""
@@ -172,6 +195,36 @@ class ImageSampler(BaseOverSampler):
             if count
         ]
         return np.concatenate(rows) if rows else np.empty(0, dtype=np.intp)
+
+    # --------------------------------------------------------------- training
+
+    def _budget_epochs(self, n_rows: int, budget_pixels: float, max_epochs: int) -> int:
+        """``n_epochs``, or for "auto" the epochs in which the networks see
+        ``budget_pixels`` pixels (images times height times width; values for
+        flat data), between 1 and ``max_epochs``."""
+        if self.n_epochs != "auto":
+            return int(self.n_epochs)
+        pixels = (
+            self.image_shape_[1] * self.image_shape_[2]
+            if self.image_shape_ is not None
+            else self.n_features_in_
+        )
+        images = budget_pixels / pixels
+        return int(np.clip(math.ceil(images / n_rows), 1, max_epochs))
+
+    def _ema(self, generator: torch.nn.Module, steps: int):
+        """The weight average of ``generator`` that ``ema`` asks for (None for
+        False; True: decay ``1 - 10 / steps`` clipped to [0.9, 0.999])."""
+        from gancore import EMA
+
+        if self.ema is False:
+            return None
+        decay = (
+            float(np.clip(1.0 - 10.0 / max(steps, 1), 0.9, 0.999))
+            if self.ema is True
+            else float(self.ema)
+        )
+        return EMA(generator, decay=decay)
 
     # ------------------------------------------------------------- screening
 
@@ -354,6 +407,65 @@ class ImageSampler(BaseOverSampler):
             "data_range": list(self.data_range_),
             "n_features_in": int(self.n_features_in_),
         }
+
+    def _write_model(
+        self, path, kind: str, tensors: dict, config: dict, metadata: dict | None
+    ) -> None:
+        """Save ``tensors`` (the generators') and ``config`` (what only this
+        sampler has) with what both samplers keep: the parameters, the data's
+        description, the judge (``filter_synthetic``) and ``metadata``.  Class
+        labels that look identifying are refused first: they travel with the
+        weights."""
+        from pathlib import Path
+
+        from gancore import module_tensors, save_model
+
+        from .privacy import check_labels
+
+        check_labels(self.classes_)
+        judge = getattr(self, "judge_", None)
+        if judge is not None:  # so that a loaded sampler filters as this one does
+            tensors = {**tensors, **module_tensors("judge", judge.network_)}
+        config = {
+            "params": self._params_config(),
+            **self._data_config(),
+            **config,
+            "judge": judge.to_config() if judge is not None else None,
+            "metadata": metadata or {},
+        }
+        # Scalars (batch norm's num_batches_tracked) are stored as 1-element
+        # vectors: byte-level checksums need at least one dimension.
+        tensors = {k: v.reshape(1) if v.dim() == 0 else v for k, v in tensors.items()}
+        save_model(Path(path), tensors, config, kind=kind)
+
+    @classmethod
+    def _read_model(cls, path, kind: str):
+        """A sampler from a file of :meth:`_write_model`: built from its
+        parameters, data description, judge and metadata, then handed to
+        ``_restore_networks(config, tensors)`` for the generators.  Anything
+        inconsistent is a :class:`gancore.ModelFileError` naming the file."""
+        from pathlib import Path
+
+        from gancore import ModelFileError, load_model, module_state
+
+        tensors, config = load_model(Path(path), kind=kind)
+        try:
+            sampler = cls(**config["params"])
+            sampler._restore_data(config)
+            sampler._restore_networks(config, tensors)
+            sampler.history_ = config["history"]
+            if config.get("judge"):
+                from .reference import RealImageClassifier
+
+                sampler.judge_ = RealImageClassifier.from_config(
+                    config["judge"], module_state("judge", tensors)
+                )
+            sampler.metadata_ = config.get("metadata", {})
+        except (KeyError, TypeError, RuntimeError, ValueError) as err:
+            raise ModelFileError(
+                f"{path}: the {cls.__name__} model is inconsistent ({err})"
+            ) from err
+        return sampler
 
     def _params_config(self) -> dict:
         """The constructor's parameters as a model file keeps them."""

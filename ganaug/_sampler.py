@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
-from imblearn.over_sampling.base import BaseOverSampler
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -212,29 +209,12 @@ class GANAugmenter(ImageSampler):
     """
 
     _parameter_constraints: dict = {
-        **BaseOverSampler._parameter_constraints,
-        "image_shape": [tuple, list, None],
-        "augment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
-        "rebalance": [StrOptions({"synthetic", "duplicate"})],
+        **ImageSampler._parameter_constraints,
         "architecture": [StrOptions({"dcgan", "resnet", "mlp"})],
         "loss": [StrOptions({"hinge", "wgan-gp", "bce"})],
         "conditional": ["boolean"],
-        "balance_classes": ["boolean"],
-        "diffaugment": [str, None],
         "r1_gamma": [Interval(numbers.Real, 0, None, closed="left")],
-        "ema": ["boolean", Interval(numbers.Real, 0, 1, closed="left")],
-        "n_epochs": [
-            Interval(numbers.Integral, 1, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
-        "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
         "latent_dim": [Interval(numbers.Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-        "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
-        "filter_synthetic": ["boolean"],
-        "device": [str],
-        "verbose": ["verbose"],
-        "checkpoint_path": [str, None],
     }
 
     def __init__(
@@ -378,21 +358,9 @@ class GANAugmenter(ImageSampler):
 
         return flat_augment
 
-    def _resolve_n_epochs(self, n_rows: int) -> int:
-        """``n_epochs``, or for "auto" the epochs of the default training budget."""
-        if self.n_epochs != "auto":
-            return int(self.n_epochs)
-        pixels = (
-            self.image_shape_[1] * self.image_shape_[2]
-            if self.image_shape_ is not None
-            else self.n_features_in_
-        )
-        images = _AUTO_BUDGET_PIXELS / pixels
-        return int(np.clip(math.ceil(images / n_rows), 1, _AUTO_MAX_EPOCHS))
-
     def _train_one(self, X_unit, labels, n_classes, rngs, device, desc, part=""):
         """Train one GAN; return its generator (EMA weights) and loss history."""
-        from gancore import EMA, GANLoss, adversarial_steps, train_gan
+        from gancore import GANLoss, adversarial_steps, train_gan
 
         # Weight initialisation draws from torch's global RNG. Fork it (the
         # caller's global state is restored on exit) and seed the fork from our
@@ -405,14 +373,7 @@ class GANAugmenter(ImageSampler):
             data.append(torch.from_numpy(labels.astype(np.int64)))
         batch_size = min(self.batch_size, len(X_unit))
         steps = self.n_epochs_ * max(1, len(X_unit) // batch_size)
-        ema = None
-        if self.ema is not False:
-            decay = (
-                float(np.clip(1.0 - 10.0 / max(steps, 1), 0.9, 0.999))
-                if self.ema is True
-                else float(self.ema)
-            )
-            ema = EMA(generator, decay=decay)
+        ema = self._ema(generator, steps)
         augment = self._augment_fn(len(X_unit), self.n_epochs_ * len(X_unit))
         betas = (0.5, 0.999)
         g_optimizer = torch.optim.Adam(
@@ -464,12 +425,16 @@ class GANAugmenter(ImageSampler):
         device = resolve_device(self.device)
         rngs = make_rngs(self.random_state, device)
         X_unit = self._to_unit(X)
-        self.n_epochs_ = self._resolve_n_epochs(n_rows)
+        self.n_epochs_ = self._budget_epochs(
+            n_rows, _AUTO_BUDGET_PIXELS, _AUTO_MAX_EPOCHS
+        )
         if self.conditional:
             rows = np.arange(n_rows)
             if self.balance_classes:
                 rows = balanced_rows(encoded, rngs.numpy)
-                self.n_epochs_ = self._resolve_n_epochs(len(rows))
+                self.n_epochs_ = self._budget_epochs(
+                    len(rows), _AUTO_BUDGET_PIXELS, _AUTO_MAX_EPOCHS
+                )
             generator, history = self._train_one(
                 X_unit[rows],
                 encoded[rows],
@@ -638,39 +603,24 @@ class GANAugmenter(ImageSampler):
         >>> GANAugmenter.load(path).sample(3, y=1)[0].shape
         (3, 1, 8, 8)
         """
-        from gancore import module_tensors, save_model
-
-        from .privacy import check_labels
+        from gancore import module_tensors
 
         check_is_fitted(self, "generator_")
-        # The classes go into the file's configuration, which travels with the
-        # weights: screened like every other output that carries labels.
-        check_labels(self.classes_)
         if self.conditional:
             tensors = module_tensors("generator", self.generator_)
         else:
             tensors = {}
             for index, net in self.generator_.items():
                 tensors.update(module_tensors(f"generator{index}", net))
-        judge = getattr(self, "judge_", None)
-        if judge is not None:  # so that a loaded sampler filters as this one does
-            tensors.update(module_tensors("judge", judge.network_))
         config = {
-            "params": self._params_config(),
-            **self._data_config(),
             "trained_classes": sorted(int(i) for i in self.generator_)
             if not self.conditional
             else None,
             "history": self.history_
             if self.conditional
             else {str(k): v for k, v in self.history_.items()},
-            "judge": judge.to_config() if judge is not None else None,
-            "metadata": metadata or {},
         }
-        # Scalars (batch norm's num_batches_tracked) are stored as 1-element
-        # vectors: byte-level checksums need at least one dimension.
-        tensors = {k: v.reshape(1) if v.dim() == 0 else v for k, v in tensors.items()}
-        save_model(Path(path), tensors, config, kind=_MODEL_KIND)
+        self._write_model(path, _MODEL_KIND, tensors, config, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GANAugmenter:
@@ -681,35 +631,18 @@ class GANAugmenter(ImageSampler):
         gancore.ModelFileError
             When the file is not a readable GANAugmenter model.
         """
-        from gancore import ModelFileError, load_model, module_state
+        return cls._read_model(path, _MODEL_KIND)
 
-        tensors, config = load_model(Path(path), kind=_MODEL_KIND)
-        try:
-            sampler = cls(**config["params"])
-            sampler._restore_data(config)
-            n_classes = len(sampler.classes_)
-            if sampler.conditional:
-                net, _ = sampler._build_networks(n_classes)
-                net.load_state_dict(module_state("generator", tensors))
-                sampler.generator_ = net.eval()
-                sampler.history_ = config["history"]
-            else:
-                sampler.generator_ = {}
-                for index in config["trained_classes"]:
-                    net, _ = sampler._build_networks(None)
-                    state = module_state(f"generator{index}", tensors)
-                    net.load_state_dict(state)
-                    sampler.generator_[index] = net.eval()
-                sampler.history_ = config["history"]
-            if config.get("judge"):
-                from .reference import RealImageClassifier
+    def _restore_networks(self, config: dict, tensors: dict) -> None:
+        from gancore import module_state
 
-                sampler.judge_ = RealImageClassifier.from_config(
-                    config["judge"], module_state("judge", tensors)
-                )
-            sampler.metadata_ = config.get("metadata", {})
-        except (KeyError, TypeError, RuntimeError, ValueError) as err:
-            raise ModelFileError(
-                f"{path}: the GANAugmenter model is inconsistent ({err})"
-            ) from err
-        return sampler
+        if self.conditional:
+            net, _ = self._build_networks(len(self.classes_))
+            net.load_state_dict(module_state("generator", tensors))
+            self.generator_ = net.eval()
+            return
+        self.generator_ = {}
+        for index in config["trained_classes"]:
+            net, _ = self._build_networks(None)
+            net.load_state_dict(module_state(f"generator{index}", tensors))
+            self.generator_[index] = net.eval()

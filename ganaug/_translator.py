@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
-from imblearn.over_sampling.base import BaseOverSampler
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -172,29 +169,12 @@ class GANTranslator(ImageSampler):
     """
 
     _parameter_constraints: dict = {
-        **BaseOverSampler._parameter_constraints,
-        "image_shape": [tuple, list, None],
-        "augment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
-        "rebalance": [StrOptions({"synthetic", "duplicate"})],
+        **ImageSampler._parameter_constraints,
         "loss": [StrOptions({"hinge", "bce"})],
-        "diffaugment": [str, None],
         "class_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "cycle_weight": [Interval(numbers.Real, 0, None, closed="left")],
         "identity_weight": [Interval(numbers.Real, 0, None, closed="left")],
-        "balance_classes": ["boolean"],
-        "ema": ["boolean", Interval(numbers.Real, 0, 1, closed="left")],
-        "n_epochs": [
-            Interval(numbers.Integral, 1, None, closed="left"),
-            StrOptions({"auto"}),
-        ],
-        "batch_size": [Interval(numbers.Integral, 2, None, closed="left")],
-        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
-        "base_channels": [Interval(numbers.Integral, 1, None, closed="left")],
         "n_blocks": [Interval(numbers.Integral, 0, None, closed="left")],
-        "filter_synthetic": ["boolean"],
-        "device": [str],
-        "verbose": ["verbose"],
-        "checkpoint_path": [str, None],
     }
 
     def __init__(
@@ -282,17 +262,6 @@ class GANTranslator(ImageSampler):
             return tensor
         return pad_to_multiple(tensor.view(-1, *self.image_shape_), PAD_MULTIPLE)
 
-    def _resolve_n_epochs(self, n_rows: int) -> int:
-        if self.n_epochs != "auto":
-            return int(self.n_epochs)
-        pixels = (
-            self.image_shape_[1] * self.image_shape_[2]
-            if self.image_shape_ is not None
-            else self.n_features_in_
-        )
-        images = _AUTO_BUDGET_PIXELS / pixels
-        return int(np.clip(math.ceil(images / n_rows), 1, _AUTO_MAX_EPOCHS))
-
     def _augment(self, n_rows: int):
         from gancore import DiffAugment
 
@@ -304,7 +273,7 @@ class GANTranslator(ImageSampler):
         return DiffAugment(policy)
 
     def _train(self, X_unit: np.ndarray, encoded: np.ndarray, rngs, device):
-        from gancore import EMA, GANLoss, train_gan, translation_steps
+        from gancore import GANLoss, train_gan, translation_steps
 
         # Weight initialisation draws from torch's global RNG: a fork seeded from
         # our stream (the caller's state is restored), as in GANAugmenter.
@@ -320,17 +289,12 @@ class GANTranslator(ImageSampler):
             self._tensor(X_unit[rows]),
             torch.from_numpy(encoded[rows].astype(np.int64)),
         ]
-        self.n_epochs_ = self._resolve_n_epochs(len(rows))
+        self.n_epochs_ = self._budget_epochs(
+            len(rows), _AUTO_BUDGET_PIXELS, _AUTO_MAX_EPOCHS
+        )
         batch_size = min(self.batch_size, len(rows))
         steps = self.n_epochs_ * max(1, len(rows) // batch_size)
-        ema = None
-        if self.ema is not False:
-            decay = (
-                float(np.clip(1.0 - 10.0 / max(steps, 1), 0.9, 0.999))
-                if self.ema is True
-                else float(self.ema)
-            )
-            ema = EMA(generator, decay=decay)
+        ema = self._ema(generator, steps)
         d_loss_fn, g_loss_fn = translation_steps(
             generator,
             discriminator,
@@ -569,25 +533,13 @@ class GANTranslator(ImageSampler):
         weights plus JSON; no image, no pickle).  Class labels that look like a
         patient's name, ID or date are refused, as in :meth:`GANAugmenter.save`.
         """
-        from gancore import module_tensors, save_model
-
-        from .privacy import check_labels
+        from gancore import module_tensors
 
         check_is_fitted(self, "generator_")
-        check_labels(self.classes_)
         tensors = module_tensors("generator", self.generator_)
-        judge = getattr(self, "judge_", None)
-        if judge is not None:  # so that a loaded translator filters as this one
-            tensors.update(module_tensors("judge", judge.network_))
-        tensors = {k: v.reshape(1) if v.dim() == 0 else v for k, v in tensors.items()}
-        config = {
-            "params": self._params_config(),
-            **self._data_config(),
-            "history": self.history_,
-            "judge": judge.to_config() if judge is not None else None,
-            "metadata": metadata or {},
-        }
-        save_model(Path(path), tensors, config, kind=_MODEL_KIND)
+        self._write_model(
+            path, _MODEL_KIND, tensors, {"history": self.history_}, metadata
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GANTranslator:
@@ -598,25 +550,11 @@ class GANTranslator(ImageSampler):
         gancore.ModelFileError
             When the file is not a readable GANTranslator model.
         """
-        from gancore import ModelFileError, load_model, module_state
+        return cls._read_model(path, _MODEL_KIND)
 
-        tensors, config = load_model(Path(path), kind=_MODEL_KIND)
-        try:
-            translator = cls(**config["params"])
-            translator._restore_data(config)
-            generator, _ = translator._build_networks()
-            generator.load_state_dict(module_state("generator", tensors))
-            translator.generator_ = generator.eval()
-            translator.history_ = config["history"]
-            if config.get("judge"):
-                from .reference import RealImageClassifier
+    def _restore_networks(self, config: dict, tensors: dict) -> None:
+        from gancore import module_state
 
-                translator.judge_ = RealImageClassifier.from_config(
-                    config["judge"], module_state("judge", tensors)
-                )
-            translator.metadata_ = config.get("metadata", {})
-        except (KeyError, TypeError, RuntimeError, ValueError) as err:
-            raise ModelFileError(
-                f"{path}: the GANTranslator model is inconsistent ({err})"
-            ) from err
-        return translator
+        generator, _ = self._build_networks()
+        generator.load_state_dict(module_state("generator", tensors))
+        self.generator_ = generator.eval()

@@ -507,9 +507,17 @@ def _cmd_fit(args) -> int:
     return 0
 
 
-def _check_generate(args) -> Path | None:
-    """Check ``generate``'s outputs before anything is written; returns the path
-    of the memorisation figure (None without --data)."""
+def _check_image_outputs(
+    args,
+    inputs: list[tuple[str, Path | None]],
+    data: Path | None,
+    artifact: tuple[str, Path | None],
+    what: str,
+) -> None:
+    """Check, before anything is written, where ``generate`` or ``translate``
+    writes ``what`` images (``args.output`` in ``args.format``) and its figure
+    (``artifact``: role and path, or None): not over an input, not among real
+    images, not into the folder of the model or of ``data``."""
     from ganaug.io import NIFTI_SUFFIXES
     from gancore.files import UnsafeOutputError
 
@@ -520,27 +528,40 @@ def _check_generate(args) -> Path | None:
     outputs = [("output (-o)", out)]
     if args.format == "npz" and not one_file:
         outputs.append(("output file", out / "synthetic.npz"))
-    figure = _artifact(out, "_memorization.png") if args.data is not None else None
-    outputs.append(("memorisation figure", figure))
+    outputs.append(artifact)
     _check_run(
         outputs,
-        [
-            ("model", args.model),
-            ("training data (--data)", args.data),
-            ("labels CSV (--labels)", args.labels),
-        ],
-        args.data,
+        [("model", args.model), *inputs],
+        data,
         directories=() if one_file else ("output (-o)",),
     )
     if not one_file and _inside(args.model, out):
         raise UnsafeOutputError(
             f"{out}: the output folder holds the model {args.model}; write the "
-            "synthetic images to a folder of their own"
+            f"{what} images to a folder of their own"
         )
     if not one_file:
         _refuse_real_images(out, recursive=True)
     elif args.format == "nifti":  # a volume among real ones would be read as one
         _refuse_real_images(out.parent, recursive=False)
+
+
+def _check_generate(args) -> Path | None:
+    """Check ``generate``'s outputs before anything is written; returns the path
+    of the memorisation figure (None without --data)."""
+    figure = (
+        _artifact(args.output, "_memorization.png") if args.data is not None else None
+    )
+    _check_image_outputs(
+        args,
+        [
+            ("training data (--data)", args.data),
+            ("labels CSV (--labels)", args.labels),
+        ],
+        args.data,
+        ("memorisation figure", figure),
+        "synthetic",
+    )
     return figure
 
 
@@ -716,37 +737,17 @@ def save_translation_grid(
 def _check_translate(args) -> Path:
     """Check ``translate``'s outputs before anything is written; returns the path
     of the before/after grid."""
-    from ganaug.io import NIFTI_SUFFIXES
-    from gancore.files import UnsafeOutputError
-
-    out = args.output
-    one_file = (args.format == "npz" and out.suffix == ".npz") or (
-        args.format == "nifti" and out.name.endswith(NIFTI_SUFFIXES)
-    )
-    outputs = [("output (-o)", out)]
-    if args.format == "npz" and not one_file:
-        outputs.append(("output file", out / "synthetic.npz"))
-    grid = _artifact(out, "_translation.png")
-    outputs.append(("before/after grid", grid))
-    _check_run(
-        outputs,
+    grid = _artifact(args.output, "_translation.png")
+    _check_image_outputs(
+        args,
         [
-            ("model", args.model),
             ("images to translate", args.images),
             ("labels CSV (--labels)", args.labels),
         ],
         args.images,
-        directories=() if one_file else ("output (-o)",),
+        ("before/after grid", grid),
+        "translated",
     )
-    if not one_file and _inside(args.model, out):
-        raise UnsafeOutputError(
-            f"{out}: the output folder holds the model {args.model}; write the "
-            "translated images to a folder of their own"
-        )
-    if not one_file:
-        _refuse_real_images(out, recursive=True)
-    elif args.format == "nifti":
-        _refuse_real_images(out.parent, recursive=False)
     return grid
 
 
