@@ -185,6 +185,46 @@ def test_pseudonymised_model_generates_without_identifiers(pseudonymised, fmt):
         assert comments <= {"SYNTHETIC; class class_0", "SYNTHETIC; class class_1"}
 
 
+@pytest.mark.parametrize("fmt", ["png", "npz", "dicom"])
+def test_translated_images_carry_nothing_of_their_sources(pseudonymised, fmt):
+    """A translator fitted on the PACS export (pseudonymised), then translate on
+    one patient's folder: no name, ID or date of the source files reaches a file
+    name, a folder name, a tag, an array or the before/after grid; DICOM outputs
+    are new objects that say they are translations."""
+    root, scans, _, mapping = pseudonymised
+    model = root / "models" / "translator.safetensors"
+    keys = root / "keys2" / "labels.csv"
+    code, _, err = _run(
+        ["fit", str(scans), "-o", str(model), "--method", "translate"]
+        + ["--pseudonymise-labels", str(keys)]
+        + ["--image-size", "16", "--n-epochs", "1", "--base-channels", "4"]
+        + ["--holdout-fraction", "0.2", "--device", "cpu"]
+    )
+    assert code == 0, err
+    source = scans / "DOE^JANE_PID-55501"
+    out = root / f"translated_{fmt}"
+    code, _, err = _run(
+        ["translate", str(model), str(source), "--to", "class_1", "-o", str(out)]
+        + ["--format", fmt]
+    )
+    assert code == 0, err
+    written = _files(out) + [root / f"translated_{fmt}_translation.png"]
+    for path in [*written, *_files(root / "models")]:
+        relative = str(path.relative_to(root)).lower()
+        raw = path.read_bytes()
+        for value in FORBIDDEN:
+            assert value.lower() not in relative, (relative, value)
+            assert value.encode() not in raw, (relative, value)
+    if fmt == "dicom":
+        originals = {pydicom.dcmread(p).SOPInstanceUID for p in _files(source)}
+        for path in _files(out):
+            ds = pydicom.dcmread(path)
+            assert ds.SyntheticData == "YES" and ds.SOPInstanceUID not in originals
+            assert "translated" in ds.DerivationDescription
+            assert ds.StudyDate == "" and ds.PatientBirthDate == ""
+            assert "InstitutionName" not in ds and "OtherPatientIDs" not in ds
+
+
 @pytest.mark.parametrize(
     "where",
     ["beside the model", "the model itself", "inside the data"],
