@@ -1,4 +1,4 @@
-"""Training images per second of GANAugmenter's networks on the CPU, 64 and 128 px.
+"""Training images per second of ganaug's networks on the CPU, 64 and 128 px.
 
 Times ``GANAugmenter.fit_resample`` with a fixed number of epochs on random
 one-channel images of two classes (conditional GAN, hinge loss, DiffAugment, EMA,
@@ -6,7 +6,10 @@ batch 32, the sampler's training loop as users run it) and reports the images th
 discriminator sees per second (one generator and one discriminator step per
 batch). The first epoch is left out (warm-up). With ``n_epochs="auto"`` the
 sampler trains on about 40,000 images at 64x64 and 10,000 at 128x128, so these
-rates give the default fit time: 40,000 / rate.
+rates give the default fit time: 40,000 / rate.  ``translator:BASE:SIZE`` times
+``GANTranslator`` the same way (batch 16, its default; each step translates the
+batch, translates it back and runs the identity pass), whose "auto" budget is
+about 12,000 images at 64x64.
 
 Run (one thread, as the other benchmarks)::
 
@@ -24,6 +27,8 @@ import numpy as np
 import torch
 
 DEFAULT_CONFIGS = [
+    "translator:16:64",
+    "translator:16:128",
     "dcgan:32:64",
     "dcgan:32:128",
     "resnet:16:64",
@@ -35,26 +40,29 @@ DEFAULT_CONFIGS = [
 def images_per_second(
     architecture: str, base: int, size: int, n_images: int, epochs: int
 ) -> float:
-    from ganaug import GANAugmenter
+    from ganaug import GANAugmenter, GANTranslator
 
     rng = np.random.default_rng(0)
     X = rng.integers(0, 255, (n_images, 1, size, size), dtype=np.uint8)
     y = np.arange(n_images) % 2
     params = dict(
-        architecture=architecture,
         base_channels=base,
-        batch_size=32,
         device="cpu",
         random_state=0,
         augment_ratio=0.0,
-        sampling_strategy={0: n_images // 2, 1: n_images // 2},
+        sampling_strategy={0: n_images // 2, 1: n_images // 2},  # none to add
     )
-    GANAugmenter(n_epochs=1, **params).fit_resample(X, y)  # warm-up
+    if architecture == "translator":
+        kind = GANTranslator
+    else:
+        kind = GANAugmenter
+        params.update(architecture=architecture, batch_size=32)
+    kind(n_epochs=1, **params).fit_resample(X, y)  # warm-up
     started = time.perf_counter()
-    GANAugmenter(n_epochs=1 + epochs, **params).fit_resample(X, y)
+    kind(n_epochs=1 + epochs, **params).fit_resample(X, y)
     total = time.perf_counter() - started
     started = time.perf_counter()
-    GANAugmenter(n_epochs=1, **params).fit_resample(X, y)
+    kind(n_epochs=1, **params).fit_resample(X, y)
     one = time.perf_counter() - started
     return epochs * n_images / max(total - one, 1e-9)
 
@@ -85,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         rate = images_per_second(
             architecture, int(base), int(size), args.images, args.epochs
         )
-        budget = 40_000 * (64 / int(size)) ** 2
+        budget = (12_000 if architecture == "translator" else 40_000) * (
+            64 / int(size)
+        ) ** 2
         print(
             f"| {architecture} | {base} | {size}x{size} | {rate:.1f} | "
             f"{budget / rate / 60:.1f} |",
