@@ -480,8 +480,10 @@ class GANTranslator(ImageSampler):
             uniformly.
         source : array of images, optional
             The images to translate from.  Default: the training images of the
-            last ``fit_resample`` (kept in memory, never in the model file; a
-            loaded translator needs ``source``).
+            last ``fit_resample``, kept in memory (so a pickle of the fitted
+            translator holds them, as one of a KNN classifier holds its data;
+            :meth:`save` never writes them, and a loaded translator needs
+            ``source``).
         source_labels : array-like, optional
             Their classes: each output's source is then drawn from the other
             classes' images.  Default: the training labels with the training
