@@ -27,9 +27,11 @@ Arms, each trained with the same classifier for the same number of steps:
 ``ros+classical``  both
 ``gan``            ``GANAugmenter()`` with its defaults (``--gan-param`` to vary)
 ``gan+classical``  the GAN's output, then the classical augmentation
-``translator``     ``GANTranslator()``: the other classes' images translated
-                   into the classes RandomOverSampler would fill
-                   (``--translator-param`` to vary)
+``translator``     ``GANTranslator()`` with its defaults: other classes' images
+                   translated into each class (``--translator-param`` to vary;
+                   ``rebalance="synthetic" augment_ratio=0``, the default
+                   before 2026-12-04, translates in place of RandomOverSampler's
+                   copies)
 ``translator+``    the translator's output, then the classical augmentation
 ``classical``
 =================  ===========================================================

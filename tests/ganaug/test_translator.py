@@ -18,6 +18,9 @@ from gancore import ModelFileError, TranslationGenerator
 from .test_sampler import two_class_images
 
 FAST = dict(n_epochs=1, base_channels=4, batch_size=16, device="cpu")
+# Translated images only where the classes are short (not the default): the
+# counts and sources of these tests are those of the translations alone.
+ONLY = dict(rebalance="synthetic", augment_ratio=0.0)
 
 
 def test_generator_starts_as_the_identity_and_stays_in_range():
@@ -36,7 +39,7 @@ def test_output_counts_layout_and_sources(shape):
     if shape[1] == 3:
         X = np.repeat(X[:, None], 3, axis=1)
     X = X.reshape(shape)
-    sampler = GANTranslator(random_state=0, **FAST)
+    sampler = GANTranslator(random_state=0, **FAST, **ONLY)
     X_res, y_res = sampler.fit_resample(X, y)
     assert X_res.shape == (60, *shape[1:]) and X_res.dtype == np.uint8
     np.testing.assert_array_equal(X_res[:40], X)
@@ -46,18 +49,25 @@ def test_output_counts_layout_and_sources(shape):
     assert (y[sampler.source_indices_] == 0).all()
 
 
-def test_duplicate_rebalancing_then_translated_extras():
+@pytest.mark.parametrize("ratio", [1.0, 0.5])
+def test_duplicate_rebalancing_then_translated_extras(ratio):
+    """The default (ratio 1): copies fill the short class, then every class
+    gets as many translated images again."""
     X, y = two_class_images()
-    sampler = GANTranslator(
-        rebalance="duplicate", augment_ratio=0.5, random_state=0, **FAST
-    )
+    params = {} if ratio == 1.0 else {"augment_ratio": ratio}
+    sampler = GANTranslator(random_state=0, **FAST, **params)
     X_res, y_res = sampler.fit_resample(X, y)
+    n = int(30 * ratio)
     assert sampler.n_duplicated_ == {0: 0, 1: 20}
-    assert sampler.n_synthetic_ == {0: 15, 1: 15}
-    assert len(X_res) == 40 + 20 + 30
+    assert sampler.n_synthetic_ == {0: n, 1: n}
+    assert len(X_res) == 40 + 20 + 2 * n
+    np.testing.assert_array_equal(X_res[:40], X)
+    copies = X_res[40:60].reshape(20, -1)
+    real_rare = {row.tobytes() for row in X[y == 1].reshape(10, -1)}
+    assert {row.tobytes() for row in copies} <= real_rare
     # Class 0's extras come from class 1's images and the other way round.
     sources = y[sampler.source_indices_]
-    assert (sources == np.repeat([1, 0], 15)).all()
+    assert (sources == np.repeat([1, 0], n)).all()
 
 
 def test_same_random_state_gives_identical_output():
@@ -194,7 +204,7 @@ def test_labels_that_identify_a_patient_are_not_saved(tmp_path):
 def test_filter_keeps_translations_the_real_image_classifier_accepts(tmp_path):
     X, y = two_class_images(n0=40, n1=20, size=8)
     sampler = GANTranslator(
-        filter_synthetic=True, random_state=0, **{**FAST, "n_epochs": 3}
+        filter_synthetic=True, random_state=0, **{**FAST, "n_epochs": 3}, **ONLY
     )
     X_res, y_res = sampler.fit_resample(X, y)
     assert Counter(y_res.tolist()) == {0: 40, 1: 40}
