@@ -793,8 +793,7 @@ def _cmd_translate(args) -> int:
     )
     translator.verbose = True  # a progress bar over the batches
     started = time.perf_counter()
-    dtype = np.dtype(translator.dtype_)
-    sources = images.astype(dtype) if dtype.kind == "f" else images
+    sources = images
     outputs = translator.translate(sources, to=target)
     seconds = time.perf_counter() - started
     model_name = safe_display_name(Path(args.model).name, "a model", loaded.identifiers)

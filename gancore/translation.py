@@ -155,7 +155,8 @@ def _n_downsamplings(height: int, width: int) -> int:
 
 class TranslationDiscriminator(nn.Module):
     """PatchGAN discriminator with a class head: ``x -> (patch logits, class
-    logits)``.  Spectral norm on every layer; leaky ReLU.
+    logits)``.  Stride-2 convolutions with leaky ReLU down to about 8 pixels,
+    no normalisation (as StarGAN's); the class head reads the whole last map.
 
     Examples
     --------
@@ -230,7 +231,7 @@ class MLPTranslationGenerator(nn.Module):
 
 class MLPTranslationDiscriminator(nn.Module):
     """:class:`TranslationDiscriminator` for flattened data: ``x -> (realism
-    logit, class logits)``.
+    logit, class logits)``; spectral norm on the hidden and realism layers.
 
     Examples
     --------
