@@ -4,9 +4,11 @@
 noise) and :class:`ganaug.GANTranslator` (images from other classes' images).  It
 holds what is the same for both: accepting ``(n, H, W)``, ``(n, C, H, W)`` and
 flattened images, the shape the networks work in, scaling pixels to the
-networks' [-1, 1] and back to the input's dtype and range, the labels a
-``sample`` call asks for, the checkpoint options, the part of a model file that
-describes the data, and the estimator tags.
+networks' [-1, 1] and back to the input's dtype and range, how many images each
+class gets, the epoch budget and the weight average, the screening of synthetic
+images by a classifier of the real ones, the labels and random stream of a
+``sample`` call, the checkpoint options, the common part of a model file and its
+reader, and the estimator tags.
 """
 
 from __future__ import annotations
