@@ -25,6 +25,12 @@ from imblearn.utils import check_target_type
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, validate_data
 
+# diffaugment="auto": below this many training images the full DiffAugment policy is
+# on (Zhao et al. 2020 show the benefit up to a few thousand images; above that it
+# costs little but also helps little).
+SMALL_DATA = 5000
+DEFAULT_POLICY = "color,translation,cutout"
+
 # filter_synthetic: candidates drawn per wanted image before giving up on a class.
 FILTER_MAX_DRAWS = 8
 
@@ -213,6 +219,14 @@ class ImageSampler(BaseOverSampler):
         )
         images = budget_pixels / pixels
         return int(np.clip(math.ceil(images / n_rows), 1, max_epochs))
+
+    def _augment_policy(self, n_rows: int) -> str | None:
+        """The DiffAugment policy ``diffaugment`` asks for ("auto": the full
+        policy for images below :data:`SMALL_DATA`, none otherwise)."""
+        if self.diffaugment != "auto":
+            return self.diffaugment or None
+        small_images = self.image_shape_ is not None and n_rows < SMALL_DATA
+        return DEFAULT_POLICY if small_images else None
 
     def _ema(self, generator: torch.nn.Module, steps: int):
         """The weight average of ``generator`` that ``ema`` asks for (None for

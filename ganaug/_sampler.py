@@ -21,11 +21,6 @@ from ._images import (
 __all__ = ["GANAugmenter"]
 
 _MODEL_KIND = "ganaug.GANAugmenter"
-# Below this many training images DiffAugment is on by default (Zhao et al. 2020
-# show the benefit up to a few thousand images; above that it costs little but
-# also helps little).
-_SMALL_DATA = 5000
-_DEFAULT_POLICY = "color,translation,cutout"
 # n_epochs="auto": train until the discriminator has seen this many pixels (about
 # 40,000 images at 64x64, 200,000 at 28x28), in at most _AUTO_MAX_EPOCHS epochs.
 # Why this budget: benchmarks/RESULTS.md (issue 20).
@@ -330,13 +325,7 @@ class GANAugmenter(ImageSampler):
         """The augmentation of the discriminator's inputs (None for none)."""
         from gancore import AdaptiveAugment, DiffAugment
 
-        policy = self.diffaugment
-        if policy == "auto":
-            policy = (
-                _DEFAULT_POLICY
-                if (self.image_shape_ is not None and n_rows < _SMALL_DATA)
-                else None
-            )
+        policy = self._augment_policy(n_rows)
         if not policy:
             return None
         if self.image_shape_ is None:

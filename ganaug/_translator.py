@@ -20,7 +20,6 @@ from ._images import (
 __all__ = ["GANTranslator"]
 
 _MODEL_KIND = "ganaug.GANTranslator"
-_DEFAULT_POLICY = "color,translation,cutout"
 # n_epochs="auto": train until the networks have seen this many pixels (about
 # 12,000 images at 64x64, 63,000 at 28x28), in at most _AUTO_MAX_EPOCHS epochs.
 # A translation step costs about three generator passes; why this budget:
@@ -273,9 +272,7 @@ class GANTranslator(ImageSampler):
     def _augment(self, n_rows: int):
         from gancore import DiffAugment
 
-        policy = self.diffaugment
-        if policy == "auto":
-            policy = _DEFAULT_POLICY if n_rows < 5000 else None
+        policy = self._augment_policy(n_rows)
         if not policy or self.image_shape_ is None:
             return None
         return DiffAugment(policy)
