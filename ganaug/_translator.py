@@ -22,8 +22,9 @@ __all__ = ["GANTranslator"]
 _MODEL_KIND = "ganaug.GANTranslator"
 # n_epochs="auto": train until the networks have seen this many pixels (about
 # 12,000 images at 64x64, 63,000 at 28x28), in at most _AUTO_MAX_EPOCHS epochs.
-# A translation step costs about three generator passes; why this budget:
-# benchmarks/RESULTS.md (issue 21).
+# A translation step costs about three generator passes.  The budget keeps a
+# 64-px fit near a quarter of an hour on one CPU thread (fit times in
+# benchmarks/RESULTS.md, issue 21); it was not tuned for quality.
 _AUTO_BUDGET_PIXELS = 12_000 * 64 * 64
 _AUTO_MAX_EPOCHS = 200
 # Images translated per forward pass.
@@ -88,8 +89,8 @@ class GANTranslator(ImageSampler):
         (``augment_ratio``'s) come on top, so the real rare-class images stay
         half of their class; "synthetic": ``sampling_strategy``'s images are
         translated.  Why this default: on the three dev sets, translated images
-        in place of the copies cost the classifier 0.03 to 0.20 balanced
-        accuracy (benchmarks/RESULTS.md, issue 21).
+        in place of the copies cost the classifier balanced accuracy
+        (benchmarks/RESULTS.md, issue 21).
     loss : {"hinge", "bce"}, default="hinge"
         Adversarial loss on the discriminator's patch scores.
     diffaugment : str, "auto" or None, default="auto"
@@ -114,8 +115,7 @@ class GANTranslator(ImageSampler):
     learning_rate : float, default=2e-4
         Adam's (betas 0.5, 0.999), both networks.
     base_channels : int, default=16
-        Width of the networks at full resolution (32: about three times slower
-        on a CPU; benchmarks/RESULTS.md, issue 21).
+        Width of the networks at full resolution (wider: slower to train).
     n_blocks : int, default=3
         Residual blocks of the generator at a quarter of the resolution.
     filter_synthetic : bool, default=False
