@@ -1003,7 +1003,6 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     common.add_argument(
         "--threads", type=int, help="torch CPU threads (default: torch's choice)"
     )
@@ -1039,6 +1038,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("data", type=Path, help="folder of DICOM/NIfTI/PNG/JPEG, or .npz")
     fit.add_argument("--labels", type=Path, help="CSV of file,label rows")
     fit.add_argument("-o", "--output", type=Path, required=True, help="model file")
+    # Training only: generate and translate run the generator on the CPU, where
+    # a fixed --random-state gives the same images on every run.
+    fit.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     fit.add_argument(
         "--method",
         choices=["gan", "translate"],

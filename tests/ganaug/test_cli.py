@@ -305,3 +305,12 @@ def test_python_dash_m(tmp_path):
     )
     assert result.returncode == 2 and "no such model file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["generate", "translate"])
+def test_device_is_a_training_option_only(command, capsys):
+    # generate and translate run on the CPU: an option that did nothing is refused.
+    argv = [command, "model.safetensors", "-o", "out", "--device", "cuda"]
+    argv[2:2] = ["images", "--to", "normal"] if command == "translate" else ["-n", "1"]
+    assert main(argv) == 2
+    assert "unrecognized arguments: --device cuda" in capsys.readouterr().err
