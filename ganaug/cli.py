@@ -258,8 +258,9 @@ def _check_run(
 
     :func:`gancore.files.check_outputs` refuses an output that is an input (any
     file of the data folder too, by any spelling or hard link), another output or
-    a non-regular file; on top, nothing goes into the folder of real images, where
-    the next run would read it as patient data.
+    a non-regular file; on top, nothing goes into the folder of real images (the
+    training data, or the images to translate), where the next run would read it
+    as patient data.
     """
     from gancore.files import UnsafeOutputError, check_outputs
 
@@ -275,7 +276,7 @@ def _check_run(
     for role, path in outputs:
         if path is not None and _inside(path, folder):
             raise UnsafeOutputError(
-                f"{path}: the {role} would be inside the training data folder "
+                f"{path}: the {role} would be inside the folder of real images "
                 f"{folder}, where it would be taken for patient data; choose a path "
                 "outside it"
             )

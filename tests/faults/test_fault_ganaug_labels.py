@@ -243,7 +243,7 @@ def test_label_mapping_must_stay_apart_from_the_model(tmp_path, where):
     )
     if where == "inside the data":
         # Nothing is written among the real images, the key included.
-        assert code == 2 and "training data folder" in err, err
+        assert code == 2 and "folder of real images" in err, err
     else:
         assert code == 2 and "label mapping" in err, err
     assert not model.exists() and not mapping.exists()

@@ -248,7 +248,7 @@ def _fit_cases(root: Path, scratch: Path) -> dict[str, tuple[list[str], str]]:
         ),
         "a new file inside the data folder": (
             ["-o", str(data / "model.safetensors")],
-            "inside the training data folder",
+            "inside the folder of real images",
         ),
         "the data folder": (["-o", str(data)], "training data"),
         "the checkpoint": (["-o", model, "--checkpoint", model], "checkpoint"),

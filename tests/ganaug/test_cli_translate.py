@@ -89,7 +89,7 @@ def test_translate_refusals(translator, tmp_path, capsys):
     inside = str(data / "out")
     assert main(["translate", str(model), str(data), "--to", "rare", "-o", inside]) == 2
     assert not (data / "out").exists()
-    assert "inside the training data folder" in capsys.readouterr().err
+    assert "inside the folder of real images" in capsys.readouterr().err
     # A GAN model is not a translator, and the other way round.
     gan = tmp_path / "gan.safetensors"
     sampler = GANAugmenter(n_epochs=1, base_channels=4, device="cpu", random_state=0)
