@@ -580,10 +580,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--id-col", help="identifier column (not a feature)")
     fit.add_argument(
         "--n-members",
-        type=int,
+        type=_epochs,
         default=DEFAULTS["n_members"],
         help="GANomaly networks trained together; the score is the geometric mean "
-        "of theirs",
+        "of theirs ('auto': 8 for at most 1,000 normal rows, else 2)",
     )
     fit.add_argument(
         "--n-epochs",
@@ -782,6 +782,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _epochs(text: str) -> int | str:
+    """A count or "auto" (--n-epochs, --n-members)."""
     if text == "auto":
         return text
     return int(text)

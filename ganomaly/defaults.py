@@ -10,7 +10,7 @@ from __future__ import annotations
 __all__ = ["DEFAULTS"]
 
 DEFAULTS = {
-    "n_members": 2,
+    "n_members": "auto",
     "n_epochs": "auto",
     "batch_size": 128,
     "learning_rate": 1e-3,

@@ -15,7 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from gancore import ModelFileError, load_model, save_model
 from gancore.train import load_checkpoint
 from ganomaly import GANomalyDetector
-from ganomaly._detector import auto_epochs
+from ganomaly._detector import auto_epochs, auto_members
 from ganomaly.model_file import MODEL_KIND
 
 # Checks that GANomalyDetector cannot pass, with the reason.  Empty: it passes all.
@@ -212,6 +212,24 @@ def test_missing_policy_error(transactions):
         GANomalyDetector(n_epochs=1, missing="error").fit(X[y == 0])
 
 
+def test_auto_members_give_small_tables_more_networks(transactions, tmp_path):
+    X, y = transactions
+    normal = X[y == 0]
+    assert [auto_members(n) for n in (50, 1000, 1001, 10**6)] == [8, 8, 2, 2]
+    small = GANomalyDetector(n_epochs=1, device="cpu", random_state=0)
+    small.fit(normal.iloc[:300])
+    assert small.n_members == "auto" and small.n_members_ == 8
+    assert small.prototypes_.shape[0] == small.feature_error_scale_.shape[0] == 8
+    small.save(tmp_path / "small.safetensors")
+    loaded = GANomalyDetector.load(tmp_path / "small.safetensors")
+    assert loaded.n_members_ == 8
+    assert np.array_equal(loaded.anomaly_score(X), small.anomaly_score(X))
+    large = GANomalyDetector(n_epochs=1, device="cpu", random_state=0)
+    assert large.fit(normal.iloc[:1001]).n_members_ == 2
+    fixed = GANomalyDetector(n_members=3, n_epochs=1, device="cpu", random_state=0)
+    assert fixed.fit(normal.iloc[:300]).n_members_ == 3
+
+
 def test_auto_epochs_target_a_fixed_number_of_steps():
     assert auto_epochs(250_000, 128) == 1  # big tables: one pass is enough steps
     assert auto_epochs(2_000, 128) == 94  # 16 steps per epoch: ~1500 steps
@@ -225,7 +243,7 @@ def _member_terms(detector, X):
     net = detector.generator_.double()
     try:
         x = torch.from_numpy(detector.preprocessor_.transform(X)).double()
-        x = x.unsqueeze(0).expand(detector.n_members, -1, -1)
+        x = x.unsqueeze(0).expand(detector.n_members_, -1, -1)
         with torch.no_grad():
             codes = net.encoder(x)
             squares = (x - net.decoder(codes)) ** 2
