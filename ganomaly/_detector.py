@@ -89,7 +89,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         members make scores steadier across random states and a little better, and
         cost as many times the networks' scoring time.  ``"auto"``: 8 when ``fit``
         gets at most 1,000 normal rows, where one network's result depends most on
-        its random state and a fit takes seconds, else 2 (see :func:`auto_members`).
+        its random state and a fit takes seconds, else 2 (:func:`auto_members`).
     n_epochs : int or "auto", default="auto"
         Passes over the training rows.  ``"auto"``: about 1500 generator steps (at
         least one epoch, at most 300).
@@ -981,12 +981,13 @@ def auto_members(n_rows: int) -> int:
     """Members for ``n_members="auto"``: ``AUTO_MEMBERS_SMALL`` (8) for at most
     ``AUTO_SMALL_ROWS`` (1,000) normal training rows, else ``AUTO_MEMBERS`` (2).
 
-    With few rows, one network's ranking depends most on its random state, and a
-    fit is short (at most 300 epochs of a few batches), so that 8 members cost
-    little: on the pool's 10 tables of at most 1,000 training rows they halved the
-    largest AUROC difference between random states at the same mean quality
-    (benchmarks/RESULTS.md).  Above, members cost fit and scoring time in
-    proportion, and 2 keep ``ganomaly score``'s throughput.
+    With few rows, one network's ranking depends most on its random state, and
+    the members, trained as one batched network on small batches, cost little
+    more than 2: on the pool's 10 tables of at most 1,000 training rows, 8
+    members halved the AUROC difference between random states at the same mean
+    quality, for 1.3 times the fit time (benchmarks/RESULTS.md).  Above, members
+    cost fit and scoring time in proportion, and 2 keep ``ganomaly score``'s
+    throughput.
 
     Examples
     --------

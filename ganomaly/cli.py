@@ -580,7 +580,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--id-col", help="identifier column (not a feature)")
     fit.add_argument(
         "--n-members",
-        type=_epochs,
+        type=_count_or_auto,
         default=DEFAULTS["n_members"],
         help="GANomaly networks trained together; the score is the geometric mean "
         "of theirs ('auto': 8 for at most 1,000 normal rows, else 2)",
@@ -588,7 +588,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--n-epochs",
         default=DEFAULTS["n_epochs"],
-        type=_epochs,
+        type=_count_or_auto,
         help="passes over the rows ('auto': about 1500 steps)",
     )
     fit.add_argument(
@@ -769,7 +769,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--n-epochs",
-        type=_epochs,
+        type=_count_or_auto,
         default=DEFAULTS["n_epochs"],
         help="passes over the rows",
     )
@@ -781,11 +781,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _epochs(text: str) -> int | str:
-    """A count or "auto" (--n-epochs, --n-members)."""
+def _count_or_auto(text: str) -> int | str:
+    """A positive whole number or "auto" (--n-epochs, --n-members)."""
     if text == "auto":
         return text
-    return int(text)
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number or 'auto', got {text!r}"
+        )
+    return count
 
 
 def _contamination(text: str) -> float | str:

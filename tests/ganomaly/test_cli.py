@@ -442,3 +442,13 @@ def test_fit_divergence_is_a_clear_error_without_traceback(
     assert code == 2
     assert "diverged in epoch 3" in err and "Traceback" not in err
     assert not model.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--n-members", "0"), ("--n-epochs", "two")]
+)
+def test_counts_take_a_positive_number_or_auto(option, value, tmp_path, capsys):
+    argv = ["fit", str(tmp_path / "x.csv"), "-o", str(tmp_path / "m"), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{option}: expected a positive whole number or 'auto', got '{value}'" in err
