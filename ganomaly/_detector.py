@@ -983,9 +983,9 @@ def auto_members(n_rows: int) -> int:
 
     With few rows, one network's ranking depends most on its random state, and
     the members, trained as one batched network on small batches, cost little
-    more than 2: on the pool's 10 tables of at most 1,000 training rows, 8
-    members halved the AUROC difference between random states at the same mean
-    quality, for 1.3 times the fit time (benchmarks/RESULTS.md).  Above, members
+    more than 2: on the pool's tables of at most 1,000 training rows, 8 members
+    made the AUROC much less dependent on the random state at the same mean
+    quality, for a little more fit time (benchmarks/RESULTS.md).  Above, members
     cost fit and scoring time in proportion, and 2 keep ``ganomaly score``'s
     throughput.
 
