@@ -33,7 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gancore.cli import CliError, HelpFormatter, add_hidden_alias, os_error, version
+from gancore.cli import (
+    CliError,
+    HelpFormatter,
+    add_hidden_alias,
+    count_or_auto,
+    os_error,
+    version,
+)
 
 __all__ = ["main"]
 
@@ -102,21 +109,6 @@ def _audit_split(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
         if n_out > 0:
             held_out[rng.choice(rows, n_out, replace=False)] = True
     return held_out
-
-
-def _epochs(value: str) -> int | str:
-    """--n-epochs: a positive int or "auto"."""
-    if value == "auto":
-        return value
-    try:
-        epochs = int(value)
-    except ValueError:
-        epochs = 0
-    if epochs < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive number of epochs or 'auto', got {value!r}"
-        )
-    return epochs
 
 
 def _window(value: list[str] | None):
@@ -1059,7 +1051,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     n_epochs(
         fit,
-        type=_epochs,
+        type=count_or_auto,
         help="passes over the images, or 'auto': a budget of pixels seen (gan: "
         "about 40,000 images at 64x64, at most 400 epochs; translate: about "
         f"12,000, at most 200) (default: {both('n_epochs')})",

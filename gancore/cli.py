@@ -1,6 +1,6 @@
 """What the ``ganaug`` and ``ganomaly`` command lines share: one error type, one help
 layout, one spelling of each common option, one way to say an operating-system
-error in a line, and ``--version``.
+error in a line, the parse of a count that may be "auto", and ``--version``.
 
 No torch here: the command lines import it only for the commands that need it.
 """
@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import errno
 
-__all__ = ["CliError", "HelpFormatter", "add_hidden_alias", "os_error", "version"]
+__all__ = [
+    "CliError",
+    "HelpFormatter",
+    "add_hidden_alias",
+    "count_or_auto",
+    "os_error",
+    "version",
+]
 
 
 class CliError(Exception):
@@ -37,6 +44,22 @@ def add_hidden_alias(
     parser.add_argument(
         name, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs
     )
+
+
+def count_or_auto(text: str) -> int | str:
+    """An option's value as a positive whole number, or "auto" (``--n-epochs``,
+    ``--n-members``): argparse's ``type``."""
+    if text == "auto":
+        return text
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number or 'auto', got {text!r}"
+        )
+    return count
 
 
 def os_error(exc: OSError) -> str:

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gancore.cli import CliError, HelpFormatter, add_hidden_alias, os_error, version
+from gancore.cli import (
+    CliError,
+    HelpFormatter,
+    add_hidden_alias,
+    count_or_auto,
+    os_error,
+    version,
+)
 
 from .threads import set_threads
 
@@ -580,7 +587,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--id-col", help="identifier column (not a feature)")
     fit.add_argument(
         "--n-members",
-        type=_count_or_auto,
+        type=count_or_auto,
         default=DEFAULTS["n_members"],
         help="GANomaly networks trained together; the score is the geometric mean "
         "of theirs ('auto': 8 for at most 1,000 normal rows, else 2)",
@@ -588,7 +595,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--n-epochs",
         default=DEFAULTS["n_epochs"],
-        type=_count_or_auto,
+        type=count_or_auto,
         help="passes over the rows ('auto': about 1500 steps)",
     )
     fit.add_argument(
@@ -769,7 +776,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--n-epochs",
-        type=_count_or_auto,
+        type=count_or_auto,
         default=DEFAULTS["n_epochs"],
         help="passes over the rows",
     )
@@ -779,21 +786,6 @@ def _parser() -> argparse.ArgumentParser:
     network_threads(demo)
     demo.set_defaults(run=_cmd_demo)
     return parser
-
-
-def _count_or_auto(text: str) -> int | str:
-    """A positive whole number or "auto" (--n-epochs, --n-members)."""
-    if text == "auto":
-        return text
-    try:
-        count = int(text)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive whole number or 'auto', got {text!r}"
-        )
-    return count
 
 
 def _contamination(text: str) -> float | str:
