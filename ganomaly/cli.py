@@ -204,7 +204,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     detector.save(args.output)
     print(
         f"fitted GANomaly on {features.shape[0]} rows x {features.shape[1]} columns "
-        f"in {time.perf_counter() - start:.1f} s ({detector.n_epochs_} epochs); "
+        f"in {time.perf_counter() - start:.1f} s ({detector.n_members_} members, "
+        f"{detector.n_epochs_} epochs); "
         f"threshold {detector.threshold_:.4g}; saved {args.output}",
         file=sys.stderr,
     )
