@@ -37,6 +37,7 @@ from ._model import EnsembleDiscriminator, GANomalyEnsemble, default_sizes, init
 from ._scorer import SCORES, Scorer, combine_scores, feature_error_scale
 from .defaults import DEFAULTS
 from .model_file import MODEL_KIND, ModelConfig
+from .neighbours import NeighbourIndex, build_index
 from .preprocessing import NUMERIC_SCALINGS, TabularPreprocessor
 from .threads import one_blas_thread
 
@@ -110,14 +111,27 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         reconstruction error ``(x_j - G(x)_j)^2`` (each feature in units of its mean
         on held-out normal rows) and the squared distance from the row's latent code
         ``G_E(x)`` to the nearest of ``n_prototypes`` prototypes of the training
-        rows' codes; each divided by its median on held-out normal rows (and at
-        least ``RATIO_FLOOR`` = 1e-3 of it); the score is the geometric mean of
-        these ratios.  ``"reconstruction"``: the
-        reconstruction ratios alone.  (Called ``score`` in the CLI; renamed because
-        scikit-learn reserves ``score`` for the ``score(X, y)`` method.)
+        rows' codes; and, once for the model, the squared distance from the
+        encoded row to the nearest of ``n_references`` training rows (see
+        ``n_references``).  Each is divided by its median on held-out normal rows
+        (and is at least ``RATIO_FLOOR`` = 1e-3 of it); the score is the geometric
+        mean over the three terms of each term's geometric mean over members.
+        ``"reconstruction"``: the reconstruction ratios alone.  (Called ``score``
+        in the CLI; renamed because scikit-learn reserves ``score`` for the
+        ``score(X, y)`` method.)
     n_prototypes : int, default=256
         k-means centres, per member, of the latent codes of (at most 2048 of) the
         training rows; the nearest-prototype term measures the distance to them.
+    n_references : int, default=16384
+        Training rows (sampled when there are more; repeated rows once) that the
+        model keeps for the score's nearest-neighbour term, searched in 128
+        coarse cells (:mod:`ganomaly.neighbours`; what it adds to the detection
+        and costs: benchmarks/RESULTS.md).  A row's neighbour is the nearest
+        reference not equal to it, so that a training row is scored as a new row
+        would be.  The model file then holds these rows, preprocessed: 0 leaves
+        the term out and keeps every training row out of the file.  Without
+        held-out rows (``validation_fraction=0``, or too few rows) the term is
+        left out, as the training rows cannot calibrate their own distances.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Float: the share of the training rows expected to be anomalies; the
         threshold is that quantile of the scores of the rows passed to ``fit``
@@ -172,6 +186,9 @@ default="standard_log"
         scores more reliably than the last iterate of the adversarial game.
     discriminator_ : EnsembleDiscriminator
     prototypes_ : ndarray of shape (n_members, n_prototypes, latent_dim)
+    neighbours_ : NeighbourIndex or None
+        The nearest-neighbour term's reference rows and cells, None without that
+        term.
     calibration_ : dict
         Per member, the medians of the score terms on held-out normal rows.
     feature_error_scale_ : ndarray of shape (n_members, n_encoded_features)
@@ -217,6 +234,7 @@ default="standard_log"
         "w_enc": [Interval(Real, 0, None, closed="left")],
         "score_type": [StrOptions(set(SCORES))],
         "n_prototypes": [Interval(Integral, 1, None, closed="left")],
+        "n_references": [Interval(Integral, 0, None, closed="left")],
         "contamination": [StrOptions({"auto"}), Interval(Real, 0, 0.5, closed="right")],
         "target_fpr": [Interval(Real, 0, 1, closed="neither"), None],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -243,6 +261,7 @@ default="standard_log"
         w_enc: float = 1.0,
         score_type: str = DEFAULTS["score_type"],
         n_prototypes: int = DEFAULTS["n_prototypes"],
+        n_references: int = DEFAULTS["n_references"],
         contamination: float | str = "auto",
         target_fpr: float | None = None,
         validation_fraction: float = 0.1,
@@ -265,6 +284,7 @@ default="standard_log"
         self.w_enc = w_enc
         self.score_type = score_type
         self.n_prototypes = n_prototypes
+        self.n_references = n_references
         self.contamination = contamination
         self.target_fpr = target_fpr
         self.validation_fraction = validation_fraction
@@ -535,6 +555,12 @@ default="standard_log"
                 ]
             )
         self.prototypes_ = prototypes.astype(np.float32)
+        # Training rows as the nearest-neighbour term's references; only with rows
+        # held out to calibrate their distances (a training row's neighbour is
+        # another training row, nearer than a new row's).
+        self.neighbours_ = (
+            build_index(encoded, self.n_references, rngs.numpy) if held_out else None
+        )
         sources = self.preprocessor_.source_columns_
         residuals = self._residuals(encoded_val)  # (M, n_val, F)
         self.feature_error_scale_ = np.stack(
@@ -545,6 +571,8 @@ default="standard_log"
             "reconstruction": [1.0] * members,
             "nearest": [1.0] * members,
         }
+        if self.neighbours_ is not None:
+            self.calibration_["neighbour"] = [1.0]
         self.threshold_ = np.inf
         self._scorers = {}
         # Both terms, whatever score_type: a model file holds every calibration.
@@ -853,6 +881,11 @@ default="standard_log"
                 np.ascontiguousarray(self.prototypes_)
             ),
         }
+        if getattr(self, "neighbours_", None) is not None:
+            for name, array in self.neighbours_.arrays().items():
+                tensors[f"calibration.{name}"] = torch.from_numpy(
+                    np.ascontiguousarray(array)
+                )
         return tensors, config.to_dict()
 
     @classmethod
@@ -920,6 +953,13 @@ default="standard_log"
                 tensors["calibration.feature_error_scale"].numpy().astype(np.float64)
             )
             detector.prototypes_ = tensors["calibration.prototypes"].numpy()
+            detector.neighbours_ = None
+            if "calibration.references" in tensors:
+                detector.neighbours_ = NeighbourIndex(
+                    tensors["calibration.references"].numpy(),
+                    tensors["calibration.reference_centres"].numpy(),
+                    tensors["calibration.reference_starts"].numpy(),
+                )
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
         resolved = resolve_device(device)
@@ -935,7 +975,9 @@ class _TorchScorer(Scorer):
     generator: torch.nn.Module
     input_order = "C"  # torch copies the rows to the device as they come
 
-    def errors(self, encoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def _network_errors(
+        self, encoded: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         device = next(self.generator.parameters()).device
         n, n_features = encoded.shape
         errors = np.empty((n, n_features), dtype=np.float32, order="F")

@@ -14,9 +14,13 @@ terms: its reconstruction error ``rec_m(x)``, the mean over encoded features of
 normal rows, per input column, :func:`feature_error_scale`), and its nearest-prototype
 distance ``near_m(x)``, the squared distance from the latent code ``G_E,m(x)`` to the
 nearest of the member's prototypes (k-means centres of the training rows' codes).
+Where the model keeps references (``n_references > 0``), a third term, once for
+the model: ``neigh(x)``, the squared distance from the encoded row to the nearest
+training row it keeps, searched in coarse cells (:mod:`ganomaly.neighbours`).
 Each term is divided by its median on held-out normal rows, and the score is the
-geometric mean of all ``2 M`` ratios (:func:`combine_scores`): 1 for a typical
-normal row, 2 for a row twice as far from normal on every term.
+geometric mean over the terms of each term's geometric mean over its members
+(:func:`combine_scores`): 1 for a typical normal row, 2 for a row twice as far
+from normal on every term.
 
 Precision: a Scorer defaults to float64, the estimator's arithmetic; the streaming
 scorer takes float32 networks where they are position-free (``precision="auto"`` in
@@ -41,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .model_file import MODEL_KIND, ModelConfig
+from .neighbours import NeighbourIndex
 from .threads import one_blas_thread
 
 __all__ = [
@@ -53,14 +58,16 @@ __all__ = [
     "feature_errors",
     "load_scorer",
     "nearest_squared_distances",
+    "score_terms",
     "top_contributions",
 ]
 
-# "combined": reconstruction and nearest-prototype terms; "reconstruction": the
+# "combined": reconstruction, nearest-prototype and, where the model keeps
+# references (n_references > 0), nearest-neighbour terms; "reconstruction": the
 # reconstruction terms alone (GANomaly's contextual error).
 SCORES = ("combined", "reconstruction")
 SCORE_TERMS = {
-    "combined": ("reconstruction", "nearest"),
+    "combined": ("reconstruction", "nearest", "neighbour"),
     "reconstruction": ("reconstruction",),
 }
 # Rows per matrix product: small enough to stay in cache (benchmarks/RESULTS.md).
@@ -190,18 +197,24 @@ def combine_scores(
     score_type: str,
     calibration: dict[str, Any],
 ) -> np.ndarray:
-    """Anomaly scores from the members' terms: the geometric mean, over members and
-    terms, of each term divided by its median on held-out normal rows (each ratio
-    at least :data:`RATIO_FLOOR`).
+    """Anomaly scores from the members' terms: each term divided by its median on
+    held-out normal rows (each ratio at least :data:`RATIO_FLOOR`), the geometric
+    mean of a term's ratios over its members, then the geometric mean over the
+    terms (each term weighs the same, however many members it has).
+
+    The score type's terms that ``calibration`` holds are used: the
+    ``"neighbour"`` term only where the model keeps references.
 
     Parameters
     ----------
-    terms : dict of str to ndarray of shape (n_samples, n_members)
+    terms : dict of str to ndarray of shape (n_samples, n_members) or (n_samples, 1)
         ``"reconstruction"`` (mean scaled squared error) and, for
-        ``"combined"``, ``"nearest"`` (squared distance to the nearest prototype).
+        ``"combined"``, ``"nearest"`` (squared distance to the nearest prototype,
+        per member) and ``"neighbour"`` (squared distance to the nearest
+        reference row: one column, the encoded input space has no members).
     score_type : {"combined", "reconstruction"}
-    calibration : dict of str to sequence of shape (n_members,)
-        The medians of the terms on held-out normal rows.
+    calibration : dict of str to sequence
+        The medians of the terms on held-out normal rows, one per column.
 
     Returns
     -------
@@ -217,14 +230,24 @@ def combine_scores(
     """
     if score_type not in SCORES:
         raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
+    names = score_terms(score_type, calibration)
     logs = None
-    count = 0
-    for name in SCORE_TERMS[score_type]:
+    for name in names:
         ratio = terms[name] / np.asarray(calibration[name], dtype=np.float64)
-        ratio = np.log(np.maximum(ratio, RATIO_FLOOR))
-        logs = ratio.sum(axis=1) if logs is None else logs + ratio.sum(axis=1)
-        count += ratio.shape[1]
-    return np.exp(logs / count)
+        ratio = np.log(np.maximum(ratio, RATIO_FLOOR)).mean(axis=1)
+        logs = ratio if logs is None else logs + ratio
+    return np.exp(logs / len(names))
+
+
+def score_terms(score_type: str, calibration: dict[str, Any]) -> tuple[str, ...]:
+    """The terms of ``score_type`` that a model with this calibration has.
+
+    Examples
+    --------
+    >>> score_terms("combined", {"reconstruction": [1.0], "nearest": [1.0]})
+    ('reconstruction', 'nearest')
+    """
+    return tuple(name for name in SCORE_TERMS[score_type] if name in calibration)
 
 
 def top_contributions(
@@ -367,6 +390,10 @@ class Scorer:
     feature_error_scale : ndarray of shape (n_members, n_features)
         Per-feature units of each member's squared errors.
     prototypes : ndarray of shape (n_members, n_prototypes, latent_dim)
+    neighbours : NeighbourIndex, optional
+        The reference rows of the nearest-neighbour term
+        (:mod:`ganomaly.neighbours`); the model has that term exactly when it has
+        references and ``calibration`` a ``"neighbour"`` median.
     dtype : numpy dtype, default=float64
         Precision of the networks' matrix products (see the module docstring).
     metadata : dict, optional
@@ -397,6 +424,7 @@ class Scorer:
         threshold: float,
         feature_error_scale: np.ndarray,
         prototypes: np.ndarray,
+        neighbours: NeighbourIndex | None = None,
         dtype: Any = np.float64,
         metadata: dict | None = None,
     ):
@@ -414,13 +442,25 @@ class Scorer:
         }
         members = {part: _mlp_layers(state, part, *sizes[part]) for part in _PARTS}
         self.n_members = len(members["encoder"])
+        if ("neighbour" in calibration) != (neighbours is not None):
+            raise ValueError(
+                "the nearest-neighbour term needs both its references and its "
+                "calibration"
+            )
+        if neighbours is not None and neighbours.references.shape[1] != n_features:
+            raise ValueError(
+                f"neighbour references have {neighbours.references.shape[1]} "
+                f"features, expected {n_features}"
+            )
+        self.neighbours_ = neighbours
         self.calibration_ = {
             name: np.asarray(calibration[name], dtype=np.float64)
-            for name in SCORE_TERMS[score_type]
+            for name in score_terms(score_type, calibration)
         }
         for name, medians in self.calibration_.items():
-            if medians.shape != (self.n_members,) or not (medians > 0).all():
-                raise ValueError(f"calibration {name!r}: {self.n_members} positives")
+            columns = 1 if name == "neighbour" else self.n_members
+            if medians.shape != (columns,) or not (medians > 0).all():
+                raise ValueError(f"calibration {name!r}: {columns} positive value(s)")
         self.feature_error_scale_ = np.asarray(feature_error_scale, dtype=np.float64)
         if self.feature_error_scale_.shape != (self.n_members, n_features):
             raise ValueError(
@@ -494,6 +534,13 @@ class Scorer:
             for k, v in arrays.items()
             if k.startswith(prefix)
         }
+        neighbours = None
+        if "calibration.references" in arrays:
+            neighbours = NeighbourIndex(
+                arrays["calibration.references"],
+                arrays["calibration.reference_centres"],
+                arrays["calibration.reference_starts"],
+            )
         return cls(
             preprocessor,
             state,
@@ -503,6 +550,7 @@ class Scorer:
             threshold=model.threshold,
             feature_error_scale=np.asarray(arrays["calibration.feature_error_scale"]),
             prototypes=np.asarray(arrays["calibration.prototypes"]),
+            neighbours=neighbours,
             dtype=dtype,
             metadata=model.metadata,
         )
@@ -528,6 +576,9 @@ class Scorer:
                 digest.update(np.ascontiguousarray(bias).tobytes())
         digest.update(self.feature_error_scale_.tobytes())
         digest.update(self.prototypes_.tobytes())
+        if self.neighbours_ is not None:
+            for array in self.neighbours_.arrays().values():
+                digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
     def member_layers(self, part: str) -> list[list[tuple[np.ndarray, np.ndarray]]]:
@@ -545,6 +596,10 @@ class Scorer:
     def _need_nearest(self) -> bool:
         return "nearest" in self.calibration_
 
+    @property
+    def _need_neighbour(self) -> bool:
+        return "neighbour" in self.calibration_
+
     def _mlp(self, x: np.ndarray, key: tuple[int, str]) -> np.ndarray:
         layers = self._layers[key]
         for i, (weight, bias) in enumerate(layers):
@@ -556,8 +611,22 @@ class Scorer:
 
     def errors(self, encoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Per-feature reconstruction errors (float32, the members' mean) and the
-        score terms of every member (``{"reconstruction": (n, M), "nearest":
-        (n, M)}``, float64; :func:`combine_scores`).
+        score terms (``{"reconstruction": (n, M), "nearest": (n, M), "neighbour":
+        (n, 1)}``, float64; :func:`combine_scores`).
+
+        The nearest-neighbour term is searched in the encoded rows themselves
+        (:class:`~ganomaly.neighbours.NeighbourIndex`, float64), whatever the
+        networks' precision or device.
+        """
+        errors, terms = self._network_errors(encoded)
+        if self._need_neighbour:
+            terms["neighbour"][:, 0] = self.neighbours_.squared_distances(encoded)
+        return errors, terms
+
+    def _network_errors(
+        self, encoded: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The members' terms of :meth:`errors`.
 
         The per-feature errors come feature-major (Fortran order), as
         :func:`top_contributions` reads them.  A row's float64 results do not
@@ -593,7 +662,10 @@ class Scorer:
         return errors, terms
 
     def _empty_terms(self, n: int) -> dict[str, np.ndarray]:
-        return {name: np.empty((n, self.n_members)) for name in self.calibration_}
+        return {
+            name: np.empty((n, len(medians)))
+            for name, medians in self.calibration_.items()
+        }
 
     def _nearest(self, codes: np.ndarray, member: int) -> np.ndarray:
         """Squared distances of float64 codes (an even number of rows) to the

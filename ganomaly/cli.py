@@ -180,6 +180,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         n_epochs=args.n_epochs,
         batch_size=args.batch_size,
         score_type=args.score,
+        n_references=args.n_references,
         numeric_scaling=args.numeric_scaling,
         use_labels=known is not None,
         contamination=args.contamination,
@@ -606,8 +607,17 @@ def _parser() -> argparse.ArgumentParser:
         "--score",
         default=DEFAULTS["score_type"],
         choices=SCORES,
-        help="combined: reconstruction error and distance to the nearest normal "
-        "prototype in the latent space; reconstruction: the error alone",
+        help="combined: reconstruction error, distance to the nearest normal "
+        "prototype in the latent space and to the nearest kept training row; "
+        "reconstruction: the error alone",
+    )
+    fit.add_argument(
+        "--n-references",
+        type=_references,
+        default=DEFAULTS["n_references"],
+        help="training rows the model keeps for the nearest-row term (sampled "
+        "when there are more; %(default)s); 0 keeps every training row out of "
+        "the model file, without that term",
     )
     fit.add_argument(
         "--numeric-scaling",
@@ -787,6 +797,18 @@ def _parser() -> argparse.ArgumentParser:
     network_threads(demo)
     demo.set_defaults(run=_cmd_demo)
     return parser
+
+
+def _references(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of rows (0 or more), got {text!r}"
+        )
+    return count
 
 
 def _contamination(text: str) -> float | str:

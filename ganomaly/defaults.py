@@ -16,5 +16,6 @@ DEFAULTS = {
     "learning_rate": 1e-3,
     "score_type": "combined",
     "n_prototypes": 256,
+    "n_references": 16384,
     "numeric_scaling": "standard_log",
 }

@@ -6,9 +6,11 @@ self-contained ONNX file that holds the fitted preprocessing, every member's
 encoder and decoder, the calibration of the score (per-feature error units,
 prototypes, medians) and the threshold, so that ONNX Runtime (Java, C#, C++,
 Python, Triton...) scores rows the way ``ganomaly score`` does, without gankit.
-Model files of version :data:`~ganomaly.model_file.MODEL_VERSION` only (members,
-the nearest-prototype term and the geometric-mean score of issue 18); older ones
-are refused with an :class:`ExportError` that says to fit again.
+Model files of version 2 (members, the nearest-prototype term and the
+geometric-mean score of issue 18) and :data:`~ganomaly.model_file.MODEL_VERSION`
+(with the nearest-neighbour term's references, searched in the same cells as
+:class:`ganomaly.neighbours.NeighbourIndex`); older ones are refused with an
+:class:`ExportError` that says to fit again.
 
 The graph's interface (``gankit.onnx_interface`` = :data:`INTERFACE_VERSION`):
 
@@ -81,8 +83,9 @@ import numpy as np
 
 from gancore.exporting import require_onnx, save_onnx, set_metadata
 
-from ._scorer import RATIO_FLOOR, SCORE_TERMS
+from ._scorer import RATIO_FLOOR, SCORE_TERMS, score_terms
 from .model_file import MODEL_KIND, MODEL_VERSION
+from .neighbours import NeighbourIndex
 
 __all__ = [
     "INTERFACE_VERSION",
@@ -616,6 +619,111 @@ def _nearest_nodes(graph: GraphBuilder, codes: str, prototypes: np.ndarray) -> s
     )
 
 
+def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) -> str:
+    """``[N]`` float64: the squared distance from each encoded row to its nearest
+    reference among the cells it probes (the second nearest where the nearest
+    equals the row), as
+    :meth:`ganomaly.neighbours.NeighbourIndex.squared_distances` computes it.
+
+    The probed cells are the ``probes`` smallest ``|c|^2 - 2 x.c`` (TopK, the
+    lower cell first among equals).  The graph then takes ``|r|^2 - 2 x.r`` for
+    every reference and leaves out those of cells the row does not probe (+inf);
+    the two smallest (TopK: equal values to the lower reference, as in the
+    scorer, which computes only the probed cells' products) get their distance
+    ``sum((x - r)^2)``.  The graph thus does the work of an exact search (one
+    product with every reference), for the scorer's result.
+    """
+    x = graph.op("Cast", encoded, to=_DOUBLE)
+    centres = np.asarray(index.centres, np.float64)
+    to_centres = graph.op(
+        "Add",
+        graph.op(
+            "Mul",
+            graph.op("MatMul", x, graph.constant(np.ascontiguousarray(centres.T))),
+            graph.constant(np.array(-2.0)),
+        ),
+        graph.constant(np.einsum("ij,ij->i", centres, centres), "centre_norms"),
+    )
+    _, probed = graph.op(
+        "TopK",
+        to_centres,
+        graph.constant(np.array([index.probes], np.int64)),
+        axis=1,
+        largest=0,
+        sorted=1,
+        n_outputs=2,
+    )
+    references = np.asarray(index.references, np.float64)
+    cell_of = np.repeat(np.arange(index.n_cells), np.diff(index.starts))
+    cells = graph.constant(cell_of[None, :].astype(np.int64), "reference_cells")
+    searched = None
+    for probe in range(index.probes):
+        column = graph.op(
+            "Slice",
+            probed,
+            graph.constant(np.array([probe], np.int64)),
+            graph.constant(np.array([probe + 1], np.int64)),
+            graph.constant(np.array([1], np.int64)),
+        )
+        match = graph.op("Equal", column, cells)
+        searched = match if searched is None else graph.op("Or", searched, match)
+    products = graph.op(
+        "Add",
+        graph.op(
+            "Mul",
+            graph.op("MatMul", x, graph.constant(np.ascontiguousarray(references.T))),
+            graph.constant(np.array(-2.0)),
+        ),
+        graph.constant(np.einsum("ij,ij->i", references, references), "norms"),
+    )
+    products = graph.op("Where", searched, products, graph.constant(np.array(np.inf)))
+    candidates = min(2, references.shape[0])
+    values, nearest = graph.op(
+        "TopK",
+        products,
+        graph.constant(np.array([candidates], np.int64)),
+        axis=1,
+        largest=0,
+        sorted=1,
+        n_outputs=2,
+    )
+    chosen = graph.op("Gather", graph.constant(references, "references"), nearest)
+    row = graph.op("Unsqueeze", x, graph.constant(np.array([1], np.int64)))
+    gap = graph.op("Sub", row, chosen)
+    distances = graph.op(  # [N, candidates]
+        "ReduceSum",
+        graph.op("Mul", gap, gap),
+        graph.constant(np.array([2], np.int64)),
+        keepdims=0,
+    )
+
+    def column(tensor: str, k: int) -> str:
+        return graph.op(
+            "Squeeze",
+            graph.op(
+                "Slice",
+                tensor,
+                graph.constant(np.array([k], np.int64)),
+                graph.constant(np.array([k + 1], np.int64)),
+                graph.constant(np.array([1], np.int64)),
+            ),
+            graph.constant(np.array([1], np.int64)),
+        )
+
+    nearest_distance = column(distances, 0)
+    if candidates == 1:
+        return graph.op("Identity", nearest_distance, hint="neighbour")
+    # The nearest is the row itself: the second counts, if it was searched.
+    itself = graph.op(
+        "And",
+        graph.op("Equal", nearest_distance, graph.constant(np.array(0.0))),
+        graph.op("Less", column(values, 1), graph.constant(np.array(np.inf))),
+    )
+    return graph.op(
+        "Where", itself, column(distances, 1), nearest_distance, hint="neighbour"
+    )
+
+
 # -------------------------------------------------------------------------- score
 def combine_scores(
     graph: GraphBuilder,
@@ -654,12 +762,12 @@ def combine_scores(
     """
     if score_type not in SCORE_TERMS:
         raise ExportError(f"the export does not know the score {score_type!r}")
-    count = sum(len(terms[name]) for name in SCORE_TERMS[score_type])
+    names = score_terms(score_type, calibration)
     floor = graph.constant(np.array(RATIO_FLOOR))
-    power = graph.constant(np.array(1.0 / count))
     score = None
-    for name in SCORE_TERMS[score_type]:
+    for name in names:
         medians = np.asarray(calibration[name], np.float64)
+        power = graph.constant(np.array(1.0 / (len(names) * len(terms[name]))))
         for member, term in enumerate(terms[name]):
             median = graph.constant(medians[member], f"{name}_median")
             ratio = graph.op("Max", graph.op("Div", term, median), floor)
@@ -773,11 +881,11 @@ def build_onnx(
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     version = config.get("version", 1) if isinstance(config, dict) else None
-    if version != MODEL_VERSION:
+    if version not in (2, MODEL_VERSION):
         raise ExportError(
             f"a GANomalyDetector of model version {version!r}; this export writes "
-            f"graphs of version {MODEL_VERSION} models only: fit the model again "
-            "with this gankit (ganomaly fit), then export it"
+            f"graphs of version 2 and {MODEL_VERSION} models only: fit the model "
+            "again with this gankit (ganomaly fit), then export it"
         )
     try:
         scorer = Scorer.from_model(arrays, config, dtype=np.float64)
@@ -799,8 +907,10 @@ def build_onnx(
         {part: scorer.member_layers(part) for part in _PARTS},
         encoded,
         scorer.feature_error_scale_,
-        scorer.prototypes_ if "nearest" in SCORE_TERMS[scorer.score_type] else None,
+        scorer.prototypes_ if "nearest" in scorer.calibration_ else None,
     )
+    if "neighbour" in scorer.calibration_:
+        terms["neighbour"] = [neighbour_nodes(graph, encoded, scorer.neighbours_)]
     score = combine_scores(graph, terms, scorer.score_type, scorer.calibration_)
     shares, top, values = explanation_nodes(
         graph, errors, np.asarray(preprocessor.source_columns_), len(columns), top_k

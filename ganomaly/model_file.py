@@ -19,6 +19,11 @@ prototypes):
   squared reconstruction errors;
 * ``calibration.prototypes`` ``(M, R, L)``: each member's prototypes of the training
   rows' latent codes;
+* ``calibration.references`` ``(N, F)`` (float32), ``calibration.reference_centres``
+  ``(C, F)`` and ``calibration.reference_starts`` ``(C + 1,)``, where the model has
+  the nearest-neighbour term (version 3, ``n_references > 0``): up to
+  ``n_references`` encoded training rows, sorted into ``C`` cells
+  (:class:`~ganomaly.neighbours.NeighbourIndex`);
 * ``calibration.validation_anomaly_scores``: the held-out normal rows' scores.
 """
 
@@ -31,9 +36,18 @@ __all__ = ["MODEL_KIND", "MODEL_VERSION", "ModelConfig"]
 
 MODEL_KIND = "ganomaly.GANomalyDetector"
 # 2: members, the nearest-prototype term and a geometric-mean score (gankit 0.1.0
-# after issue 18); version 1 files (one network, "absolute" or scaled errors, a
-# latent term) are refused with a message to fit the model again.
-MODEL_VERSION = 2
+# after issue 18); 3: the nearest-neighbour term's references, optional.  Version 2
+# files are read as they are (they score without that term); version 1 files (one
+# network, "absolute" or scaled errors, a latent term) are refused with a message
+# to fit the model again.  A reader of version 2 refuses version 3 files rather
+# than score them without their third term.
+MODEL_VERSION = 3
+_READABLE = (2, 3)
+_REFERENCE_TENSORS = (
+    "calibration.references",
+    "calibration.reference_centres",
+    "calibration.reference_starts",
+)
 _PARTS = ("encoder", "decoder", "second_encoder")
 
 
@@ -53,7 +67,8 @@ class ModelConfig:
         Anomaly scores above it are anomalies.
     calibration : dict
         ``{"reconstruction": [...], "nearest": [...]}``: per member, the median of
-        each score term on held-out normal rows.
+        each score term on held-out normal rows; ``"neighbour": [median]`` where
+        the model has the nearest-neighbour term.
     """
 
     params: dict
@@ -89,11 +104,11 @@ class ModelConfig:
         if not isinstance(config, dict):
             raise ValueError("the configuration is not a map")
         version = config.get("version", 1)
-        if version != MODEL_VERSION:
+        if version not in _READABLE:
             raise ValueError(
                 f"a GANomalyDetector of model version {version!r}, but this gankit "
-                f"reads version {MODEL_VERSION}: fit the model again with this "
-                "version (ganomaly fit)"
+                f"reads versions {' and '.join(map(str, _READABLE))}: fit the model "
+                "again with this version (ganomaly fit)"
             )
         names = {f for f in cls.__dataclass_fields__}
         missing = sorted(names - set(config) - {"history", "metadata"})
@@ -119,6 +134,13 @@ class ModelConfig:
                 isinstance(self.calibration.get(k), list)
                 and len(self.calibration[k]) == self.n_members
                 for k in ("reconstruction", "nearest")
+            )
+            and (
+                "neighbour" not in self.calibration
+                or (
+                    isinstance(self.calibration["neighbour"], list)
+                    and len(self.calibration["neighbour"]) == 1
+                )
             ),
             "metadata": isinstance(self.metadata, dict),
         }
@@ -168,6 +190,41 @@ class ModelConfig:
             raise ValueError(
                 f"tensor calibration.prototypes has shape {prototypes or 'none'}, "
                 f"expected ({self.n_members}, *, {self.latent_dim})"
+            )
+        self._check_reference_shapes(shapes, n_features)
+
+    def _check_reference_shapes(
+        self, shapes: dict[str, tuple[int, ...]], n_features: int
+    ) -> None:
+        """The nearest-neighbour term's tensors: all three or none, none in a
+        version 2 file, and all three exactly when the calibration has the term."""
+        present = [name for name in _REFERENCE_TENSORS if name in shapes]
+        wanted = "neighbour" in self.calibration
+        if present and (len(present) < 3 or not wanted or self.version < 3):
+            raise ValueError(
+                f"tensor(s) {', '.join(present)} without the nearest-neighbour "
+                "term they belong to"
+            )
+        if not wanted:
+            return
+        if not present:
+            raise ValueError("the nearest-neighbour term without its references")
+        references = tuple(shapes["calibration.references"])
+        centres = tuple(shapes["calibration.reference_centres"])
+        starts = tuple(shapes["calibration.reference_starts"])
+        if (
+            len(references) != 2
+            or references[0] < 1
+            or references[1] != n_features
+            or len(centres) != 2
+            or centres[1] != n_features
+            or not 1 <= centres[0] <= references[0]
+            or starts != (centres[0] + 1,)
+        ):
+            raise ValueError(
+                f"neighbour tensors have shapes {references}, {centres}, {starts}; "
+                f"expected (N, {n_features}), (C, {n_features}), (C + 1,) with "
+                "1 <= C <= N"
             )
 
 

@@ -452,3 +452,23 @@ def test_counts_take_a_positive_number_or_auto(option, value, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{option}: expected a positive whole number or 'auto', got '{value}'" in err
+
+
+def test_fit_n_references(tmp_path, capsys):
+    """--n-references 0 keeps every training row out of the model file; a
+    negative count is refused by the option."""
+    from gancore import load_model
+    from ganomaly.model_file import MODEL_KIND
+
+    table = make_transactions(400, fraud_fraction=0.05, random_state=1)
+    table.to_csv(tmp_path / "t.csv", index=False)
+    argv = ["fit", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.safetensors")]
+    argv += ["--label-col", "is_fraud", "--drop-cols", "transaction_id"]
+    assert main([*argv, "--n-epochs", "1", "--n-references", "0"]) == 0
+    tensors, config = load_model(tmp_path / "m.safetensors", kind=MODEL_KIND)
+    assert not [name for name in tensors if "reference" in name]
+    assert "neighbour" not in config["calibration"]
+    assert main([*argv, "--n-epochs", "1", "--n-references", "-1"]) == 2
+    assert "expected a whole number of rows (0 or more), got '-1'" in (
+        capsys.readouterr().err
+    )

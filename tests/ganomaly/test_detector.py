@@ -259,17 +259,23 @@ def _member_terms(detector, X):
 @pytest.mark.parametrize("score", ["reconstruction", "combined"])
 def test_score_is_the_geometric_mean_of_calibrated_terms(transactions, score):
     """Per member: the mean squared error in per-feature units (and the squared
-    distance to the nearest prototype), each over its held-out median; the score
-    is the geometric mean of these ratios over members (and terms)."""
+    distance to the nearest prototype), each over its held-out median; with the
+    nearest-neighbour term's ratio (one for the model), the score is the
+    geometric mean over terms of each term's geometric mean over members."""
     X, y = transactions
     detector = GANomalyDetector(
         n_epochs=3, n_members=3, score_type=score, random_state=0
     ).fit(X[y == 0])
     reconstruction, nearest = _member_terms(detector, X.iloc[:50])
-    ratios = [reconstruction / detector.calibration_["reconstruction"]]
+    logs = [np.log(reconstruction / detector.calibration_["reconstruction"])]
     if score == "combined":
-        ratios.append(nearest / detector.calibration_["nearest"])
-    expected = np.exp(np.log(np.hstack(ratios)).mean(axis=1))
+        logs.append(np.log(nearest / detector.calibration_["nearest"]))
+        neighbour = detector.neighbours_.squared_distances(
+            detector.preprocessor_.transform(X.iloc[:50])
+        )
+        logs.append(np.log(neighbour / detector.calibration_["neighbour"])[:, None])
+    # (No ratio here is below RATIO_FLOOR, which would clip it.)
+    expected = np.exp(np.mean([term.mean(axis=1) for term in logs], axis=0))
     np.testing.assert_allclose(detector.anomaly_score(X.iloc[:50]), expected, rtol=1e-5)
     # Every input column gets one unit, whatever the number of its encoded features:
     # the one-hot features of a category share their column's divisor.

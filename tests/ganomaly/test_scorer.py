@@ -66,7 +66,7 @@ def _assert_rows_keep_their_bits(scorer, encoded, skips, spans) -> np.ndarray:
     rows scored without the first ``skip`` rows, and of the rows in each span
     alone; returns the per-feature errors."""
     errors, terms = scorer.errors(encoded)
-    assert set(terms) == {"reconstruction", "nearest"}
+    assert set(terms) == {"reconstruction", "nearest", "neighbour"}
     for skip in skips:
         shifted_errors, shifted_terms = scorer.errors(encoded[skip:])
         np.testing.assert_array_equal(shifted_errors, errors[skip:])
