@@ -69,6 +69,119 @@ def members_nearest(reference, queries, cap, rng) -> np.ndarray:
     return np.mean(logs, axis=0)
 
 
+def kmeans_centres(reference: np.ndarray, n_centres: int, seed: int) -> np.ndarray:
+    """k-means centres of ``reference`` (at most 2,048 sampled rows, as the
+    detector's prototypes), or the rows themselves when there are too few."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(seed)
+    if reference.shape[0] > 2048:
+        reference = reference[np.sort(rng.choice(reference.shape[0], 2048, False))]
+    if reference.shape[0] <= n_centres:
+        return reference
+    return (
+        KMeans(n_centres, n_init=1, max_iter=50, random_state=seed)
+        .fit(reference)
+        .cluster_centers_
+    )
+
+
+def cell_log_distance(
+    reference: np.ndarray, queries: np.ndarray, n_cells: int, probes: int, seed: int
+) -> np.ndarray:
+    """Approximate :func:`nearest_log_distance`: the references are cut into
+    ``n_cells`` k-means cells, and each query searches exactly only the
+    ``probes`` cells whose centres are nearest to it."""
+    reference = np.asarray(reference, np.float64)
+    queries = np.asarray(queries, np.float64)
+    centres = kmeans_centres(reference, n_cells, seed)
+    cell_of = torch.cdist(torch.from_numpy(reference), torch.from_numpy(centres))
+    cell_of = cell_of.argmin(dim=1).numpy()
+    to_centres = torch.cdist(torch.from_numpy(queries), torch.from_numpy(centres))
+    probed = to_centres.topk(min(probes, len(centres)), largest=False).indices.numpy()
+    best = np.full(len(queries), np.inf)
+    for cell in range(len(centres)):
+        members = reference[cell_of == cell]
+        asked = np.flatnonzero((probed == cell).any(axis=1))
+        if len(members) == 0 or len(asked) == 0:
+            continue
+        found = torch.cdist(torch.from_numpy(queries[asked]), torch.from_numpy(members))
+        best[asked] = np.minimum(best[asked], found.min(dim=1).values.numpy())
+    return np.log(best**2 + 1e-12)
+
+
+def members_cells(reference, queries, n_cells, probes, seed) -> np.ndarray:
+    """Mean over members of :func:`cell_log_distance`."""
+    return np.mean(
+        [
+            cell_log_distance(ref, query, n_cells, probes, seed)
+            for ref, query in zip(reference, queries, strict=True)
+        ],
+        axis=0,
+    )
+
+
+def members_prototypes(reference, queries, n_centres, seed) -> np.ndarray:
+    """Mean over members of the log squared distance to the nearest of
+    ``n_centres`` k-means centres (the detector's prototype rule)."""
+    return np.mean(
+        [
+            nearest_log_distance(kmeans_centres(ref, n_centres, seed), query)
+            for ref, query in zip(reference, queries, strict=True)
+        ],
+        axis=0,
+    )
+
+
+def approximate_scores(
+    detector: GANomalyDetector, train, test, seed: int
+) -> dict[str, np.ndarray]:
+    """The ``--approximate`` screen: nearest-neighbour terms a model file could
+    hold and a scorer could afford (k-means prototypes, coarse cells)."""
+    enc_train = detector.preprocessor_.transform(train)
+    enc_test = detector.preprocessor_.transform(test)
+    _, terms = detector._scorer().errors(enc_test)
+    rec = np.log(np.maximum(terms["reconstruction"], 1e-300)).mean(axis=1)
+    proto = np.log(np.maximum(terms["nearest"], 1e-300)).mean(axis=1)
+    with torch.no_grad():
+        feats_train, feats_test = (
+            detector.discriminator_.features(detector._member_batch(e)).double().numpy()
+            for e in (enc_train, enc_test)
+        )
+    out = {"default": rec + proto}
+    if "neighbour" in terms:  # the library's own term (GANomalyDetector's default)
+        out["library"] = np.log(detector.anomaly_score(test))
+        out["library-neighbour"] = rec + proto
+        out["default+input128c2p"] = (
+            rec + proto + members_cells(enc_train[None], enc_test[None], 128, 2, seed)
+        )
+        return out
+    out["rec+discproto256"] = rec + members_prototypes(
+        feats_train, feats_test, 256, seed
+    )
+    out["default+discproto256"] = out["rec+discproto256"] + proto
+    out["default+discproto1024"] = (
+        rec + proto + members_prototypes(feats_train, feats_test, 1024, seed)
+    )
+    for cells, probes in ((64, 1), (64, 4), (128, 2), (128, 8)):
+        term = members_cells(feats_train, feats_test, cells, probes, seed)
+        out[f"default+disc{cells}c{probes}p"] = rec + proto + term
+    out["rec+disc128c8p"] = out["default+disc128c8p"] - proto
+    out["default+input128c8p"] = (
+        rec + proto + members_cells(enc_train[None], enc_test[None], 128, 8, seed)
+    )
+    out["default+input128c2p"] = (
+        rec + proto + members_cells(enc_train[None], enc_test[None], 128, 2, seed)
+    )
+    out["default+disc"] = (
+        rec + proto + members_nearest(feats_train, feats_test, None, None)
+    )
+    out["default+input"] = (
+        rec + proto + members_nearest(enc_train[None], enc_test[None], None, None)
+    )
+    return out
+
+
 def scores(detector: GANomalyDetector, train, test, seed: int) -> dict[str, np.ndarray]:
     """Every screened score of the test rows (higher = more anomalous)."""
     rng = np.random.default_rng(seed)
@@ -174,6 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--search-cost", action="store_true", help="time the searches instead"
     )
+    parser.add_argument(
+        "--approximate",
+        action="store_true",
+        help="screen prototype and coarse-cell searches instead",
+    )
+    parser.add_argument("--datasets", nargs="+", help="only these tables")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.search_cost:
@@ -185,13 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in tables.items():
         if args.half and half_of[name] != args.half:
             continue
+        if args.datasets and name not in args.datasets:
+            continue
         X, y = aq.load_table(path)
         for seed in args.seeds:
             train, test, y_test, _ = aq.split(name, X, y, seed)
             start = time.perf_counter()
             detector = GANomalyDetector(random_state=seed, device="cpu").fit(train)
             fit_s = time.perf_counter() - start
-            for variant, score in scores(detector, train, test, seed).items():
+            screen = approximate_scores if args.approximate else scores
+            for variant, score in screen(detector, train, test, seed).items():
                 rows.append(
                     {
                         "dataset": name,

@@ -3,23 +3,23 @@ training rows the model keeps (its *references*), found in coarse cells.
 
 A GANomaly generator reconstructs rows that resemble its training rows, including
 some rows that lie between them, where no normal row is: a nearest-neighbour
-distance in the encoded input space sees those (issue 18: on the dev pool it lifted
-the mean AUROC from 0.853 to 0.864, past PyOD's KNN; benchmarks/RESULTS.md).
+distance in the encoded input space sees those (issue 18: what it adds on the dev
+pool, and costs, is in benchmarks/RESULTS.md).
 
 Searching every reference for every scored row would cost as much as KNN itself, so
 the references are cut into cells, k-means cells of a sample of them, and a row
 searches exactly only the ``PROBES`` cells whose centres are nearest to it (an
-inverted-file search; on the dev pool it gave the exact search's AUROC to the
-third decimal).  Per row that is ``n_cells + PROBES * n_references / n_cells``
-distances: about 350 for 16,384 references, a little more than the 256 prototypes of
-one member's latent term.
+inverted-file search; on the dev pool it ranked as the exact search did).  Per row
+that is ``n_cells + PROBES * n_references / n_cells`` distances: about 380 for
+16,384 references, against 256 prototypes per member for the latent term.
 
 The search is numpy only (the streaming scorer imports it without torch or
 scikit-learn); :func:`build_index` needs scikit-learn's k-means, at fit time only.
-The nearest reference is chosen by ``|r|^2 - 2 x.r`` (float64, the first of equal
-values in reference order), and its distance computed as ``sum((x - r)^2)``, as the
-prototype term does (:func:`ganomaly._scorer.nearest_squared_distances`); the ONNX
-export builds the same search (:mod:`ganomaly.export`).
+The nearest references are chosen by ``|r|^2 - 2 x.r`` (float64, equal values to
+the first in reference order), and their distances computed as ``sum((x - r)^2)``,
+as the prototype term does (:func:`ganomaly._scorer.nearest_squared_distances`);
+where the nearest equals the row, the second counts.  The ONNX export builds the
+same search (:mod:`ganomaly.export`).
 """
 
 from __future__ import annotations
