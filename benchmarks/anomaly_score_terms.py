@@ -5,7 +5,9 @@ splits), this fits ``GANomalyDetector(random_state=seed)`` with its defaults onc
 and ranks the test rows by several scores built from *those* networks, so that the
 score formula is compared with the training held fixed:
 
-* ``default``: the library's score (reconstruction and nearest-prototype terms);
+* ``default``: the reconstruction and nearest-prototype terms (the library's score
+  until 47830b3; ``library``, with ``--approximate``: its score since, with the
+  nearest-row term of :mod:`ganomaly.neighbours`);
 * ``rec``: the members' mean log reconstruction ratio alone;
 * ``+latent``: the log squared distance from the row's latent code to its nearest
   training code (all training rows, or ``R`` sampled ones: ``latentR``), in place
@@ -21,6 +23,10 @@ not need the calibration).  The search over all training rows is what a detector
 storing every training row would pay per scored row; ``R`` is the cap a model file
 would hold.  Peers are read from ``anomaly_quality.py``'s ``--peers-cache`` file for
 the comparison; results and the cost of the searches are in benchmarks/RESULTS.md.
+``--approximate`` screens instead the searches a model file could hold and a scorer
+could afford: k-means prototypes of the discriminator's features, and coarse cells
+(``C`` k-means cells, the ``p`` nearest searched exactly: ``{C}c{p}p``) in the
+discriminator's features or the encoded input space.
 ``--search-cost`` times instead what a nearest-neighbour term would add to
 scoring: the scorer's own search (:func:`ganomaly._scorer.nearest_squared_distances`,
 float64, one thread, blocks of 2048 rows) of 200,000 codes against ``R`` references.
@@ -28,6 +34,7 @@ float64, one thread, blocks of 2048 rows) of 200,000 codes against ``R`` referen
 Usage::
 
     python benchmarks/anomaly_score_terms.py --peers-cache /tmp/aq/peers.csv
+    python benchmarks/anomaly_score_terms.py --approximate --peers-cache ...
     python benchmarks/anomaly_score_terms.py --search-cost
 """
 
@@ -149,13 +156,8 @@ def approximate_scores(
             for e in (enc_train, enc_test)
         )
     out = {"default": rec + proto}
-    if "neighbour" in terms:  # the library's own term (GANomalyDetector's default)
+    if "neighbour" in terms:  # the library's own third term (since 47830b3)
         out["library"] = np.log(detector.anomaly_score(test))
-        out["library-neighbour"] = rec + proto
-        out["default+input128c2p"] = (
-            rec + proto + members_cells(enc_train[None], enc_test[None], 128, 2, seed)
-        )
-        return out
     out["rec+discproto256"] = rec + members_prototypes(
         feats_train, feats_test, 256, seed
     )
