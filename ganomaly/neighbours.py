@@ -37,7 +37,7 @@ CELLS = 128
 PROBES = 2
 # k-means of the cells runs on at most this many references.
 _CENTRE_SAMPLE = 2048
-_BLOCK = 2048  # rows per search block
+_BLOCK = 16384  # rows per search block
 
 
 class NeighbourIndex:
@@ -116,7 +116,12 @@ class NeighbourIndex:
         lower cell), by ``|c|^2 - 2 x.c`` on an even number of rows (see
         :meth:`squared_distances`)."""
         products = _products(rows, self.centres, self._centre_norms)
-        return np.argsort(products, axis=1, kind="stable")[:, : self.probes]
+        everywhere = np.arange(rows.shape[0])
+        probed = np.empty((rows.shape[0], self.probes), dtype=np.intp)
+        for probe in range(self.probes):  # argmin: the first of equal values
+            probed[:, probe] = products.argmin(axis=1)
+            products[everywhere, probed[:, probe]] = np.inf
+        return probed
 
     def squared_distances(self, rows: np.ndarray) -> np.ndarray:
         """The squared Euclidean distance from each row to its nearest reference
@@ -139,51 +144,42 @@ class NeighbourIndex:
     def _search(self, rows: np.ndarray) -> np.ndarray:
         n = rows.shape[0]
         probed = self.probed_cells(rows)
-        # The two smallest |r|^2 - 2 x.r per row over its probed cells (value,
-        # reference), equal values to the lower reference, as ONNX's TopK.
-        values = np.full((n, 2), np.inf)
-        indices = np.zeros((n, 2), dtype=np.intp)
-        cells = probed.ravel()
-        order = np.argsort(cells, kind="stable")
-        row_of = order // probed.shape[1]
-        bounds = np.searchsorted(cells[order], np.arange(self.n_cells + 1))
+        # Per (row, probed cell) pair, the two smallest |r|^2 - 2 x.r in that cell
+        # (value, reference); pairs grouped by cell, one product per cell.
+        pairs = probed.ravel()
+        order = np.argsort(pairs, kind="stable")
+        bounds = np.searchsorted(pairs[order], np.arange(self.n_cells + 1))
+        values = np.full((pairs.size, 2), np.inf)
+        indices = np.zeros((pairs.size, 2), dtype=np.intp)
         for cell in range(self.n_cells):
-            asking = row_of[bounds[cell] : bounds[cell + 1]]
-            if asking.size == 0:
+            asked = order[bounds[cell] : bounds[cell + 1]]  # pair numbers
+            if asked.size == 0:
                 continue
             first, last = self.starts[cell], self.starts[cell + 1]
             products = _products(
-                rows[asking],
+                rows[asked // self.probes],
                 self.references[first:last],
                 self._reference_norms[first:last],
             )
-            _merge_two(values, indices, asking, products, first)
+            everywhere = np.arange(asked.size)
+            for k in range(min(2, last - first)):  # argmin: the first of equals
+                local = products.argmin(axis=1)
+                values[asked, k] = products[everywhere, local]
+                indices[asked, k] = first + local
+                products[everywhere, local] = np.inf
+        # The row's two smallest over its cells: equal values to the lower
+        # reference (as ONNX's TopK over all of them).
+        values = values.reshape(n, -1)
+        indices = indices.reshape(n, -1)
+        keep = np.lexsort((indices, values), axis=1)[:, :2]
+        values = np.take_along_axis(values, keep, axis=1)
+        indices = np.take_along_axis(indices, keep, axis=1)
         gap = rows[:, None, :] - self.references[indices]
         np.square(gap, out=gap)
         distances = gap.sum(axis=2)
         # The nearest is the row itself: the second counts, if there is one.
         itself = (distances[:, 0] == 0) & np.isfinite(values[:, 1])
         return np.where(itself, distances[:, 1], distances[:, 0])
-
-
-def _merge_two(values, indices, asking, products, first) -> None:
-    """Fold a cell's two smallest products per asking row into the running two
-    smallest (``values``, ``indices``), in place.  Cells come in ascending order,
-    so their references have higher indices than those already held: a stable
-    sort of [held, held, new, new] breaks equal values by the lower index."""
-    rows = np.arange(asking.size)
-    local = products.argmin(axis=1)
-    low = products[rows, local]
-    products[rows, local] = np.inf
-    local_second = products.argmin(axis=1)
-    second = products[rows, local_second]
-    pool_values = np.column_stack([values[asking], low, second])
-    pool_indices = np.column_stack(
-        [indices[asking], first + local, first + local_second]
-    )
-    keep = np.argsort(pool_values, axis=1, kind="stable")[:, :2]
-    values[asking] = np.take_along_axis(pool_values, keep, axis=1)
-    indices[asking] = np.take_along_axis(pool_indices, keep, axis=1)
 
 
 def _products(rows: np.ndarray, points: np.ndarray, norms: np.ndarray) -> np.ndarray:
