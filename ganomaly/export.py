@@ -626,12 +626,12 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
     :meth:`ganomaly.neighbours.NeighbourIndex.squared_distances` computes it.
 
     The probed cells are the ``probes`` smallest ``|c|^2 - 2 x.c`` (TopK, the
-    lower cell first among equals).  The graph then takes ``|r|^2 - 2 x.r`` for
-    every reference and leaves out those of cells the row does not probe (+inf);
-    the two smallest (TopK: equal values to the lower reference, as in the
-    scorer, which computes only the probed cells' products) get their distance
-    ``sum((x - r)^2)``.  The graph thus does the work of an exact search (one
-    product with every reference), for the scorer's result.
+    lower cell first among equals).  The cells are stored padded to the largest
+    (``[C, S, F]``, a padding reference's norm +inf): a row gathers its probed
+    cells, takes ``|r|^2 - 2 x.r`` for their references (one batched product),
+    and the two smallest (TopK; equal float64 values, which distinct references
+    practically never have, go to the nearer cell where the scorer takes the
+    lower reference) get their distance ``sum((x - r)^2)``.
     """
     x = graph.op("Cast", encoded, to=_DOUBLE)
     centres = np.asarray(index.centres, np.float64)
@@ -654,31 +654,39 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
         n_outputs=2,
     )
     references = np.asarray(index.references, np.float64)
-    cell_of = np.repeat(np.arange(index.n_cells), np.diff(index.starts))
-    cells = graph.constant(cell_of[None, :].astype(np.int64), "reference_cells")
-    searched = None
-    for probe in range(index.probes):
-        column = graph.op(
-            "Slice",
-            probed,
-            graph.constant(np.array([probe], np.int64)),
-            graph.constant(np.array([probe + 1], np.int64)),
-            graph.constant(np.array([1], np.int64)),
+    sizes = np.diff(index.starts)
+    width = int(sizes.max())
+    n_features = references.shape[1]
+    table = np.zeros((index.n_cells, width, n_features))
+    norms = np.full((index.n_cells, width), np.inf)
+    numbers = np.zeros((index.n_cells, width), dtype=np.int64)
+    for cell, (first, size) in enumerate(zip(index.starts[:-1], sizes, strict=True)):
+        table[cell, :size] = references[first : first + size]
+        norms[cell, :size] = np.einsum(
+            "ij,ij->i", table[cell, :size], table[cell, :size]
         )
-        match = graph.op("Equal", column, cells)
-        searched = match if searched is None else graph.op("Or", searched, match)
+        numbers[cell, :size] = np.arange(first, first + size)
+    flat = graph.constant(np.array([0, -1], np.int64))  # [N, probes * S]
+    gathered = graph.op("Gather", graph.constant(table, "cells"), probed)
+    column_x = graph.op("Unsqueeze", x, graph.constant(np.array([1, 3], np.int64)))
+    products = graph.op(  # [N, probes, S, 1]
+        "MatMul", gathered, column_x
+    )
     products = graph.op(
         "Add",
         graph.op(
             "Mul",
-            graph.op("MatMul", x, graph.constant(np.ascontiguousarray(references.T))),
+            graph.op("Reshape", products, flat),
             graph.constant(np.array(-2.0)),
         ),
-        graph.constant(np.einsum("ij,ij->i", references, references), "norms"),
+        graph.op(
+            "Reshape",
+            graph.op("Gather", graph.constant(norms, "cell_norms"), probed),
+            flat,
+        ),
     )
-    products = graph.op("Where", searched, products, graph.constant(np.array(np.inf)))
-    candidates = min(2, references.shape[0])
-    values, nearest = graph.op(
+    candidates = min(2, index.probes * width)
+    values, position = graph.op(
         "TopK",
         products,
         graph.constant(np.array([candidates], np.int64)),
@@ -687,6 +695,12 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
         sorted=1,
         n_outputs=2,
     )
+    number_of = graph.op(
+        "Reshape",
+        graph.op("Gather", graph.constant(numbers, "cell_rows"), probed),
+        flat,
+    )
+    nearest = graph.op("GatherElements", number_of, position, axis=1)
     chosen = graph.op("Gather", graph.constant(references, "references"), nearest)
     row = graph.op("Unsqueeze", x, graph.constant(np.array([1], np.int64)))
     gap = graph.op("Sub", row, chosen)
