@@ -123,6 +123,11 @@ _SHARE_GAP = 1e-5
 _SAFETY_CLIP = 1e6
 # What scoring runs of each member (the second encoder only trains).
 _PARTS = ("encoder", "decoder")
+# The nearest-row term's padded cell table (cells x largest cell x features,
+# float64) is refused above this: ONNX files hold at most 2 GB, and a graph this
+# large would be slow to load everywhere.  A trained model's table is a few to
+# tens of MiB (benchmarks/RESULTS.md).
+MAX_CELL_TABLE_BYTES = 512 * 2**20
 # LabelEncoder's codes for "no known category" and, under missing="error", for
 # the empty string (a missing value, which makes the row bad).
 _UNKNOWN, _REFUSED = -1, -2
@@ -657,6 +662,13 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
     sizes = np.diff(index.starts)
     width = int(sizes.max())
     n_features = references.shape[1]
+    table_bytes = index.n_cells * width * n_features * 8
+    if table_bytes > MAX_CELL_TABLE_BYTES:
+        raise ExportError(
+            f"the nearest-row term's cells would take {table_bytes / 2**20:,.0f} MiB "
+            f"in the graph (largest cell {width} of {len(references)} rows); fit "
+            "with a smaller --n-references to export this model"
+        )
     table = np.zeros((index.n_cells, width, n_features))
     norms = np.full((index.n_cells, width), np.inf)
     numbers = np.zeros((index.n_cells, width), dtype=np.int64)

@@ -426,3 +426,13 @@ def test_scored_by_onnx_runtime_without_gankit(fitted, transactions, tmp_path):
     np.testing.assert_array_equal(out["top"], top)
     expected, _ = fitted.score_and_explain(rows)
     np.testing.assert_allclose(out["scores"], expected, rtol=RTOL)
+
+
+def test_a_cell_table_too_large_for_a_graph_is_refused(fitted, monkeypatch):
+    """The nearest-row term's padded cells must fit an ONNX file: above the limit
+    the export says what to do instead of writing a graph of gigabytes."""
+    from ganomaly import export
+
+    monkeypatch.setattr(export, "MAX_CELL_TABLE_BYTES", 1024)
+    with pytest.raises(export.ExportError, match="smaller --n-references"):
+        fitted.to_onnx()
