@@ -390,14 +390,14 @@ class Scorer:
     feature_error_scale : ndarray of shape (n_members, n_features)
         Per-feature units of each member's squared errors.
     prototypes : ndarray of shape (n_members, n_prototypes, latent_dim)
-    neighbours : NeighbourIndex, optional
-        The reference rows of the nearest-neighbour term
-        (:mod:`ganomaly.neighbours`); the model has that term exactly when it has
-        references and ``calibration`` a ``"neighbour"`` median.
     dtype : numpy dtype, default=float64
         Precision of the networks' matrix products (see the module docstring).
     metadata : dict, optional
         The model's free-form metadata (``GANomalyDetector.metadata_``).
+    neighbours : NeighbourIndex, optional
+        The reference rows of the nearest-neighbour term
+        (:mod:`ganomaly.neighbours`); the model has that term exactly when it has
+        references and ``calibration`` a ``"neighbour"`` median.
 
     Attributes
     ----------
@@ -424,9 +424,9 @@ class Scorer:
         threshold: float,
         feature_error_scale: np.ndarray,
         prototypes: np.ndarray,
-        neighbours: NeighbourIndex | None = None,
         dtype: Any = np.float64,
         metadata: dict | None = None,
+        neighbours: NeighbourIndex | None = None,
     ):
         if score_type not in SCORES:
             raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
