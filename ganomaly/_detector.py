@@ -131,7 +131,7 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         would be.  The model file then holds these rows, preprocessed: 0 leaves
         the term out and keeps every training row out of the file.  Without
         held-out rows (``validation_fraction=0``, or too few rows) the term is
-        left out, as the training rows cannot calibrate their own distances.
+        left out: its median would come from the rows it searches.
     contamination : "auto" or float in (0, 0.5], default="auto"
         Float: the share of the training rows expected to be anomalies; the
         threshold is that quantile of the scores of the rows passed to ``fit``
@@ -555,9 +555,9 @@ default="standard_log"
                 ]
             )
         self.prototypes_ = prototypes.astype(np.float32)
-        # Training rows as the nearest-neighbour term's references; only with rows
-        # held out to calibrate their distances (a training row's neighbour is
-        # another training row, nearer than a new row's).
+        # Training rows as the nearest-neighbour term's references, kept only
+        # when rows are held out: its median, like the other terms', comes from
+        # rows the model was not built from.
         self.neighbours_ = (
             build_index(encoded, self.n_references, rngs.numpy) if held_out else None
         )
@@ -575,7 +575,7 @@ default="standard_log"
             self.calibration_["neighbour"] = [1.0]
         self.threshold_ = np.inf
         self._scorers = {}
-        # Both terms, whatever score_type: a model file holds every calibration.
+        # Every term, whatever score_type: a model file holds every calibration.
         # (One BLAS thread, as every later scoring of these rows.)
         with one_blas_thread():
             _, terms = self._scorer(score_type="combined").errors(encoded_val)
