@@ -615,9 +615,9 @@ def _parser() -> argparse.ArgumentParser:
         "--n-references",
         type=_references,
         default=DEFAULTS["n_references"],
-        help="training rows the model keeps for the nearest-row term (sampled "
-        "when there are more; %(default)s); 0 keeps every training row out of "
-        "the model file, without that term",
+        help="training rows the model keeps for the nearest-row term, sampled "
+        "when there are more (default: %(default)s); 0 keeps every training row "
+        "out of the model file, without that term",
     )
     fit.add_argument(
         "--numeric-scaling",
