@@ -203,10 +203,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
             **label_rule.to_dict(),
         }
     detector.save(args.output)
+    kept = "no training rows kept"
+    if detector.neighbours_ is not None:
+        kept = f"{len(detector.neighbours_.references)} training rows kept"
     print(
         f"fitted GANomaly on {features.shape[0]} rows x {features.shape[1]} columns "
         f"in {time.perf_counter() - start:.1f} s ({detector.n_members_} members, "
-        f"{detector.n_epochs_} epochs); "
+        f"{detector.n_epochs_} epochs, {kept}); "
         f"threshold {detector.threshold_:.4g}; saved {args.output}",
         file=sys.stderr,
     )

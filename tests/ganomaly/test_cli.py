@@ -85,7 +85,10 @@ def test_fit_reports_rows_used(tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert "training on 380 of 400 rows" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training on 380 of 400 rows" in err
+    # 380 normal rows, a tenth held out: the rest kept for the nearest-row term.
+    assert "(8 members, 1 epochs, 342 training rows kept)" in err
 
 
 def test_fit_use_labels_learns_from_the_known_anomalies(tmp_path, capsys):
@@ -465,6 +468,7 @@ def test_fit_n_references(tmp_path, capsys):
     argv = ["fit", str(tmp_path / "t.csv"), "-o", str(tmp_path / "m.safetensors")]
     argv += ["--label-col", "is_fraud", "--drop-cols", "transaction_id"]
     assert main([*argv, "--n-epochs", "1", "--n-references", "0"]) == 0
+    assert "no training rows kept" in capsys.readouterr().err
     tensors, config = load_model(tmp_path / "m.safetensors", kind=MODEL_KIND)
     assert not [name for name in tensors if "reference" in name]
     assert "neighbour" not in config["calibration"]
