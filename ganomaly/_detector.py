@@ -883,9 +883,7 @@ default="standard_log"
         }
         if getattr(self, "neighbours_", None) is not None:
             for name, array in self.neighbours_.arrays().items():
-                tensors[f"calibration.{name}"] = torch.from_numpy(
-                    np.ascontiguousarray(array)
-                )
+                tensors[name] = torch.from_numpy(np.ascontiguousarray(array))
         return tensors, config.to_dict()
 
     @classmethod
@@ -953,13 +951,7 @@ default="standard_log"
                 tensors["calibration.feature_error_scale"].numpy().astype(np.float64)
             )
             detector.prototypes_ = tensors["calibration.prototypes"].numpy()
-            detector.neighbours_ = None
-            if "calibration.references" in tensors:
-                detector.neighbours_ = NeighbourIndex(
-                    tensors["calibration.references"].numpy(),
-                    tensors["calibration.reference_centres"].numpy(),
-                    tensors["calibration.reference_starts"].numpy(),
-                )
+            detector.neighbours_ = NeighbourIndex.from_arrays(tensors)
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
         resolved = resolve_device(device)

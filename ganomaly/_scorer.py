@@ -534,13 +534,6 @@ class Scorer:
             for k, v in arrays.items()
             if k.startswith(prefix)
         }
-        neighbours = None
-        if "calibration.references" in arrays:
-            neighbours = NeighbourIndex(
-                arrays["calibration.references"],
-                arrays["calibration.reference_centres"],
-                arrays["calibration.reference_starts"],
-            )
         return cls(
             preprocessor,
             state,
@@ -550,7 +543,7 @@ class Scorer:
             threshold=model.threshold,
             feature_error_scale=np.asarray(arrays["calibration.feature_error_scale"]),
             prototypes=np.asarray(arrays["calibration.prototypes"]),
-            neighbours=neighbours,
+            neighbours=NeighbourIndex.from_arrays(arrays),
             dtype=dtype,
             metadata=model.metadata,
         )

@@ -84,7 +84,7 @@ import numpy as np
 from gancore.exporting import require_onnx, save_onnx, set_metadata
 
 from ._scorer import RATIO_FLOOR, SCORE_TERMS, score_terms
-from .model_file import MODEL_KIND, MODEL_VERSION
+from .model_file import MODEL_KIND, READABLE_VERSIONS
 from .neighbours import NeighbourIndex
 
 __all__ = [
@@ -907,11 +907,12 @@ def build_onnx(
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, got {top_k!r}")
     version = config.get("version", 1) if isinstance(config, dict) else None
-    if version not in (2, MODEL_VERSION):
+    if version not in READABLE_VERSIONS:
+        versions = " and ".join(map(str, READABLE_VERSIONS))
         raise ExportError(
             f"a GANomalyDetector of model version {version!r}; this export writes "
-            f"graphs of version 2 and {MODEL_VERSION} models only: fit the model "
-            "again with this gankit (ganomaly fit), then export it"
+            f"graphs of version {versions} models only: fit the model again with "
+            "this gankit (ganomaly fit), then export it"
         )
     try:
         scorer = Scorer.from_model(arrays, config, dtype=np.float64)

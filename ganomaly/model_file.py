@@ -32,7 +32,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["MODEL_KIND", "MODEL_VERSION", "ModelConfig"]
+__all__ = [
+    "MODEL_KIND",
+    "MODEL_VERSION",
+    "READABLE_VERSIONS",
+    "REFERENCE_TENSORS",
+    "ModelConfig",
+]
 
 MODEL_KIND = "ganomaly.GANomalyDetector"
 # 2: members, the nearest-prototype term and a geometric-mean score (gankit 0.1.0
@@ -42,8 +48,9 @@ MODEL_KIND = "ganomaly.GANomalyDetector"
 # to fit the model again.  A reader of version 2 refuses version 3 files rather
 # than score them without their third term.
 MODEL_VERSION = 3
-_READABLE = (2, 3)
-_REFERENCE_TENSORS = (
+READABLE_VERSIONS = (2, 3)
+# The nearest-neighbour term's tensors, in NeighbourIndex's argument order.
+REFERENCE_TENSORS = (
     "calibration.references",
     "calibration.reference_centres",
     "calibration.reference_starts",
@@ -104,11 +111,12 @@ class ModelConfig:
         if not isinstance(config, dict):
             raise ValueError("the configuration is not a map")
         version = config.get("version", 1)
-        if version not in _READABLE:
+        if version not in READABLE_VERSIONS:
+            versions = " and ".join(map(str, READABLE_VERSIONS))
             raise ValueError(
                 f"a GANomalyDetector of model version {version!r}, but this gankit "
-                f"reads versions {' and '.join(map(str, _READABLE))}: fit the model "
-                "again with this version (ganomaly fit)"
+                f"reads versions {versions}: fit the model again with this version "
+                "(ganomaly fit)"
             )
         names = {f for f in cls.__dataclass_fields__}
         missing = sorted(names - set(config) - {"history", "metadata"})
@@ -198,7 +206,7 @@ class ModelConfig:
     ) -> None:
         """The nearest-neighbour term's tensors: all three or none, none in a
         version 2 file, and all three exactly when the calibration has the term."""
-        present = [name for name in _REFERENCE_TENSORS if name in shapes]
+        present = [name for name in REFERENCE_TENSORS if name in shapes]
         wanted = "neighbour" in self.calibration
         if present and (len(present) < 3 or not wanted or self.version < 3):
             raise ValueError(

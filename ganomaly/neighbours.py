@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .model_file import REFERENCE_TENSORS
+
 __all__ = ["CELLS", "PROBES", "NeighbourIndex", "build_index"]
 
 # Cells of the references (fewer when there are fewer references: one each) and
@@ -103,13 +105,19 @@ class NeighbourIndex:
         return min(PROBES, self.n_cells)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """What a model file stores: references (float32, as the encoded rows
-        are), centres and cell starts."""
-        return {
-            "references": self.references.astype(np.float32),
-            "reference_centres": self.centres,
-            "reference_starts": self.starts,
-        }
+        """What a model file stores, by tensor name
+        (:data:`~ganomaly.model_file.REFERENCE_TENSORS`): references (float32, as
+        the encoded rows are), centres and cell starts."""
+        stored = (self.references.astype(np.float32), self.centres, self.starts)
+        return dict(zip(REFERENCE_TENSORS, stored, strict=True))
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> NeighbourIndex | None:
+        """The index a model's tensors hold (numpy arrays or CPU torch tensors, by
+        name), or None where the model has no nearest-neighbour term."""
+        if REFERENCE_TENSORS[0] not in arrays:
+            return None
+        return cls(*(np.asarray(arrays[name]) for name in REFERENCE_TENSORS))
 
     def probed_cells(self, rows: np.ndarray) -> np.ndarray:
         """``(n, probes)``: each row's nearest cells, nearest first (ties to the
