@@ -600,6 +600,34 @@ def network_nodes(
     return graph.op("Cast", errors, to=_FLOAT, hint="errors"), terms
 
 
+def _expanded_products(
+    graph: GraphBuilder, rows: str, points: np.ndarray, hint: str
+) -> str:
+    """``[N, P]`` float64: ``|p|^2 - 2 x.p`` for every row (``[N, F]`` float64) and
+    point, the scorer's rule for picking the nearest (its order of operations:
+    product, times -2, plus the norms)."""
+    points = np.asarray(points, np.float64)
+    transposed = graph.constant(np.ascontiguousarray(points.T), hint)
+    products = graph.op("MatMul", rows, transposed)
+    products = graph.op("Mul", products, graph.constant(np.array(-2.0)))
+    norms = graph.constant(np.einsum("ij,ij->i", points, points), f"{hint}_norms")
+    return graph.op("Add", products, norms)
+
+
+def _top_k(graph: GraphBuilder, values: str, k: int, largest: bool) -> list[str]:
+    """ONNX TopK along axis 1, sorted (equal values: the lower index first):
+    ``[values, indices]``."""
+    return graph.op(
+        "TopK",
+        values,
+        graph.constant(np.array([k], np.int64)),
+        axis=1,
+        largest=int(largest),
+        sorted=1,
+        n_outputs=2,
+    )
+
+
 def _nearest_nodes(graph: GraphBuilder, codes: str, prototypes: np.ndarray) -> str:
     """``[N]`` float64: the squared distance from a member's codes (``[N, L]``
     float64) to its nearest prototype, as
@@ -607,11 +635,7 @@ def _nearest_nodes(graph: GraphBuilder, codes: str, prototypes: np.ndarray) -> s
     the smallest ``|p|^2 - 2 z.p`` (the first of equals), its distance as
     ``sum((z - p)^2)``."""
     prototypes = np.asarray(prototypes, np.float64)
-    transposed = np.ascontiguousarray(prototypes.T)
-    products = graph.op("MatMul", codes, graph.constant(transposed, "prototypes"))
-    products = graph.op("Mul", products, graph.constant(np.array(-2.0)))
-    norms = np.einsum("ij,ij->i", prototypes, prototypes)
-    products = graph.op("Add", products, graph.constant(norms, "prototype_norms"))
+    products = _expanded_products(graph, codes, prototypes, "prototypes")
     nearest = graph.op("ArgMin", products, axis=1, keepdims=0, select_last_index=0)
     chosen = graph.op("Gather", graph.constant(prototypes, "prototype_table"), nearest)
     gap = graph.op("Sub", codes, chosen)
@@ -639,25 +663,8 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
     lower reference) get their distance ``sum((x - r)^2)``.
     """
     x = graph.op("Cast", encoded, to=_DOUBLE)
-    centres = np.asarray(index.centres, np.float64)
-    to_centres = graph.op(
-        "Add",
-        graph.op(
-            "Mul",
-            graph.op("MatMul", x, graph.constant(np.ascontiguousarray(centres.T))),
-            graph.constant(np.array(-2.0)),
-        ),
-        graph.constant(np.einsum("ij,ij->i", centres, centres), "centre_norms"),
-    )
-    _, probed = graph.op(
-        "TopK",
-        to_centres,
-        graph.constant(np.array([index.probes], np.int64)),
-        axis=1,
-        largest=0,
-        sorted=1,
-        n_outputs=2,
-    )
+    to_centres = _expanded_products(graph, x, index.centres, "centres")
+    _, probed = _top_k(graph, to_centres, index.probes, largest=False)
     references = np.asarray(index.references, np.float64)
     sizes = np.diff(index.starts)
     width = int(sizes.max())
@@ -698,15 +705,7 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
         ),
     )
     candidates = min(2, index.probes * width)
-    values, position = graph.op(
-        "TopK",
-        products,
-        graph.constant(np.array([candidates], np.int64)),
-        axis=1,
-        largest=0,
-        sorted=1,
-        n_outputs=2,
-    )
+    values, position = _top_k(graph, products, candidates, largest=False)
     number_of = graph.op(
         "Reshape",
         graph.op("Gather", graph.constant(numbers, "cell_rows"), probed),
@@ -842,15 +841,7 @@ def explanation_nodes(
     total = graph.op("Where", positive, total, graph.constant(np.array(1, np.float32)))
     shares = graph.op("Div", per_column, total)
     k = min(int(top_k), n_columns)
-    top_values, top_indices = graph.op(
-        "TopK",
-        shares,
-        graph.constant(np.array([k], np.int64)),
-        axis=1,
-        largest=1,
-        sorted=1,
-        n_outputs=2,
-    )
+    top_values, top_indices = _top_k(graph, shares, k, largest=True)
     return shares, top_indices, top_values
 
 
