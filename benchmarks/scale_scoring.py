@@ -135,10 +135,11 @@ class _Inline:
 
 def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
     """Seconds of each step of ``score_file`` on one file, run one after another."""
-    from ganomaly._scorer import _one_blas_thread, top_contributions
+    from ganomaly._scorer import feature_attribution, term_logs, top_contributions
     from ganomaly.scoring import load_scorer, score_batch
     from ganomaly.scoring.checks import validate_batch
     from ganomaly.scoring.job import Job
+    from ganomaly.threads import one_blas_thread
 
     detector = load_scorer(model)  # what ganomaly score uses
     pre = detector.preprocessor_
@@ -166,12 +167,13 @@ def phases(model: Path, path: Path, out: Path) -> dict[str, float]:
         encoded = pre.transform(columns)
         preprocess = time.perf_counter() - clock
         clock = time.perf_counter()
-        need_latent = detector.score_type != "reconstruction"
-        with _one_blas_thread():  # as in score_and_explain
-            errors, _ = detector.errors(encoded, need_latent=need_latent)
+        with one_blas_thread():  # as in score_and_explain
+            errors, terms = detector.errors(encoded, gaps=True)
         networks = time.perf_counter() - clock
         clock = time.perf_counter()
-        top_contributions(errors, 3, len(needed), detector._sources)
+        logs = term_logs(terms, detector.score_type, detector.calibration_)
+        parts = feature_attribution(errors, terms.get("gaps"), logs)
+        top_contributions(parts, 3, len(needed), detector._sources)
         explain = time.perf_counter() - clock
         # score_batch does the three steps above, then assembles the output table:
         # the difference is the assembling.

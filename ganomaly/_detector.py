@@ -774,12 +774,19 @@ default="standard_log"
         return scores, pd.DataFrame(result)
 
     def explain(self, X: Any, top_k: int = 3) -> pd.DataFrame:
-        """The columns that contribute most to each row's reconstruction error.
+        """The columns that contribute most to what sets each row apart.
 
-        The per-feature reconstruction errors of the score (squared, in units of
-        their mean on held-out normal rows, averaged over the members) are summed
-        per original column (the one-hot columns of a category count together) and
-        reported as a share of the row's total error, largest first.
+        Two of the score's terms have a part per column: the reconstruction error
+        (squared, in units of its mean on held-out normal rows, averaged over the
+        members) and, where the model keeps training rows, the distance to the
+        nearest of them (``(x - r)^2`` per encoded feature).  Each is split over
+        the columns in proportion to its parts, the two splits weighted by how
+        far each term lies above a typical normal row
+        (:func:`ganomaly._scorer.feature_attribution`), summed per original
+        column (the one-hot columns of a category count together) and reported
+        as a share of the row's total, largest first.  A row flagged for being far
+        from every normal row names the columns where it differs from the nearest
+        one.
 
         Parameters
         ----------

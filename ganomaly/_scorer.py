@@ -54,11 +54,13 @@ __all__ = [
     "RATIO_FLOOR",
     "Scorer",
     "combine_scores",
+    "feature_attribution",
     "feature_error_scale",
     "feature_errors",
     "load_scorer",
     "nearest_squared_distances",
     "score_terms",
+    "term_logs",
     "top_contributions",
 ]
 
@@ -228,15 +230,96 @@ def combine_scores(
     >>> combine_scores(terms, "combined", calibration).round(6).tolist()
     [2.0]
     """
+    return _geometric_mean(term_logs(terms, score_type, calibration))
+
+
+def _geometric_mean(logs: dict[str, np.ndarray]) -> np.ndarray:
+    """The score from :func:`term_logs`: the terms' mean logarithm, exponentiated."""
+    return np.exp(sum(logs.values()) / len(logs))
+
+
+def term_logs(
+    terms: dict[str, np.ndarray],
+    score_type: str,
+    calibration: dict[str, Any],
+) -> dict[str, np.ndarray]:
+    """Per term of the score, the logarithm of its members' geometric mean ratio
+    to the term's median (each ratio at least :data:`RATIO_FLOOR`), ``(n,)``:
+    :func:`combine_scores` averages them, :func:`feature_attribution` weighs the
+    terms by them.  Arguments as :func:`combine_scores`.
+
+    Examples
+    --------
+    >>> terms = {"reconstruction": np.array([[2.0, 8.0]])}
+    >>> logs = term_logs(terms, "reconstruction", {"reconstruction": [2.0, 2.0]})
+    >>> np.exp(logs["reconstruction"]).round(6).tolist()
+    [2.0]
+    """
     if score_type not in SCORES:
         raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
-    names = score_terms(score_type, calibration)
-    logs = None
-    for name in names:
+    logs = {}
+    for name in score_terms(score_type, calibration):
         ratio = terms[name] / np.asarray(calibration[name], dtype=np.float64)
-        ratio = np.log(np.maximum(ratio, RATIO_FLOOR)).mean(axis=1)
-        logs = ratio if logs is None else logs + ratio
-    return np.exp(logs / len(names))
+        logs[name] = np.log(np.maximum(ratio, RATIO_FLOOR)).mean(axis=1)
+    return logs
+
+
+def feature_attribution(
+    errors: np.ndarray,
+    gaps: np.ndarray | None,
+    logs: dict[str, np.ndarray],
+) -> np.ndarray:
+    """Per feature, its part in what sets a row apart: what the explanations rank.
+
+    Two of the score's terms have a part per feature: the reconstruction error
+    (``errors``, the members' mean scaled squared error per feature) and the
+    nearest-row distance (``gaps``, ``(x - r)^2`` per feature to the reference
+    ``r`` that counts).  Each is split over the features in proportion to its
+    parts, and the two splits are added, each weighted by how far its term lies
+    above a typical normal row: ``max(ratio - 1, 0)``, ``ratio`` the term's
+    geometric mean ratio to its median (:func:`term_logs`).  A row flagged for
+    being far from every training row then names the columns that set it apart
+    from the nearest one, a row flagged for a poor reconstruction the columns the
+    networks get wrong.  Where neither term is above its median, both weigh the
+    same.  The nearest-prototype term (a distance between latent codes) has no
+    part per feature and is left out.  Without ``gaps`` (no nearest-row term),
+    ``errors`` themselves, as before the term.
+
+    Parameters
+    ----------
+    errors : ndarray of shape (n, n_features), float32
+    gaps : ndarray of shape (n, n_features), float32, or None
+    logs : dict of str to ndarray of shape (n,)
+        :func:`term_logs` of the row's terms; ``"reconstruction"`` and
+        ``"neighbour"`` are read.
+
+    Returns
+    -------
+    ndarray of shape (n, n_features), float32, in ``errors``' memory order
+        Not normalised: :func:`top_contributions` divides by the row's total.
+
+    Examples
+    --------
+    >>> errors = np.array([[3.0, 1.0]], np.float32)
+    >>> gaps = np.array([[0.0, 4.0]], np.float32)
+    >>> logs = {"reconstruction": np.log([1.5]), "neighbour": np.log([2.5])}
+    >>> feature_attribution(errors, gaps, logs).round(4).tolist()
+    [[0.375, 1.625]]
+    """
+    if gaps is None:
+        return errors
+    excess = {
+        name: np.maximum(np.exp(logs[name]) - 1.0, 0.0)
+        for name in ("reconstruction", "neighbour")
+    }
+    neither = (excess["reconstruction"] == 0) & (excess["neighbour"] == 0)
+    out = np.zeros_like(errors)
+    for name, parts in (("reconstruction", errors), ("neighbour", gaps)):
+        weight = np.where(neither, 1.0, excess[name])
+        total = parts.sum(axis=1, dtype=np.float64)
+        factor = np.divide(weight, total, out=np.zeros_like(total), where=total > 0)
+        out += parts * factor.astype(np.float32)[:, None]
+    return out
 
 
 def score_terms(score_type: str, calibration: dict[str, Any]) -> tuple[str, ...]:
@@ -602,18 +685,29 @@ class Scorer:
                 np.maximum(x, _NEGATIVE_SLOPE * x, out=x)
         return x
 
-    def errors(self, encoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def errors(
+        self, encoded: np.ndarray, gaps: bool = False
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Per-feature reconstruction errors (float32, the members' mean) and the
         score terms (``{"reconstruction": (n, M), "nearest": (n, M), "neighbour":
         (n, 1)}``, float64; :func:`combine_scores`).
 
         The nearest-neighbour term is searched in the encoded rows themselves
         (:class:`~ganomaly.neighbours.NeighbourIndex`, float64), whatever the
-        networks' precision or device.
+        networks' precision or device.  With ``gaps`` and that term, the terms
+        also hold ``"gaps"``: ``(x - r)^2`` per feature to the reference that
+        counts (float32, the errors' memory order), for
+        :func:`feature_attribution`.
         """
         errors, terms = self._network_errors(encoded)
         if self._need_neighbour:
-            terms["neighbour"][:, 0] = self.neighbours_.squared_distances(encoded)
+            found = None
+            if gaps:
+                found = np.empty(errors.shape, np.float32, order=_order_of(errors))
+                terms["gaps"] = found
+            terms["neighbour"][:, 0] = self.neighbours_.squared_distances(
+                encoded, found
+            )
         return errors, terms
 
     def _network_errors(
@@ -735,12 +829,15 @@ class Scorer:
     def score_and_explain(
         self, encoded: np.ndarray, top_k: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Scores, the ``top_k`` columns per row and their shares of the error."""
+        """Scores, the ``top_k`` columns per row and their shares of what sets the
+        row apart (:func:`feature_attribution`)."""
         with one_blas_thread():
-            errors, terms = self.errors(encoded)
-        scores = combine_scores(terms, self.score_type, self.calibration_)
+            errors, terms = self.errors(encoded, gaps=True)
+        logs = term_logs(terms, self.score_type, self.calibration_)
+        scores = _geometric_mean(logs)
+        parts = feature_attribution(errors, terms.get("gaps"), logs)
         top, shares = top_contributions(
-            errors, top_k, self._n_columns, self._sources, overwrite_errors=True
+            parts, top_k, self._n_columns, self._sources, overwrite_errors=True
         )
         return scores, top, shares
 
@@ -749,6 +846,10 @@ class Scorer:
         with one_blas_thread():
             _, terms = self.errors(encoded)
         return combine_scores(terms, self.score_type, self.calibration_)
+
+
+def _order_of(array: np.ndarray) -> str:
+    return "F" if array.flags.f_contiguous and not array.flags.c_contiguous else "C"
 
 
 def _put_rows(blocks: np.ndarray, rows: np.ndarray) -> None:

@@ -29,8 +29,11 @@ Outputs:
 * ``anomaly_score`` ``tensor(double)[N]``: higher is more suspicious;
 * ``is_anomaly`` ``tensor(bool)[N]``: ``anomaly_score > threshold``;
 * ``contributions`` ``tensor(float)[N, n_columns]``: every input column's share of
-  the row's reconstruction error (one-hot features summed per column), in input
-  order, summing to 1; what :meth:`GANomalyDetector.explain` ranks;
+  what sets the row apart (its reconstruction error and, with the nearest-row
+  term, its distance to the nearest training row the model keeps, see
+  :func:`ganomaly._scorer.feature_attribution`; one-hot features summed per
+  column), in input order, summing to 1; what :meth:`GANomalyDetector.explain`
+  ranks;
 * ``top_columns`` ``tensor(int64)[N, k]`` and ``top_contributions``
   ``tensor(float)[N, k]``: the ``k`` (``top_k``, default 3) largest of them, largest
   first, ties to the earlier column: ``explain``'s ``feature_i`` (as the column's
@@ -67,9 +70,11 @@ batch other bits), and the signed logarithm of skewed columns takes its ``Log``
 row by row (:func:`_log_by_row`).
 
 Opset 17 with ``ai.onnx.ml`` 3, IR version 8.  Three parts, each one function:
-:func:`preprocessing_nodes`, :func:`network_nodes` and :func:`combine_scores` (the
-score from the members' terms, mirroring ``ganomaly._scorer.combine_scores``: a
-change to the score belongs there and here), then :func:`explanation_nodes`.
+:func:`preprocessing_nodes`, :func:`network_nodes` (and :func:`neighbour_nodes`) and
+:func:`combine_scores` (the score from the members' terms, mirroring
+``ganomaly._scorer.combine_scores``: a change to the score belongs there and here),
+then :func:`attribution_nodes` (mirroring ``ganomaly._scorer.feature_attribution``)
+and :func:`explanation_nodes`.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ __all__ = [
     "INTERFACE_VERSION",
     "ExportError",
     "GraphBuilder",
+    "attribution_nodes",
     "build_onnx",
     "check_graph",
     "combine_scores",
@@ -648,11 +654,14 @@ def _nearest_nodes(graph: GraphBuilder, codes: str, prototypes: np.ndarray) -> s
     )
 
 
-def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) -> str:
+def neighbour_nodes(
+    graph: GraphBuilder, encoded: str, index: NeighbourIndex
+) -> tuple[str, str]:
     """``[N]`` float64: the squared distance from each encoded row to its nearest
     reference among the cells it probes (the second nearest where the nearest
     equals the row), as
-    :meth:`ganomaly.neighbours.NeighbourIndex.squared_distances` computes it.
+    :meth:`ganomaly.neighbours.NeighbourIndex.squared_distances` computes it; and
+    ``[N, F]`` float32: that distance's ``(x - r)^2`` per feature (its ``gaps``).
 
     The probed cells are the ``probes`` smallest ``|c|^2 - 2 x.c`` (TopK, the
     lower cell first among equals).  The cells are stored padded to the largest
@@ -715,11 +724,9 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
     chosen = graph.op("Gather", graph.constant(references, "references"), nearest)
     row = graph.op("Unsqueeze", x, graph.constant(np.array([1], np.int64)))
     gap = graph.op("Sub", row, chosen)
+    squares = graph.op("Mul", gap, gap)  # [N, candidates, F]
     distances = graph.op(  # [N, candidates]
-        "ReduceSum",
-        graph.op("Mul", gap, gap),
-        graph.constant(np.array([2], np.int64)),
-        keepdims=0,
+        "ReduceSum", squares, graph.constant(np.array([2], np.int64)), keepdims=0
     )
 
     def column(tensor: str, k: int) -> str:
@@ -736,17 +743,22 @@ def neighbour_nodes(graph: GraphBuilder, encoded: str, index: NeighbourIndex) ->
         )
 
     nearest_distance = column(distances, 0)
+    nearest_gaps = column(squares, 0)
     if candidates == 1:
-        return graph.op("Identity", nearest_distance, hint="neighbour")
+        distance = graph.op("Identity", nearest_distance, hint="neighbour")
+        return distance, graph.op("Cast", nearest_gaps, to=_FLOAT)
     # The nearest is the row itself: the second counts, if it was searched.
     itself = graph.op(
         "And",
         graph.op("Equal", nearest_distance, graph.constant(np.array(0.0))),
         graph.op("Less", column(values, 1), graph.constant(np.array(np.inf))),
     )
-    return graph.op(
+    distance = graph.op(
         "Where", itself, column(distances, 1), nearest_distance, hint="neighbour"
     )
+    by_row = graph.op("Unsqueeze", itself, graph.constant(np.array([1], np.int64)))
+    gaps = graph.op("Where", by_row, column(squares, 1), nearest_gaps)
+    return distance, graph.op("Cast", gaps, to=_FLOAT, hint="gaps")
 
 
 # -------------------------------------------------------------------------- score
@@ -788,20 +800,84 @@ def combine_scores(
     if score_type not in SCORE_TERMS:
         raise ExportError(f"the export does not know the score {score_type!r}")
     names = score_terms(score_type, calibration)
+    return _product(
+        graph,
+        (
+            factor
+            for name in names
+            for factor in _ratio_powers(graph, terms, name, calibration, len(names))
+        ),
+    )
+
+
+def _ratio_powers(
+    graph: GraphBuilder,
+    terms: dict[str, list[str]],
+    name: str,
+    calibration: dict[str, np.ndarray],
+    n_terms: int,
+) -> list[str]:
+    """Per member of term ``name``: its ratio to the median (at least
+    :data:`~ganomaly._scorer.RATIO_FLOOR`) to the power ``1 / (n_terms * M)``."""
     floor = graph.constant(np.array(RATIO_FLOOR))
-    score = None
-    for name in names:
-        medians = np.asarray(calibration[name], np.float64)
-        power = graph.constant(np.array(1.0 / (len(names) * len(terms[name]))))
-        for member, term in enumerate(terms[name]):
-            median = graph.constant(medians[member], f"{name}_median")
-            ratio = graph.op("Max", graph.op("Div", term, median), floor)
-            factor = graph.op("Pow", ratio, power)
-            score = factor if score is None else graph.op("Mul", score, factor)
-    return score
+    medians = np.asarray(calibration[name], np.float64)
+    power = graph.constant(np.array(1.0 / (n_terms * len(terms[name]))))
+    factors = []
+    for member, term in enumerate(terms[name]):
+        median = graph.constant(medians[member], f"{name}_median")
+        ratio = graph.op("Max", graph.op("Div", term, median), floor)
+        factors.append(graph.op("Pow", ratio, power))
+    return factors
+
+
+def _product(graph: GraphBuilder, factors: Any) -> str:
+    product = None
+    for factor in factors:
+        product = factor if product is None else graph.op("Mul", product, factor)
+    return product
 
 
 # ------------------------------------------------------------------- explanations
+def attribution_nodes(
+    graph: GraphBuilder,
+    errors: str,
+    gaps: str,
+    terms: dict[str, list[str]],
+    calibration: dict[str, np.ndarray],
+) -> str:
+    """``[N, F]`` float32: each feature's part in what sets a row apart, as
+    :func:`ganomaly._scorer.feature_attribution` computes it from the
+    reconstruction errors (``errors``) and the nearest-row term's ``gaps``, each
+    split weighted by its term's excess ratio ``max(ratio - 1, 0)`` (both 1 where
+    neither is above its median)."""
+    zero = graph.constant(np.array(0.0))
+    excess = {}
+    for name in ("reconstruction", "neighbour"):
+        ratio = _product(graph, _ratio_powers(graph, terms, name, calibration, 1))
+        excess[name] = graph.op(
+            "Max", graph.op("Sub", ratio, graph.constant(np.array(1.0))), zero
+        )
+    neither = graph.op(
+        "And",
+        graph.op("Equal", excess["reconstruction"], zero),
+        graph.op("Equal", excess["neighbour"], zero),
+    )
+    axis = graph.constant(np.array([1], np.int64))
+    parts = None
+    for name, split in (("reconstruction", errors), ("neighbour", gaps)):
+        weight = graph.op("Where", neither, graph.constant(np.array(1.0)), excess[name])
+        total = graph.op(
+            "ReduceSum", graph.op("Cast", split, to=_DOUBLE), axis, keepdims=0
+        )
+        positive = graph.op("Greater", total, zero)
+        safe = graph.op("Where", positive, total, graph.constant(np.array(1.0)))
+        factor = graph.op("Where", positive, graph.op("Div", weight, safe), zero)
+        factor = graph.op("Unsqueeze", graph.op("Cast", factor, to=_FLOAT), axis)
+        part = graph.op("Mul", split, factor)
+        parts = part if parts is None else graph.op("Add", parts, part)
+    return parts
+
+
 def explanation_nodes(
     graph: GraphBuilder,
     errors: str,
@@ -809,14 +885,15 @@ def explanation_nodes(
     n_columns: int,
     top_k: int,
 ) -> tuple[str, str, str]:
-    """Every input column's share of a row's error, and the ``top_k`` largest, as
-    :func:`ganomaly._scorer.top_contributions` computes them.
+    """Every input column's share of a row's per-feature parts, and the ``top_k``
+    largest, as :func:`ganomaly._scorer.top_contributions` computes them.
 
     Parameters
     ----------
     graph : GraphBuilder
     errors : str
-        ``tensor(float)[N, F]``.
+        ``tensor(float)[N, F]``: the per-feature parts (the reconstruction errors,
+        or :func:`attribution_nodes`).
     sources : ndarray of shape (F,)
         Input column of every feature.
     n_columns : int
@@ -927,11 +1004,18 @@ def build_onnx(
         scorer.feature_error_scale_,
         scorer.prototypes_ if "nearest" in scorer.calibration_ else None,
     )
+    score_parts = errors
     if "neighbour" in scorer.calibration_:
-        terms["neighbour"] = [neighbour_nodes(graph, encoded, scorer.neighbours_)]
+        distance, gaps = neighbour_nodes(graph, encoded, scorer.neighbours_)
+        terms["neighbour"] = [distance]
+        score_parts = attribution_nodes(graph, errors, gaps, terms, scorer.calibration_)
     score = combine_scores(graph, terms, scorer.score_type, scorer.calibration_)
     shares, top, values = explanation_nodes(
-        graph, errors, np.asarray(preprocessor.source_columns_), len(columns), top_k
+        graph,
+        score_parts,
+        np.asarray(preprocessor.source_columns_),
+        len(columns),
+        top_k,
     )
     # Bad rows: NaN scores and contributions, no flag, no top columns (-1).  By
     # arithmetic on a per-row column ([N, 1]): ONNX Runtime's Where with such a

@@ -131,7 +131,9 @@ class NeighbourIndex:
             products[everywhere, probed[:, probe]] = np.inf
         return probed
 
-    def squared_distances(self, rows: np.ndarray) -> np.ndarray:
+    def squared_distances(
+        self, rows: np.ndarray, gaps: np.ndarray | None = None
+    ) -> np.ndarray:
         """The squared Euclidean distance from each row to its nearest reference
         among the cells it probes, float64; a reference equal to the row is
         skipped (the next nearest counts), so that a training row the model keeps
@@ -141,15 +143,26 @@ class NeighbourIndex:
         A row's result does not depend on the rows around it: the products run on
         an even number of rows (OpenBLAS computes the last row of an odd product
         with another kernel), and the distances themselves are elementwise.
+
+        Parameters
+        ----------
+        rows : ndarray of shape (n, n_features)
+        gaps : ndarray of shape (n, n_features), optional
+            Filled, where given, with ``(x - r)^2`` per feature for the reference
+            ``r`` that counts (what the distance sums): which features set a row
+            apart from its nearest training row, for the explanations.
         """
         n = rows.shape[0]
         out = np.empty(n, dtype=np.float64)
         for start in range(0, n, _BLOCK):
             block = np.array(rows[start : start + _BLOCK], dtype=np.float64, order="C")
-            out[start : start + block.shape[0]] = self._search(block)
+            stop = start + block.shape[0]
+            out[start:stop] = self._search(
+                block, None if gaps is None else gaps[start:stop]
+            )
         return out
 
-    def _search(self, rows: np.ndarray) -> np.ndarray:
+    def _search(self, rows: np.ndarray, gaps: np.ndarray | None) -> np.ndarray:
         n = rows.shape[0]
         probed = self.probed_cells(rows)
         # Per (row, probed cell) pair, the two smallest |r|^2 - 2 x.r in that cell
@@ -187,6 +200,8 @@ class NeighbourIndex:
         distances = gap.sum(axis=2)
         # The nearest is the row itself: the second counts, if there is one.
         itself = (distances[:, 0] == 0) & np.isfinite(values[:, 1])
+        if gaps is not None:
+            gaps[...] = gap[np.arange(n), itself.astype(np.intp)]
         return np.where(itself, distances[:, 1], distances[:, 0])
 
 

@@ -76,6 +76,27 @@ def test_a_kept_training_row_is_not_its_own_neighbour(clusters):
     assert single.squared_distances(rows[:1]).tolist() == [0.0]
 
 
+def test_gaps_are_the_squares_of_the_distance_that_counts(clusters):
+    """The per-feature gaps sum to the distance, and are (x - r)^2 for the
+    reference r that counts: the nearest in the probed cells, or the next one
+    for a row that is itself a reference."""
+    train, new = clusters
+    index = build_index(train, 16384, np.random.default_rng(0))
+    rows = np.vstack([new, index.references[:20]]).astype(np.float64)
+    gaps = np.full(rows.shape, np.nan, dtype=np.float32)
+    distances = index.squared_distances(rows, gaps)
+    np.testing.assert_allclose(gaps.sum(axis=1), distances, rtol=1e-5)
+    for row, cells, found in zip(rows, index.probed_cells(rows), gaps, strict=True):
+        searched = np.concatenate(
+            [index.references[index.starts[c] : index.starts[c + 1]] for c in cells]
+        )
+        squares = (searched - row) ** 2
+        totals = squares.sum(axis=1)
+        totals[totals == 0] = np.inf  # the row itself
+        np.testing.assert_allclose(found, squares[totals.argmin()], rtol=1e-6)
+    assert (gaps[len(new) :].sum(axis=1) > 0).all()
+
+
 def test_a_rows_distance_does_not_depend_on_the_rows_around_it(clusters):
     train, new = clusters
     index = build_index(train, 16384, np.random.default_rng(0))

@@ -14,6 +14,7 @@ import pytest
 
 from gancore import ModelFileError
 from ganomaly import GANomalyDetector, make_transactions
+from ganomaly._scorer import feature_attribution, term_logs
 from ganomaly.scoring import as_scorer, load_scorer
 
 
@@ -50,6 +51,64 @@ def test_scorer_explains_like_the_estimator(fitted, transactions):
         agree = names[top[:, k]] == explained[f"feature_{k + 1}"].to_numpy()
         assert agree.mean() > 0.999  # float32 may swap two near-equal columns
     np.testing.assert_allclose(shares[:, 0], explained["contribution_1"], atol=1e-4)
+
+
+def test_attribution_without_the_nearest_row_term_is_the_reconstruction():
+    errors = np.array([[1.0, 3.0]], np.float32)
+    assert feature_attribution(errors, None, {}) is errors
+
+
+@pytest.mark.parametrize(
+    "ratios, errors, gaps, expected",
+    [
+        # neither term above its median: the two splits weigh the same
+        ((1.0, 1.0), [1.0, 3.0], [2.0, 2.0], [0.75, 1.25]),
+        # far from every kept row only: the gaps decide
+        ((0.5, 3.0), [4.0, 0.0], [0.0, 1.0], [0.0, 2.0]),
+        # badly reconstructed only: the errors decide
+        ((5.0, 0.9), [1.0, 0.0], [2.0, 2.0], [4.0, 0.0]),
+        # each term twice its median: each split weighs 1
+        ((2.0, 2.0), [1.0, 3.0], [4.0, 0.0], [1.25, 0.75]),
+    ],
+)
+def test_attribution_weighs_each_term_by_its_excess(ratios, errors, gaps, expected):
+    logs = {"reconstruction": np.log([ratios[0]]), "neighbour": np.log([ratios[1]])}
+    parts = feature_attribution(
+        np.array([errors], np.float32), np.array([gaps], np.float32), logs
+    )
+    np.testing.assert_allclose(parts, [expected], rtol=1e-6)
+
+
+def test_attribution_of_a_row_without_errors_or_gaps_is_zero():
+    zeros = np.zeros((1, 3), np.float32)
+    logs = {"reconstruction": np.log([2.0]), "neighbour": np.log([2.0])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert feature_attribution(zeros, zeros, logs).tolist() == [[0.0, 0.0, 0.0]]
+
+
+def test_rows_far_from_every_kept_row_name_the_columns_that_set_them_apart(
+    fitted, transactions
+):
+    """Where only the nearest-row term is above its median, a row's top column is
+    the one farthest from its nearest kept training row, not the reconstruction
+    error's (what the explanations gave before the term was in them)."""
+    X, _ = transactions
+    scorer = as_scorer(fitted, "float64")
+    encoded = fitted.preprocessor_.transform(X)
+    errors, terms = scorer.errors(encoded, gaps=True)
+    logs = term_logs(terms, scorer.score_type, scorer.calibration_)
+    only_far = (logs["reconstruction"] <= 0) & (logs["neighbour"] > 0)
+    assert only_far.sum() >= 20
+    _, top, _ = scorer.score_and_explain(encoded[only_far], top_k=1)
+    sources = fitted.preprocessor_.source_columns_
+    n_columns = len(fitted.preprocessor_.input_columns_)
+    by_column = np.zeros((only_far.sum(), n_columns))
+    np.add.at(by_column.T, sources, terms["gaps"][only_far].T)
+    np.testing.assert_array_equal(top[:, 0], by_column.argmax(axis=1))
+    by_error = np.zeros_like(by_column)
+    np.add.at(by_error.T, sources, errors[only_far].T)
+    assert (top[:, 0] != by_error.argmax(axis=1)).mean() > 0.3
 
 
 def _openblas_kernels() -> str | None:
