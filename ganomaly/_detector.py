@@ -36,7 +36,7 @@ from ._losses import generator_loss, known_anomaly_loss
 from ._model import EnsembleDiscriminator, GANomalyEnsemble, default_sizes, init_weights
 from ._scorer import SCORES, Scorer, combine_scores, feature_error_scale
 from .defaults import DEFAULTS
-from .model_file import MODEL_KIND, ModelConfig
+from .model_file import MODEL_KIND, ModelConfig, version_for
 from .neighbours import NeighbourIndex, build_index
 from .preprocessing import NUMERIC_SCALINGS, TabularPreprocessor
 from .threads import one_blas_thread
@@ -116,6 +116,9 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         ``n_references``).  Each is divided by its median on held-out normal rows
         (and is at least ``RATIO_FLOOR`` = 1e-3 of it); the score is the geometric
         mean over the three terms of each term's geometric mean over members.
+        With ``use_labels`` and labelled anomalies, a fourth term: the squared
+        distance to the nearest known anomaly, counted inversely (the median
+        divided by it), so that rows like the frauds you know score higher.
         ``"reconstruction"``: the reconstruction ratios alone.  (Called ``score``
         in the CLI; renamed because scikit-learn reserves ``score`` for the
         ``score(X, y)`` method.)
@@ -154,7 +157,12 @@ default="standard_log"
         ``fit(X, y)``, the rows with ``y == 1`` are kept out of the normal rows and
         every member is trained to reconstruct them badly, with Deep SAD's inverse
         error term (Ruff et al., ICLR 2020), see
-        :func:`ganomaly._losses.known_anomaly_loss`.  Without it ``y`` is ignored,
+        :func:`ganomaly._losses.known_anomaly_loss`; and the score gains a term
+        for closeness to them: the model keeps up to ``n_references`` of them,
+        preprocessed, and a row's squared distance to the nearest (searched as
+        the nearest-neighbour term's; a known anomaly itself is measured to the
+        next one) counts as its median on held-out normal rows divided by it
+        (what it adds: benchmarks/RESULTS.md).  Without it ``y`` is ignored,
         as scikit-learn's outlier detectors do, and ``X`` must hold normal rows.
     device : str, default="auto"
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
@@ -189,6 +197,9 @@ default="standard_log"
     neighbours_ : NeighbourIndex or None
         The nearest-neighbour term's reference rows and cells, None without that
         term.
+    known_ : NeighbourIndex or None
+        The known anomalies of the known-anomaly term (``use_labels``), None
+        without that term.
     calibration_ : dict
         Per member, the medians of the score terms on held-out normal rows.
     feature_error_scale_ : ndarray of shape (n_members, n_encoded_features)
@@ -501,7 +512,7 @@ default="standard_log"
         self.discriminator_ = discriminator.eval()
         self.device_ = str(device)
         encoded_val = self.preprocessor_.transform(X_val) if held_out else encoded
-        terms = self._calibrate(encoded, encoded_val, held_out, rngs)
+        terms = self._calibrate(encoded, encoded_val, held_out, rngs, encoded_known)
         self.metadata_ = {}
 
         # The threshold, from held-out normal rows scored as every later row is
@@ -523,7 +534,12 @@ default="standard_log"
         return self
 
     def _calibrate(
-        self, encoded: np.ndarray, encoded_val: np.ndarray, held_out: bool, rngs
+        self,
+        encoded: np.ndarray,
+        encoded_val: np.ndarray,
+        held_out: bool,
+        rngs,
+        encoded_known: np.ndarray | None,
     ) -> dict[str, np.ndarray]:
         """Prototypes from the training rows' codes; the units of the errors and
         the medians of the score terms from the held-out normal rows, whose terms
@@ -561,6 +577,11 @@ default="standard_log"
         self.neighbours_ = (
             build_index(encoded, self.n_references, rngs.numpy) if held_out else None
         )
+        # The known anomalies: their distances to normal rows, held out or not,
+        # never search the rows they are measured from.
+        self.known_ = None
+        if encoded_known is not None:
+            self.known_ = build_index(encoded_known, self.n_references, rngs.numpy)
         sources = self.preprocessor_.source_columns_
         residuals = self._residuals(encoded_val)  # (M, n_val, F)
         self.feature_error_scale_ = np.stack(
@@ -573,6 +594,8 @@ default="standard_log"
         }
         if self.neighbours_ is not None:
             self.calibration_["neighbour"] = [1.0]
+        if self.known_ is not None:
+            self.calibration_["known"] = [1.0]
         self.threshold_ = np.inf
         self._scorers = {}
         # Every term, whatever score_type: a model file holds every calibration.
@@ -872,6 +895,7 @@ default="standard_log"
             ema_decay=float(self.ema_decay_),
             history=list(self.history_),
             metadata=dict(getattr(self, "metadata_", {})),
+            version=version_for(self.calibration_),
         )
         tensors = {
             **module_tensors("generator", self.generator_),
@@ -888,9 +912,13 @@ default="standard_log"
                 np.ascontiguousarray(self.prototypes_)
             ),
         }
-        if getattr(self, "neighbours_", None) is not None:
-            for name, array in self.neighbours_.arrays().items():
-                tensors[name] = torch.from_numpy(np.ascontiguousarray(array))
+        for term, index in (
+            ("neighbour", getattr(self, "neighbours_", None)),
+            ("known", getattr(self, "known_", None)),
+        ):
+            if index is not None:
+                for name, array in index.arrays(term).items():
+                    tensors[name] = torch.from_numpy(np.ascontiguousarray(array))
         return tensors, config.to_dict()
 
     @classmethod
@@ -959,6 +987,7 @@ default="standard_log"
             )
             detector.prototypes_ = tensors["calibration.prototypes"].numpy()
             detector.neighbours_ = NeighbourIndex.from_arrays(tensors)
+            detector.known_ = NeighbourIndex.from_arrays(tensors, "known")
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise ModelFileError.damaged(path, "GANomalyDetector", exc) from exc
         resolved = resolve_device(device)

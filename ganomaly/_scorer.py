@@ -17,6 +17,12 @@ nearest of the member's prototypes (k-means centres of the training rows' codes)
 Where the model keeps references (``n_references > 0``), a third term, once for
 the model: ``neigh(x)``, the squared distance from the encoded row to the nearest
 training row it keeps, searched in coarse cells (:mod:`ganomaly.neighbours`).
+Where the model was fitted with known anomalies (``use_labels=True``), one more:
+``known(x)``, the squared distance to the nearest known anomaly it keeps, searched
+the same way.  It multiplies the score rather than joining its mean
+(:data:`BOOST_TERMS`): a row closer to a known anomaly than the typical normal row
+has its score multiplied by how much closer; a row farther keeps its score, so that
+anomalies unlike any known one lose nothing.
 Each term is divided by its median on held-out normal rows, and the score is the
 geometric mean over the terms of each term's geometric mean over its members
 (:func:`combine_scores`): 1 for a typical normal row, 2 for a row twice as far
@@ -51,6 +57,7 @@ from .threads import one_blas_thread
 __all__ = [
     "SCORES",
     "SCORE_TERMS",
+    "BOOST_TERMS",
     "RATIO_FLOOR",
     "Scorer",
     "combine_scores",
@@ -69,9 +76,14 @@ __all__ = [
 # reconstruction terms alone (GANomaly's contextual error).
 SCORES = ("combined", "reconstruction")
 SCORE_TERMS = {
-    "combined": ("reconstruction", "nearest", "neighbour"),
+    "combined": ("reconstruction", "nearest", "neighbour", "known"),
     "reconstruction": ("reconstruction",),
 }
+# Terms that multiply the score instead of joining its geometric mean: closeness to
+# the known anomalies, median / value, kept within [1, 1 / RATIO_FLOOR].
+BOOST_TERMS = ("known",)
+# Terms with one column (a search in the encoded rows), not one per member.
+INDEX_TERMS = ("neighbour", "known")
 # Rows per matrix product: small enough to stay in cache (benchmarks/RESULTS.md).
 _BLOCK = 2048
 # float32 products run feature-major, on blocks of exactly _COLUMNS rows (columns
@@ -202,18 +214,22 @@ def combine_scores(
     """Anomaly scores from the members' terms: each term divided by its median on
     held-out normal rows (each ratio at least :data:`RATIO_FLOOR`), the geometric
     mean of a term's ratios over its members, then the geometric mean over the
-    terms (each term weighs the same, however many members it has).
+    terms (each term weighs the same, however many members it has); times, for
+    the :data:`BOOST_TERMS`, the median divided by the term, within ``[1, 1 /
+    RATIO_FLOOR]``.
 
     The score type's terms that ``calibration`` holds are used: the
-    ``"neighbour"`` term only where the model keeps references.
+    ``"neighbour"`` term only where the model keeps references, ``"known"`` only
+    where it keeps known anomalies.
 
     Parameters
     ----------
     terms : dict of str to ndarray of shape (n_samples, n_members) or (n_samples, 1)
         ``"reconstruction"`` (mean scaled squared error) and, for
         ``"combined"``, ``"nearest"`` (squared distance to the nearest prototype,
-        per member) and ``"neighbour"`` (squared distance to the nearest
-        reference row: one column, the encoded input space has no members).
+        per member), ``"neighbour"`` (squared distance to the nearest
+        reference row: one column, the encoded input space has no members) and
+        ``"known"`` (squared distance to the nearest known anomaly, one column).
     score_type : {"combined", "reconstruction"}
     calibration : dict of str to sequence
         The medians of the terms on held-out normal rows, one per column.
@@ -230,12 +246,18 @@ def combine_scores(
     >>> combine_scores(terms, "combined", calibration).round(6).tolist()
     [2.0]
     """
-    return _geometric_mean(term_logs(terms, score_type, calibration))
+    return _score_from_logs(term_logs(terms, score_type, calibration))
 
 
-def _geometric_mean(logs: dict[str, np.ndarray]) -> np.ndarray:
-    """The score from :func:`term_logs`: the terms' mean logarithm, exponentiated."""
-    return np.exp(sum(logs.values()) / len(logs))
+def _score_from_logs(logs: dict[str, np.ndarray]) -> np.ndarray:
+    """The score from :func:`term_logs`: the terms' mean logarithm plus the
+    :data:`BOOST_TERMS`' logarithms, exponentiated."""
+    mean = [value for name, value in logs.items() if name not in BOOST_TERMS]
+    log_score = sum(mean) / len(mean)
+    for name in BOOST_TERMS:
+        if name in logs:
+            log_score = log_score + logs[name]
+    return np.exp(log_score)
 
 
 def term_logs(
@@ -244,9 +266,11 @@ def term_logs(
     calibration: dict[str, Any],
 ) -> dict[str, np.ndarray]:
     """Per term of the score, the logarithm of its members' geometric mean ratio
-    to the term's median (each ratio at least :data:`RATIO_FLOOR`), ``(n,)``:
-    :func:`combine_scores` averages them, :func:`feature_attribution` weighs the
-    terms by them.  Arguments as :func:`combine_scores`.
+    to the term's median (each ratio at least :data:`RATIO_FLOOR`; for the
+    :data:`BOOST_TERMS`, median over term, within ``[1, 1 / RATIO_FLOOR]``),
+    ``(n,)``: :func:`combine_scores` averages them (and adds the boosts),
+    :func:`feature_attribution` weighs the terms by them.  Arguments as
+    :func:`combine_scores`.
 
     Examples
     --------
@@ -260,6 +284,8 @@ def term_logs(
     logs = {}
     for name in score_terms(score_type, calibration):
         ratio = terms[name] / np.asarray(calibration[name], dtype=np.float64)
+        if name in BOOST_TERMS:
+            ratio = 1.0 / np.clip(ratio, RATIO_FLOOR, 1.0)
         logs[name] = np.log(np.maximum(ratio, RATIO_FLOOR)).mean(axis=1)
     return logs
 
@@ -481,6 +507,9 @@ class Scorer:
         The reference rows of the nearest-neighbour term
         (:mod:`ganomaly.neighbours`); the model has that term exactly when it has
         references and ``calibration`` a ``"neighbour"`` median.
+    known : NeighbourIndex, optional
+        The known anomalies of the known-anomaly term, likewise with a
+        ``"known"`` median.
 
     Attributes
     ----------
@@ -510,6 +539,7 @@ class Scorer:
         dtype: Any = np.float64,
         metadata: dict | None = None,
         neighbours: NeighbourIndex | None = None,
+        known: NeighbourIndex | None = None,
     ):
         if score_type not in SCORES:
             raise ValueError(f"score_type must be one of {SCORES}, got {score_type!r}")
@@ -525,23 +555,24 @@ class Scorer:
         }
         members = {part: _mlp_layers(state, part, *sizes[part]) for part in _PARTS}
         self.n_members = len(members["encoder"])
-        if ("neighbour" in calibration) != (neighbours is not None):
-            raise ValueError(
-                "the nearest-neighbour term needs both its references and its "
-                "calibration"
-            )
-        if neighbours is not None and neighbours.references.shape[1] != n_features:
-            raise ValueError(
-                f"neighbour references have {neighbours.references.shape[1]} "
-                f"features, expected {n_features}"
-            )
+        for term, index in (("neighbour", neighbours), ("known", known)):
+            if (term in calibration) != (index is not None):
+                raise ValueError(
+                    f"the {term!r} term needs both its rows and its calibration"
+                )
+            if index is not None and index.references.shape[1] != n_features:
+                raise ValueError(
+                    f"{term} rows have {index.references.shape[1]} features, "
+                    f"expected {n_features}"
+                )
         self.neighbours_ = neighbours
+        self.known_ = known
         self.calibration_ = {
             name: np.asarray(calibration[name], dtype=np.float64)
             for name in score_terms(score_type, calibration)
         }
         for name, medians in self.calibration_.items():
-            columns = 1 if name == "neighbour" else self.n_members
+            columns = 1 if name in INDEX_TERMS else self.n_members
             if medians.shape != (columns,) or not (medians > 0).all():
                 raise ValueError(f"calibration {name!r}: {columns} positive value(s)")
         self.feature_error_scale_ = np.asarray(feature_error_scale, dtype=np.float64)
@@ -627,6 +658,7 @@ class Scorer:
             feature_error_scale=np.asarray(arrays["calibration.feature_error_scale"]),
             prototypes=np.asarray(arrays["calibration.prototypes"]),
             neighbours=NeighbourIndex.from_arrays(arrays),
+            known=NeighbourIndex.from_arrays(arrays, "known"),
             dtype=dtype,
             metadata=model.metadata,
         )
@@ -652,9 +684,10 @@ class Scorer:
                 digest.update(np.ascontiguousarray(bias).tobytes())
         digest.update(self.feature_error_scale_.tobytes())
         digest.update(self.prototypes_.tobytes())
-        if self.neighbours_ is not None:
-            for array in self.neighbours_.arrays().values():
-                digest.update(np.ascontiguousarray(array).tobytes())
+        for index in (self.neighbours_, self.known_):
+            if index is not None:
+                for array in index.arrays().values():
+                    digest.update(np.ascontiguousarray(array).tobytes())
         return digest.hexdigest()
 
     def member_layers(self, part: str) -> list[list[tuple[np.ndarray, np.ndarray]]]:
@@ -690,11 +723,12 @@ class Scorer:
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Per-feature reconstruction errors (float32, the members' mean) and the
         score terms (``{"reconstruction": (n, M), "nearest": (n, M), "neighbour":
-        (n, 1)}``, float64; :func:`combine_scores`).
+        (n, 1), "known": (n, 1)}``, float64; :func:`combine_scores`).
 
-        The nearest-neighbour term is searched in the encoded rows themselves
-        (:class:`~ganomaly.neighbours.NeighbourIndex`, float64), whatever the
-        networks' precision or device.  With ``gaps`` and that term, the terms
+        The nearest-neighbour and known-anomaly terms are searched in the encoded
+        rows themselves (:class:`~ganomaly.neighbours.NeighbourIndex`, float64),
+        whatever the networks' precision or device.  With ``gaps`` and the
+        nearest-neighbour term, the terms
         also hold ``"gaps"``: ``(x - r)^2`` per feature to the reference that
         counts (float32, the errors' memory order), for
         :func:`feature_attribution`.
@@ -708,6 +742,8 @@ class Scorer:
             terms["neighbour"][:, 0] = self.neighbours_.squared_distances(
                 encoded, found
             )
+        if "known" in self.calibration_:
+            terms["known"][:, 0] = self.known_.squared_distances(encoded)
         return errors, terms
 
     def _network_errors(
@@ -834,7 +870,7 @@ class Scorer:
         with one_blas_thread():
             errors, terms = self.errors(encoded, gaps=True)
         logs = term_logs(terms, self.score_type, self.calibration_)
-        scores = _geometric_mean(logs)
+        scores = _score_from_logs(logs)
         parts = feature_attribution(errors, terms.get("gaps"), logs)
         top, shares = top_contributions(
             parts, top_k, self._n_columns, self._sources, overwrite_errors=True

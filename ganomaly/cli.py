@@ -206,6 +206,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     kept = "no training rows kept"
     if detector.neighbours_ is not None:
         kept = f"{len(detector.neighbours_.references)} training rows kept"
+    if detector.known_ is not None:
+        kept += f", {len(detector.known_.references)} known anomalies kept"
     print(
         f"fitted GANomaly on {features.shape[0]} rows x {features.shape[1]} columns "
         f"in {time.perf_counter() - start:.1f} s ({detector.n_members_} members, "

@@ -88,7 +88,7 @@ import numpy as np
 
 from gancore.exporting import require_onnx, save_onnx, set_metadata
 
-from ._scorer import RATIO_FLOOR, SCORE_TERMS, score_terms
+from ._scorer import BOOST_TERMS, RATIO_FLOOR, SCORE_TERMS, score_terms
 from .model_file import MODEL_KIND, READABLE_VERSIONS
 from .neighbours import NeighbourIndex
 
@@ -655,13 +655,14 @@ def _nearest_nodes(graph: GraphBuilder, codes: str, prototypes: np.ndarray) -> s
 
 
 def neighbour_nodes(
-    graph: GraphBuilder, encoded: str, index: NeighbourIndex
-) -> tuple[str, str]:
+    graph: GraphBuilder, encoded: str, index: NeighbourIndex, gaps: bool = True
+) -> tuple[str, str | None]:
     """``[N]`` float64: the squared distance from each encoded row to its nearest
     reference among the cells it probes (the second nearest where the nearest
     equals the row), as
-    :meth:`ganomaly.neighbours.NeighbourIndex.squared_distances` computes it; and
-    ``[N, F]`` float32: that distance's ``(x - r)^2`` per feature (its ``gaps``).
+    :meth:`ganomaly.neighbours.NeighbourIndex.squared_distances` computes it; and,
+    with ``gaps`` (else None), ``[N, F]`` float32: that distance's ``(x - r)^2``
+    per feature.  The nearest-neighbour and the known-anomaly terms both.
 
     The probed cells are the ``probes`` smallest ``|c|^2 - 2 x.c`` (TopK, the
     lower cell first among equals).  The cells are stored padded to the largest
@@ -743,10 +744,11 @@ def neighbour_nodes(
         )
 
     nearest_distance = column(distances, 0)
-    nearest_gaps = column(squares, 0)
     if candidates == 1:
         distance = graph.op("Identity", nearest_distance, hint="neighbour")
-        return distance, graph.op("Cast", nearest_gaps, to=_FLOAT)
+        if not gaps:
+            return distance, None
+        return distance, graph.op("Cast", column(squares, 0), to=_FLOAT)
     # The nearest is the row itself: the second counts, if it was searched.
     itself = graph.op(
         "And",
@@ -756,9 +758,11 @@ def neighbour_nodes(
     distance = graph.op(
         "Where", itself, column(distances, 1), nearest_distance, hint="neighbour"
     )
+    if not gaps:
+        return distance, None
     by_row = graph.op("Unsqueeze", itself, graph.constant(np.array([1], np.int64)))
-    gaps = graph.op("Where", by_row, column(squares, 1), nearest_gaps)
-    return distance, graph.op("Cast", gaps, to=_FLOAT, hint="gaps")
+    counted = graph.op("Where", by_row, column(squares, 1), column(squares, 0))
+    return distance, graph.op("Cast", counted, to=_FLOAT, hint="gaps")
 
 
 # -------------------------------------------------------------------------- score
@@ -773,7 +777,8 @@ def combine_scores(
     Mirrors :func:`ganomaly._scorer.combine_scores` (the score of ``ganomaly
     score`` and of the estimator): the geometric mean, over members and the score
     type's terms, of each term divided by its median on held-out normal rows, each
-    ratio at least :data:`ganomaly._scorer.RATIO_FLOOR`.  Computed as the product
+    ratio at least :data:`ganomaly._scorer.RATIO_FLOOR`, times the boost of the
+    known-anomaly term where the model has it.  Computed as the product
     of the ratios' ``1/k``-th powers (``k`` ratios), which neither overflows nor
     depends on a row's place in the batch (see the module docstring), where the
     scorer takes ``exp`` of the mean of their logarithms: the two agree to the
@@ -800,12 +805,19 @@ def combine_scores(
     if score_type not in SCORE_TERMS:
         raise ExportError(f"the export does not know the score {score_type!r}")
     names = score_terms(score_type, calibration)
+    averaged = [name for name in names if name not in BOOST_TERMS]
     return _product(
         graph,
         (
             factor
             for name in names
-            for factor in _ratio_powers(graph, terms, name, calibration, len(names))
+            for factor in _ratio_powers(
+                graph,
+                terms,
+                name,
+                calibration,
+                1 if name in BOOST_TERMS else len(averaged),
+            )
         ),
     )
 
@@ -818,7 +830,9 @@ def _ratio_powers(
     n_terms: int,
 ) -> list[str]:
     """Per member of term ``name``: its ratio to the median (at least
-    :data:`~ganomaly._scorer.RATIO_FLOOR`) to the power ``1 / (n_terms * M)``."""
+    :data:`~ganomaly._scorer.RATIO_FLOOR`; for the
+    :data:`~ganomaly._scorer.BOOST_TERMS`, the median over the term, within
+    ``[1, 1 / RATIO_FLOOR]``) to the power ``1 / (n_terms * M)``."""
     floor = graph.constant(np.array(RATIO_FLOOR))
     medians = np.asarray(calibration[name], np.float64)
     power = graph.constant(np.array(1.0 / (n_terms * len(terms[name]))))
@@ -826,6 +840,9 @@ def _ratio_powers(
     for member, term in enumerate(terms[name]):
         median = graph.constant(medians[member], f"{name}_median")
         ratio = graph.op("Max", graph.op("Div", term, median), floor)
+        if name in BOOST_TERMS:
+            one = graph.constant(np.array(1.0))
+            ratio = graph.op("Div", one, graph.op("Min", ratio, one))
         factors.append(graph.op("Pow", ratio, power))
     return factors
 
@@ -1009,6 +1026,9 @@ def build_onnx(
         distance, gaps = neighbour_nodes(graph, encoded, scorer.neighbours_)
         terms["neighbour"] = [distance]
         score_parts = attribution_nodes(graph, errors, gaps, terms, scorer.calibration_)
+    if "known" in scorer.calibration_:
+        distance, _ = neighbour_nodes(graph, encoded, scorer.known_, gaps=False)
+        terms["known"] = [distance]
     score = combine_scores(graph, terms, scorer.score_type, scorer.calibration_)
     shares, top, values = explanation_nodes(
         graph,

@@ -24,6 +24,10 @@ prototypes):
   the nearest-neighbour term (version 3, ``n_references > 0``): up to
   ``n_references`` encoded training rows, sorted into ``C`` cells
   (:class:`~ganomaly.neighbours.NeighbourIndex`);
+* ``calibration.known_anomalies``, ``calibration.known_centres`` and
+  ``calibration.known_starts``, the same for the known-anomaly term (version 4,
+  ``use_labels=True`` with labelled anomalies): up to ``n_references`` encoded
+  known anomalies;
 * ``calibration.validation_anomaly_scores``: the held-out normal rows' scores.
 """
 
@@ -35,26 +39,38 @@ from typing import Any
 __all__ = [
     "MODEL_KIND",
     "MODEL_VERSION",
+    "INDEX_TENSORS",
     "READABLE_VERSIONS",
-    "REFERENCE_TENSORS",
     "ModelConfig",
+    "version_for",
 ]
 
 MODEL_KIND = "ganomaly.GANomalyDetector"
 # 2: members, the nearest-prototype term and a geometric-mean score (gankit 0.1.0
-# after issue 18); 3: the nearest-neighbour term's references, optional.  Version 2
-# files are read as they are (they score without that term); version 1 files (one
-# network, "absolute" or scaled errors, a latent term) are refused with a message
-# to fit the model again.  A reader of version 2 refuses version 3 files rather
-# than score them without their third term.
-MODEL_VERSION = 3
-READABLE_VERSIONS = (2, 3)
-# The nearest-neighbour term's tensors, in NeighbourIndex's argument order.
-REFERENCE_TENSORS = (
-    "calibration.references",
-    "calibration.reference_centres",
-    "calibration.reference_starts",
-)
+# after issue 18); 3: the nearest-neighbour term's references, optional; 4: the
+# known-anomaly term (use_labels), which only version 4 files hold: a model
+# without it is written as version 3, which earlier readers score alike.  Version 2
+# and 3 files are read as they are (they score without the terms they lack);
+# version 1 files (one network, "absolute" or scaled errors, a latent term) are
+# refused with a message to fit the model again.  A reader of an earlier version
+# refuses a later one rather than score it without a term.
+MODEL_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
+# The tensors of the terms searched in an index of encoded rows, by term, in
+# NeighbourIndex's argument order, and the version that brought each term.
+INDEX_TENSORS = {
+    "neighbour": (
+        "calibration.references",
+        "calibration.reference_centres",
+        "calibration.reference_starts",
+    ),
+    "known": (
+        "calibration.known_anomalies",
+        "calibration.known_centres",
+        "calibration.known_starts",
+    ),
+}
+INDEX_VERSIONS = {"neighbour": 3, "known": 4}
 _PARTS = ("encoder", "decoder", "second_encoder")
 
 
@@ -75,7 +91,8 @@ class ModelConfig:
     calibration : dict
         ``{"reconstruction": [...], "nearest": [...]}``: per member, the median of
         each score term on held-out normal rows; ``"neighbour": [median]`` where
-        the model has the nearest-neighbour term.
+        the model has the nearest-neighbour term, ``"known": [median]`` where it
+        has the known-anomaly term.
     """
 
     params: dict
@@ -143,12 +160,13 @@ class ModelConfig:
                 and len(self.calibration[k]) == self.n_members
                 for k in ("reconstruction", "nearest")
             )
-            and (
-                "neighbour" not in self.calibration
+            and all(
+                term not in self.calibration
                 or (
-                    isinstance(self.calibration["neighbour"], list)
-                    and len(self.calibration["neighbour"]) == 1
+                    isinstance(self.calibration[term], list)
+                    and len(self.calibration[term]) == 1
                 )
+                for term in INDEX_TENSORS
             ),
             "metadata": isinstance(self.metadata, dict),
         }
@@ -204,36 +222,46 @@ class ModelConfig:
     def _check_reference_shapes(
         self, shapes: dict[str, tuple[int, ...]], n_features: int
     ) -> None:
-        """The nearest-neighbour term's tensors: all three or none, none in a
-        version 2 file, and all three exactly when the calibration has the term."""
-        present = [name for name in REFERENCE_TENSORS if name in shapes]
-        wanted = "neighbour" in self.calibration
-        if present and (len(present) < 3 or not wanted or self.version < 3):
-            raise ValueError(
-                f"tensor(s) {', '.join(present)} without the nearest-neighbour "
-                "term they belong to"
-            )
-        if not wanted:
-            return
-        if not present:
-            raise ValueError("the nearest-neighbour term without its references")
-        references = tuple(shapes["calibration.references"])
-        centres = tuple(shapes["calibration.reference_centres"])
-        starts = tuple(shapes["calibration.reference_starts"])
-        if (
-            len(references) != 2
-            or references[0] < 1
-            or references[1] != n_features
-            or len(centres) != 2
-            or centres[1] != n_features
-            or not 1 <= centres[0] <= references[0]
-            or starts != (centres[0] + 1,)
-        ):
-            raise ValueError(
-                f"neighbour tensors have shapes {references}, {centres}, {starts}; "
-                f"expected (N, {n_features}), (C, {n_features}), (C + 1,) with "
-                "1 <= C <= N"
-            )
+        """The tensors of each term searched in an index (:data:`INDEX_TENSORS`):
+        all three or none, none in a file older than the term, and all three
+        exactly when the calibration has the term."""
+        for term, names in INDEX_TENSORS.items():
+            present = [name for name in names if name in shapes]
+            wanted = term in self.calibration
+            if wanted and self.version < INDEX_VERSIONS[term]:
+                raise ValueError(f"the {term!r} term in a version {self.version} model")
+            if present and (len(present) < 3 or not wanted):
+                raise ValueError(
+                    f"tensor(s) {', '.join(present)} without the {term!r} term "
+                    "they belong to"
+                )
+            if not wanted:
+                continue
+            if not present:
+                raise ValueError(f"the {term!r} term without its tensors")
+            rows, centres, starts = (tuple(shapes[name]) for name in names)
+            if (
+                len(rows) != 2
+                or rows[0] < 1
+                or rows[1] != n_features
+                or len(centres) != 2
+                or centres[1] != n_features
+                or not 1 <= centres[0] <= rows[0]
+                or starts != (centres[0] + 1,)
+            ):
+                raise ValueError(
+                    f"{term} tensors have shapes {rows}, {centres}, {starts}; "
+                    f"expected (N, {n_features}), (C, {n_features}), (C + 1,) with "
+                    "1 <= C <= N"
+                )
+
+
+def version_for(calibration: dict) -> int:
+    """The model version a model with these score terms is written as: the
+    earliest that holds every one of them."""
+    return max(
+        [3] + [INDEX_VERSIONS[term] for term in INDEX_TENSORS if term in calibration]
+    )
 
 
 def _positive_int(value: Any) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .model_file import REFERENCE_TENSORS
+from .model_file import INDEX_TENSORS
 
 __all__ = ["CELLS", "PROBES", "NeighbourIndex", "build_index"]
 
@@ -104,20 +104,22 @@ class NeighbourIndex:
         """Cells searched per row."""
         return min(PROBES, self.n_cells)
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """What a model file stores, by tensor name
-        (:data:`~ganomaly.model_file.REFERENCE_TENSORS`): references (float32, as
-        the encoded rows are), centres and cell starts."""
+    def arrays(self, term: str = "neighbour") -> dict[str, np.ndarray]:
+        """What a model file stores for the score term ``term`` (``"neighbour"``
+        or ``"known"``), by tensor name (:data:`~ganomaly.model_file.INDEX_TENSORS`):
+        references (float32, as the encoded rows are), centres and cell starts."""
         stored = (self.references.astype(np.float32), self.centres, self.starts)
-        return dict(zip(REFERENCE_TENSORS, stored, strict=True))
+        return dict(zip(INDEX_TENSORS[term], stored, strict=True))
 
     @classmethod
-    def from_arrays(cls, arrays: Any) -> NeighbourIndex | None:
-        """The index a model's tensors hold (numpy arrays or CPU torch tensors, by
-        name), or None where the model has no nearest-neighbour term."""
-        if REFERENCE_TENSORS[0] not in arrays:
+    def from_arrays(cls, arrays: Any, term: str = "neighbour") -> NeighbourIndex | None:
+        """The index of the score term ``term`` that a model's tensors hold (numpy
+        arrays or CPU torch tensors, by name), or None where the model has no such
+        term."""
+        names = INDEX_TENSORS[term]
+        if names[0] not in arrays:
             return None
-        return cls(*(np.asarray(arrays[name]) for name in REFERENCE_TENSORS))
+        return cls(*(np.asarray(arrays[name]) for name in names))
 
     def probed_cells(self, rows: np.ndarray) -> np.ndarray:
         """``(n, probes)``: each row's nearest cells, nearest first (ties to the

@@ -111,6 +111,7 @@ def test_fit_use_labels_learns_from_the_known_anomalies(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "50 known anomalies, used to sharpen the model" in err
     assert "50 other rows left out" in err
+    assert "50 known anomalies kept" in err  # for the known-anomaly term
     assert scores["labels"] > 2 * scores["normal-only"]
     code = main([*argv[:2], "-o", str(tmp_path / "x.safetensors"), "--use-labels"])
     assert code == 2

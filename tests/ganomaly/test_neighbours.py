@@ -204,10 +204,10 @@ def test_version_2_files_still_score_without_the_term(transactions, tmp_path):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        ("drop", "without its references"),
+        ("drop", "'neighbour' term without its tensors"),
         ("shape", "neighbour tensors have shapes"),
-        ("version 2", "without the nearest-neighbour term"),
-        ("calibration", "without the nearest-neighbour term"),
+        ("version 2", "'neighbour' term in a version 2 model"),
+        ("calibration", "without the 'neighbour' term"),
     ],
 )
 def test_damaged_reference_tensors_are_refused(small, tmp_path, damage, message):
