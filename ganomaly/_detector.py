@@ -132,7 +132,8 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         and costs: benchmarks/RESULTS.md).  A row's neighbour is the nearest
         reference not equal to it, so that a training row is scored as a new row
         would be.  The model file then holds these rows, preprocessed: 0 leaves
-        the term out and keeps every training row out of the file.  Without
+        the term out and keeps every training row out of the file (and, with
+        ``use_labels``, the known anomalies and their term too).  Without
         held-out rows (``validation_fraction=0``, or too few rows) the term is
         left out: its median would come from the rows it searches.
     contamination : "auto" or float in (0, 0.5], default="auto"

@@ -587,7 +587,8 @@ def _parser() -> argparse.ArgumentParser:
         "--use-labels",
         action="store_true",
         help="with --label-col: also learn from the rows labelled anomalous (known "
-        "frauds, e.g. chargebacks) instead of leaving them out",
+        "frauds, e.g. chargebacks) instead of leaving them out; the model file then "
+        "keeps them, and rows close to one score higher",
     )
     fit.add_argument("--normal-label", default="0", help="label of normal rows")
     fit.add_argument("--drop-cols", help="comma-separated columns to ignore")

@@ -13,6 +13,9 @@ inverted-file search; on the dev pool it ranked as the exact search did).  Per r
 that is ``n_cells + PROBES * n_references / n_cells`` distances: about 380 for
 16,384 references, against 256 prototypes per member for the latent term.
 
+The known-anomaly term of ``use_labels=True`` keeps the known anomalies in an index
+of the same kind and searches them the same way (:mod:`ganomaly._scorer`).
+
 The search is numpy only (the streaming scorer imports it without torch or
 scikit-learn); :func:`build_index` needs scikit-learn's k-means, at fit time only.
 The nearest references are chosen by ``|r|^2 - 2 x.r`` (float64, equal values to
