@@ -622,8 +622,9 @@ def _parser() -> argparse.ArgumentParser:
         type=_references,
         default=DEFAULTS["n_references"],
         help="training rows the model keeps for the nearest-row term, sampled "
-        "when there are more (default: %(default)s); 0 keeps every training row "
-        "out of the model file, without that term",
+        "when there are more (default: %(default)s), and as many known anomalies "
+        "with --use-labels; 0 keeps every training row out of the model file, "
+        "without those terms",
     )
     fit.add_argument(
         "--numeric-scaling",
