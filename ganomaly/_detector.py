@@ -116,9 +116,11 @@ class GANomalyDetector(OutlierMixin, BaseEstimator):
         ``n_references``).  Each is divided by its median on held-out normal rows
         (and is at least ``RATIO_FLOOR`` = 1e-3 of it); the score is the geometric
         mean over the three terms of each term's geometric mean over members.
-        With ``use_labels`` and labelled anomalies, a fourth term: the squared
-        distance to the nearest known anomaly, counted inversely (the median
-        divided by it), so that rows like the frauds you know score higher.
+        With ``use_labels`` and labelled anomalies, the score is then multiplied
+        by the known-anomaly term: the median on held-out normal rows of the
+        squared distance to the nearest known anomaly divided by the row's own,
+        where above 1 (at most 1,000), so that rows like the frauds you know
+        score higher and rows unlike all of them keep their score.
         ``"reconstruction"``: the reconstruction ratios alone.  (Called ``score``
         in the CLI; renamed because scikit-learn reserves ``score`` for the
         ``score(X, y)`` method.)
@@ -158,13 +160,13 @@ default="standard_log"
         ``fit(X, y)``, the rows with ``y == 1`` are kept out of the normal rows and
         every member is trained to reconstruct them badly, with Deep SAD's inverse
         error term (Ruff et al., ICLR 2020), see
-        :func:`ganomaly._losses.known_anomaly_loss`; and the score gains a term
-        for closeness to them: the model keeps up to ``n_references`` of them,
-        preprocessed, and a row's squared distance to the nearest (searched as
-        the nearest-neighbour term's; a known anomaly itself is measured to the
-        next one) counts as its median on held-out normal rows divided by it
-        (what it adds: benchmarks/RESULTS.md).  Without it ``y`` is ignored,
-        as scikit-learn's outlier detectors do, and ``X`` must hold normal rows.
+        :func:`ganomaly._losses.known_anomaly_loss`; and the score gains a
+        factor for closeness to them (see ``score_type``): the model keeps up to
+        ``n_references`` of them, preprocessed, searched as the
+        nearest-neighbour term's references are (a known anomaly itself is
+        measured to the next one; what it adds: benchmarks/RESULTS.md).  Without
+        it ``y`` is ignored, as scikit-learn's outlier detectors do, and ``X``
+        must hold normal rows.
     device : str, default="auto"
         ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
     random_state : int, RandomState instance or None, default=None

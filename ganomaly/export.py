@@ -7,10 +7,10 @@ encoder and decoder, the calibration of the score (per-feature error units,
 prototypes, medians) and the threshold, so that ONNX Runtime (Java, C#, C++,
 Python, Triton...) scores rows the way ``ganomaly score`` does, without gankit.
 Model files of version 2 (members, the nearest-prototype term and the
-geometric-mean score of issue 18) and :data:`~ganomaly.model_file.MODEL_VERSION`
-(with the nearest-neighbour term's references, searched in the same cells as
-:class:`ganomaly.neighbours.NeighbourIndex`); older ones are refused with an
-:class:`ExportError` that says to fit again.
+geometric-mean score of issue 18), 3 (with the nearest-neighbour term's references,
+searched in the same cells as :class:`ganomaly.neighbours.NeighbourIndex`) and 4
+(with the known anomalies of ``use_labels``, searched the same way); older ones are
+refused with an :class:`ExportError` that says to fit again.
 
 The graph's interface (``gankit.onnx_interface`` = :data:`INTERFACE_VERSION`):
 
@@ -792,7 +792,8 @@ def combine_scores(
     terms : dict of str to list of str
         ``tensor(double)[N]`` per term and member, from :func:`network_nodes`.
     score_type : {"combined", "reconstruction"}
-        ``"combined"``: the reconstruction and nearest-prototype terms;
+        ``"combined"``: the reconstruction and nearest-prototype terms, and the
+        nearest-row term and known-anomaly boost where the model has them;
         ``"reconstruction"``: the reconstruction terms alone.
     calibration : dict of str to ndarray of shape (M,)
         The medians of the terms.

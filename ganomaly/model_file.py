@@ -37,9 +37,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "INDEX_TENSORS",
     "MODEL_KIND",
     "MODEL_VERSION",
-    "INDEX_TENSORS",
     "READABLE_VERSIONS",
     "ModelConfig",
     "version_for",
