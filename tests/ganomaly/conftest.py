@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from ganomaly import GANomalyDetector, make_transactions
@@ -18,6 +19,20 @@ def fitted(transactions):
     """A detector fitted on the normal rows of ``transactions``."""
     X, y = transactions
     return GANomalyDetector(n_epochs=10, random_state=0, device="cpu").fit(X[y == 0])
+
+
+@pytest.fixture(scope="session")
+def labelled(transactions):
+    """A detector fitted with half of the transactions' frauds labelled
+    (``use_labels``), and the frauds it was not shown."""
+    X, y = transactions
+    frauds = np.flatnonzero(y == 1)
+    shown = np.zeros(len(y), dtype=bool)
+    shown[frauds[::2]] = True
+    rows = (y == 0) | shown
+    detector = GANomalyDetector(n_epochs=2, random_state=0, use_labels=True)
+    detector.fit(X[rows], y[rows])
+    return detector, X.iloc[frauds[1::2]]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -180,6 +180,16 @@ def test_to_onnx_matches_the_estimator(fitted, transactions, tmp_path):
     assert shares.shape == (500, 2)
 
 
+def test_the_known_anomaly_term_scores_alike(labelled, transactions):
+    """A use_labels model: the graph multiplies by the known-anomaly factor as the
+    scorer does, for rows near the known frauds (the unseen ones) and the others."""
+    detector, unseen = labelled
+    rows = pd.concat([transactions[0].iloc[:400], unseen])
+    session = _session(detector.to_onnx())
+    scores = session.run(["anomaly_score"], _feeds(session, rows))[0]
+    np.testing.assert_allclose(scores, detector.anomaly_score(rows), rtol=RTOL)
+
+
 @pytest.mark.parametrize(
     ("score_type", "n_members"), [("reconstruction", 1), ("combined", 3)]
 )

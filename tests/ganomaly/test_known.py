@@ -5,27 +5,11 @@ and rows unlike them keep their score (ganomaly._scorer.BOOST_TERMS)."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-import pytest
 
-from gancore import ModelFileError, load_model, save_model
+from gancore import load_model
 from ganomaly import GANomalyDetector
 from ganomaly._scorer import RATIO_FLOOR, combine_scores, load_scorer
 from ganomaly.model_file import MODEL_KIND
-
-
-@pytest.fixture(scope="module")
-def labelled(transactions):
-    """A detector fitted with half of the transactions' frauds labelled, and the
-    frauds it was not shown."""
-    X, y = transactions
-    frauds = np.flatnonzero(y == 1)
-    shown = np.zeros(len(y), dtype=bool)
-    shown[frauds[::2]] = True
-    rows = (y == 0) | shown
-    detector = GANomalyDetector(n_epochs=2, random_state=0, use_labels=True)
-    detector.fit(X[rows], y[rows])
-    return detector, X.iloc[frauds[1::2]]
 
 
 def test_the_model_keeps_the_known_anomalies(labelled, transactions):
@@ -82,53 +66,3 @@ def test_a_labelled_model_file_is_version_4_and_scores_the_same(
     np.testing.assert_array_equal(loaded.anomaly_score(X.iloc[:300]), expected)
     encoded = detector.preprocessor_.transform(X.iloc[:300])
     np.testing.assert_array_equal(load_scorer(path).anomaly_score(encoded), expected)
-
-
-@pytest.mark.parametrize(
-    "damage, message",
-    [
-        ("drop", "'known' term without its tensors"),
-        ("version 3", "'known' term in a version 3 model"),
-        ("calibration", "without the 'known' term"),
-    ],
-)
-def test_damaged_known_anomaly_tensors_are_refused(labelled, tmp_path, damage, message):
-    detector, _ = labelled
-    path = tmp_path / "model.safetensors"
-    detector.save(path)
-    tensors, config = load_model(path, kind=MODEL_KIND)
-    if damage == "drop":
-        for name in [n for n in tensors if n.startswith("calibration.known_")]:
-            del tensors[name]
-    elif damage == "version 3":
-        config["version"] = 3
-    else:
-        del config["calibration"]["known"]
-    save_model(path, tensors, config, kind=MODEL_KIND)
-    with pytest.raises(ModelFileError, match=message):
-        GANomalyDetector.load(path)
-    with pytest.raises(ModelFileError, match=message):
-        load_scorer(path)
-
-
-def test_the_onnx_graph_scores_the_known_anomaly_term(labelled, transactions):
-    ort = pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
-    detector, unseen = labelled
-    X, _ = transactions
-    rows = pd.concat([X.iloc[:400], unseen])
-    model = detector.to_onnx()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(
-        model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-    )
-    feeds = {}
-    for spec in session.get_inputs():
-        column = rows[spec.name]
-        if spec.type == "tensor(string)":
-            feeds[spec.name] = column.fillna("").astype(str).to_numpy(dtype=object)
-        else:
-            feeds[spec.name] = column.to_numpy(dtype=np.float64)
-    scores = session.run(["anomaly_score"], feeds)[0]
-    np.testing.assert_allclose(scores, detector.anomaly_score(rows), rtol=1e-9)

@@ -9,7 +9,7 @@ import pytest
 from gancore import ModelFileError, load_model, save_model
 from ganomaly import GANomalyDetector
 from ganomaly._scorer import load_scorer
-from ganomaly.model_file import MODEL_KIND
+from ganomaly.model_file import INDEX_TENSORS, INDEX_VERSIONS, MODEL_KIND
 from ganomaly.neighbours import CELLS, NeighbourIndex, build_index
 
 
@@ -202,30 +202,42 @@ def test_version_2_files_still_score_without_the_term(transactions, tmp_path):
 
 
 @pytest.mark.parametrize(
+    "term, fixture", [("neighbour", "small"), ("known", "labelled")]
+)
+@pytest.mark.parametrize(
     "damage, message",
     [
-        ("drop", "'neighbour' term without its tensors"),
-        ("shape", "neighbour tensors have shapes"),
-        ("version 2", "'neighbour' term in a version 2 model"),
-        ("calibration", "without the 'neighbour' term"),
+        ("drop", "'{term}' term without its tensors"),
+        ("shape", "{term} tensors have shapes"),
+        ("version", "'{term}' term in a version {version} model"),
+        ("calibration", "without the '{term}' term"),
     ],
 )
-def test_damaged_reference_tensors_are_refused(small, tmp_path, damage, message):
+def test_damaged_index_tensors_are_refused(
+    term, fixture, damage, message, request, tmp_path
+):
+    """The tensors of the nearest-row and known-anomaly terms: all or none, in a
+    file of a version that has the term, and only with the term's calibration."""
+    detector = request.getfixturevalue(fixture)
+    if isinstance(detector, tuple):  # labelled: (detector, unseen frauds)
+        detector = detector[0]
     path = tmp_path / "model.safetensors"
-    small.save(path)
+    detector.save(path)
     tensors, config = load_model(path, kind=MODEL_KIND)
+    names = INDEX_TENSORS[term]
+    version = INDEX_VERSIONS[term] - 1
     if damage == "drop":
-        del tensors["calibration.reference_centres"]
-        del tensors["calibration.references"]
-        del tensors["calibration.reference_starts"]
+        for name in names:
+            del tensors[name]
     elif damage == "shape":
-        tensors["calibration.references"] = tensors["calibration.references"][:, :2]
-    elif damage == "version 2":
-        config["version"] = 2
+        tensors[names[0]] = tensors[names[0]][:, :2]
+    elif damage == "version":
+        config["version"] = version
     else:
-        del config["calibration"]["neighbour"]
+        del config["calibration"][term]
     save_model(path, tensors, config, kind=MODEL_KIND)
-    with pytest.raises(ModelFileError, match=message):
+    expected = message.format(term=term, version=version)
+    with pytest.raises(ModelFileError, match=expected):
         GANomalyDetector.load(path)
-    with pytest.raises(ModelFileError, match=message):
+    with pytest.raises(ModelFileError, match=expected):
         load_scorer(path)
