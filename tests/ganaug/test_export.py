@@ -116,8 +116,8 @@ def test_unconditional_sampler_has_one_generator_per_class():
     X = rng.random((22, 1, 8, 8), dtype=np.float32)
     y = np.repeat([0, 1], [16, 6])  # only the minority class gets a generator
     sampler = GANAugmenter(
-        conditional=False, n_epochs=1, base_channels=4, latent_dim=8,
-        random_state=0, device="cpu",
+        conditional=False, rebalance="synthetic", augment_ratio=0.0, n_epochs=1,
+        base_channels=4, latent_dim=8, random_state=0, device="cpu",
     )  # fmt: skip
     sampler.fit_resample(X, y)
     session = _session(export_generator(sampler))

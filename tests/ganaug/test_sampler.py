@@ -18,6 +18,10 @@ from ganaug import GANAugmenter
 from gancore import ModelFileError
 
 FAST = dict(n_epochs=1, base_channels=4, latent_dim=8, batch_size=16, device="cpu")
+# The classic GAN over-sampler (synthetic images only where sampling_strategy asks),
+# whose counts are imbalanced-learn's: most tests below count on them.  The
+# defaults (copies, then as many synthetic images again) have their own test.
+CLASSIC = dict(FAST, rebalance="synthetic", augment_ratio=0.0)
 
 
 def two_class_images(n0=30, n1=10, size=8, seed=0, dtype=np.uint8):
@@ -46,7 +50,7 @@ def two_class_images(n0=30, n1=10, size=8, seed=0, dtype=np.uint8):
 def test_output_keeps_layout_dtype_and_range(shape, image_shape):
     X, y = two_class_images()
     X = X.reshape(shape)
-    sampler = GANAugmenter(image_shape=image_shape, random_state=0, **FAST)
+    sampler = GANAugmenter(image_shape=image_shape, random_state=0, **CLASSIC)
     X_res, y_res = sampler.fit_resample(X, y)
     assert X_res.shape == (60, *shape[1:])
     assert X_res.dtype == np.uint8
@@ -61,7 +65,7 @@ def test_float_hounsfield_range_and_odd_sizes():
     X = rng.uniform(-1024, 3071, size=(20, 1, 10, 14)).astype(np.float32)
     y = np.repeat(["air", "bone"], 10)
     sampler = GANAugmenter(
-        sampling_strategy={"air": 14, "bone": 12}, random_state=0, **FAST
+        sampling_strategy={"air": 14, "bone": 12}, random_state=0, **CLASSIC
     )
     X_res, y_res = sampler.fit_resample(X, y)
     assert X_res.shape == (26, 1, 10, 14) and X_res.dtype == np.float32
@@ -74,7 +78,7 @@ def test_float_hounsfield_range_and_odd_sizes():
 def test_dataframe_in_dataframe_out():
     X, y = two_class_images()
     frame = pd.DataFrame(X.reshape(40, -1), columns=[f"p{i}" for i in range(64)])
-    X_res, y_res = GANAugmenter(random_state=0, **FAST).fit_resample(
+    X_res, y_res = GANAugmenter(random_state=0, **CLASSIC).fit_resample(
         frame, pd.Series(y)
     )
     assert isinstance(X_res, pd.DataFrame) and list(X_res.columns) == list(
@@ -100,18 +104,18 @@ def test_dataframe_in_dataframe_out():
 def test_class_counts_for_every_strategy_form(strategy, expected):
     X, _ = two_class_images(n0=30, n1=30)
     y = np.array([0] * 30 + [1] * 20 + [2] * 10)
-    sampler = GANAugmenter(sampling_strategy=strategy, random_state=0, **FAST)
+    sampler = GANAugmenter(sampling_strategy=strategy, random_state=0, **CLASSIC)
     _, y_res = sampler.fit_resample(X[:60], y)
     assert Counter(y_res.tolist()) == expected
 
 
 def test_float_strategy_and_augment_ratio():
     X, y = two_class_images(n0=30, n1=10)
-    _, y_res = GANAugmenter(sampling_strategy=0.5, random_state=0, **FAST).fit_resample(
-        X, y
-    )
+    _, y_res = GANAugmenter(
+        sampling_strategy=0.5, random_state=0, **CLASSIC
+    ).fit_resample(X, y)
     assert Counter(y_res.tolist()) == {0: 30, 1: 15}
-    sampler = GANAugmenter(augment_ratio=0.5, random_state=0, **FAST)
+    sampler = GANAugmenter(random_state=0, **{**CLASSIC, "augment_ratio": 0.5})
     _, y_res = sampler.fit_resample(X, y)
     # balanced to 30/30, then half as many again for every class
     assert Counter(y_res.tolist()) == {0: 45, 1: 45}
@@ -122,9 +126,7 @@ def test_rebalance_by_duplicates_then_synthetic_augmentation():
     """rebalance="duplicate": copies of real minority images fill the gap and the
     synthetic images come on top, for every class."""
     X, y = two_class_images(n0=30, n1=10)
-    sampler = GANAugmenter(
-        rebalance="duplicate", augment_ratio=0.5, random_state=0, **FAST
-    )
+    sampler = GANAugmenter(augment_ratio=0.5, random_state=0, **FAST)
     X_res, y_res = sampler.fit_resample(X, y)
     assert Counter(y_res.tolist()) == {0: 45, 1: 45}
     assert sampler.n_duplicated_ == {0: 0, 1: 20}
@@ -137,13 +139,28 @@ def test_rebalance_by_duplicates_then_synthetic_augmentation():
     assert (y_res[40:60] == 1).all()
     synthetic = X_res[60:].reshape(30, -1)
     assert not (synthetic[:, None, :] == X.reshape(1, 40, -1)).all(axis=2).any()
-    again = GANAugmenter(
-        rebalance="duplicate", augment_ratio=0.5, random_state=0, **FAST
-    ).fit_resample(X, y)
+    again = GANAugmenter(augment_ratio=0.5, random_state=0, **FAST).fit_resample(X, y)
     np.testing.assert_array_equal(X_res, again[0])
-    default = GANAugmenter(random_state=0, **FAST)
-    default.fit_resample(X, y)
-    assert default.n_duplicated_ == {0: 0, 1: 0}
+    classic = GANAugmenter(random_state=0, **CLASSIC)
+    classic.fit_resample(X, y)
+    assert classic.n_duplicated_ == {0: 0, 1: 0}
+
+
+def test_defaults_balance_with_copies_then_double_every_class():
+    """GANAugmenter()'s way (issue 20): RandomOverSampler's copies balance the
+    classes, then every class gets as many synthetic images again."""
+    X, y = two_class_images(n0=30, n1=10)
+    sampler = GANAugmenter(random_state=0, **FAST)
+    assert (sampler.rebalance, sampler.augment_ratio) == ("duplicate", 1.0)
+    assert (GANAugmenter().n_epochs, GANAugmenter().batch_size) == ("auto", 32)
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert Counter(y_res.tolist()) == {0: 60, 1: 60}
+    assert sampler.n_duplicated_ == {0: 0, 1: 20}
+    assert sampler.n_synthetic_ == {0: 30, 1: 30}
+    np.testing.assert_array_equal(X_res[:40], X)
+    minority = X[y == 1].reshape(10, -1)
+    copies = X_res[40:60].reshape(20, -1)
+    assert (copies[:, None, :] == minority[None]).all(axis=2).any(axis=1).all()
 
 
 # ---------------------------------------------------------- reproducibility
@@ -266,12 +283,13 @@ def test_finished_checkpoint_resumes_with_other_sampling_options(tmp_path):
     first = GANAugmenter(random_state=0, checkpoint_path=path, **FAST)
     first.fit_resample(X, y)
     again = GANAugmenter(
-        random_state=0, checkpoint_path=path, augment_ratio=1.0, **FAST
+        random_state=0, checkpoint_path=path, **{**FAST, "augment_ratio": 1.0}
     )
     X_again, y_again = again.fit_resample(X, y)
     assert Counter(y_again.tolist()) == {0: 60, 1: 60}
     assert again.history_ == first.history_
-    fresh = GANAugmenter(random_state=0, augment_ratio=1.0, **FAST).fit_resample(X, y)
+    fresh = GANAugmenter(random_state=0, **{**FAST, "augment_ratio": 1.0})
+    fresh = fresh.fit_resample(X, y)
     np.testing.assert_array_equal(X_again, fresh[0])
     with pytest.raises(ValueError, match="checkpoint"):
         GANAugmenter(
@@ -281,7 +299,7 @@ def test_finished_checkpoint_resumes_with_other_sampling_options(tmp_path):
 
 def test_one_gan_per_class(tmp_path):
     X, y = two_class_images()
-    sampler = GANAugmenter(conditional=False, random_state=0, **FAST)
+    sampler = GANAugmenter(conditional=False, random_state=0, **CLASSIC)
     X_res, y_res = sampler.fit_resample(X, y)
     assert Counter(y_res.tolist()) == {0: 30, 1: 30}
     assert set(sampler.generator_) == {1} and set(sampler.history_) == {1}
@@ -311,7 +329,7 @@ def test_one_gan_per_class(tmp_path):
 )
 def test_options_train(params):
     X, y = two_class_images()
-    sampler = GANAugmenter(random_state=0, **{**FAST, **params})
+    sampler = GANAugmenter(random_state=0, **{**CLASSIC, **params})
     X_res, _ = sampler.fit_resample(X, y)
     assert X_res.shape == (60, 8, 8)
     assert all(np.isfinite(r["g_loss"]) for r in sampler.history_)
@@ -340,7 +358,6 @@ def test_filter_keeps_what_the_real_image_classifier_accepts(tmp_path):
     X, y = two_class_images(n0=40, n1=12, size=16)
     sampler = GANAugmenter(
         filter_synthetic=True,
-        rebalance="duplicate",
         augment_ratio=0.5,
         random_state=0,
         **{**FAST, "n_epochs": 3},
