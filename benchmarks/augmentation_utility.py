@@ -109,7 +109,13 @@ SKIN_DRAW = {
 }
 # GANAugmenter options that do not change the trained GAN: variants differing only
 # in these share one checkpoint.
-SAMPLING_ONLY = {"augment_ratio", "rebalance", "filter_synthetic", "sampling_strategy"}
+SAMPLING_ONLY = {
+    "augment_ratio",
+    "augment_basis",
+    "rebalance",
+    "filter_synthetic",
+    "sampling_strategy",
+}
 
 
 # ------------------------------------------------------------------------ data

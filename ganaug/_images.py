@@ -90,6 +90,7 @@ class ImageSampler(BaseOverSampler):
         "image_shape": [tuple, list, None],
         "augment_ratio": [Interval(numbers.Real, 0, None, closed="left")],
         "rebalance": [StrOptions({"synthetic", "duplicate"})],
+        "augment_basis": [StrOptions({"real", "balanced"})],
         "diffaugment": [str, None],
         "balance_classes": ["boolean"],
         "ema": ["boolean", Interval(numbers.Real, 0, 1, closed="left")],
@@ -173,24 +174,29 @@ class ImageSampler(BaseOverSampler):
     # ----------------------------------------------------------- what to add
 
     def _plan_counts(self, y: np.ndarray) -> dict:
-        """New images per class: those ``sampling_strategy`` asks for (unless
-        ``rebalance="duplicate"`` fills them with copies of real images) plus
-        ``augment_ratio`` times the balanced count.  Sets ``n_synthetic_`` and
-        ``n_duplicated_``."""
+        """New images per class.  Each class grows to its balanced count (what
+        ``sampling_strategy`` asks for) plus ``augment_ratio`` times that.  With
+        ``rebalance="synthetic"`` every new image is synthetic; with
+        ``"duplicate"``, ``augment_ratio`` times the class's balanced count
+        (``augment_basis="balanced"``) or its real count (``"real"``) are
+        synthetic and copies of real images make up the rest.  Sets
+        ``n_synthetic_`` and ``n_duplicated_``."""
         counts = Counter(y.tolist())
-        n_balance = {
-            label: int(self.sampling_strategy_.get(label, 0)) for label in counts
+        ratio = self.augment_ratio
+        balanced = {
+            label: count + int(self.sampling_strategy_.get(label, 0))
+            for label, count in counts.items()
         }
-        n_extra = {
-            label: int(round(self.augment_ratio * (counts[label] + n_balance[label])))
+        added = {
+            label: balanced[label] - counts[label] + int(round(ratio * balanced[label]))
             for label in counts
         }
         if self.rebalance == "duplicate":
-            n_new = n_extra
-            self.n_duplicated_ = n_balance
+            basis = balanced if self.augment_basis == "balanced" else counts
+            n_new = {label: int(round(ratio * basis[label])) for label in counts}
         else:
-            n_new = {label: n_balance[label] + n_extra[label] for label in counts}
-            self.n_duplicated_ = {label: 0 for label in counts}
+            n_new = added
+        self.n_duplicated_ = {label: added[label] - n_new[label] for label in counts}
         self.n_synthetic_ = n_new
         return n_new
 

@@ -55,11 +55,12 @@ class GANAugmenter(ImageSampler):
     """Over-sample image classes with a class-conditional GAN.
 
     ``fit_resample(X, y)`` trains a GAN on the images and returns the originals,
-    then copies of real images where ``sampling_strategy`` asks for more (as
-    ``RandomOverSampler``; ``rebalance="synthetic"`` makes these synthetic
-    instead), then ``augment_ratio`` times each class's balanced count of
-    synthetic images, with their labels: by default the classes are balanced
-    and every class gets as many synthetic images again. Images keep the input's
+    then copies of real images, then synthetic images, with their labels. By
+    default every class ends with twice the largest class's count: its real
+    images, as many synthetic images again, and copies of its real images (as
+    ``RandomOverSampler`` makes) for the rest (``augment_ratio``,
+    ``augment_basis``; ``rebalance="synthetic"`` makes every added image
+    synthetic). Images keep the input's
     layout, dtype and intensity range: scaling to the GAN's [-1, 1] and back is
     internal. Being an imbalanced-learn sampler it is a step of
     ``imblearn.pipeline.make_pipeline(GANAugmenter(...), classifier)``, where it
@@ -77,10 +78,22 @@ class GANAugmenter(ImageSampler):
         meaning ("auto", "minority", "not minority", "not majority", "all", a
         float for binary problems, a dict ``{class: n_after}`` or a callable).
     augment_ratio : float, default=1.0
-        Augmentation beyond re-balancing: every class also gets
-        ``round(augment_ratio * n_after_balancing)`` extra synthetic images.
-        0 with ``rebalance="synthetic"`` is the classic GAN over-sampler:
-        synthetic images only where ``sampling_strategy`` asks for them.
+        Augmentation beyond re-balancing: every class grows by
+        ``round(augment_ratio * n_after_balancing)`` more images, so the
+        classes stay balanced; how many of them are synthetic is
+        ``augment_basis``'s choice. 0 with ``rebalance="synthetic"`` is the
+        classic GAN over-sampler: synthetic images only where
+        ``sampling_strategy`` asks for them.
+    augment_basis : {"real", "balanced"}, default="real"
+        With ``rebalance="duplicate"``: a class gets ``augment_ratio`` times
+        its *real* images in synthetic images ("real"), or ``augment_ratio``
+        times its count after balancing ("balanced"), and copies of its real
+        images for the rest of its share. "real" keeps synthetic images few
+        where the GAN had few images to learn the class from: a class of 15
+        images gets 15 synthetic ones, not as many as the largest class. On
+        the three imaging dev sets "real" gave the classifier more than
+        "balanced" on every set (``benchmarks/RESULTS.md``, issue 20). With
+        ``rebalance="synthetic"`` every added image is synthetic either way.
     rebalance : {"duplicate", "synthetic"}, default="duplicate"
         How the images that ``sampling_strategy`` asks for are made.
         "duplicate" draws random copies of the class's real images, as
@@ -88,7 +101,7 @@ class GANAugmenter(ImageSampler):
         (``augment_ratio``, which should then be > 0) are an addition to a
         re-balanced set instead of a replacement for the real minority images:
         with few real minority images the classifier then still sees them as
-        half of their class. "synthetic" generates them, in place of the
+        at least half of their class. "synthetic" generates them, in place of the
         copies. On the three imaging dev sets, synthetic images in place of
         the copies cost a classifier far more balanced accuracy than they
         gave (``benchmarks/RESULTS.md``, issue 20).
@@ -222,6 +235,7 @@ class GANAugmenter(ImageSampler):
         image_shape: tuple[int, int, int] | None = None,
         sampling_strategy="auto",
         augment_ratio: float = 1.0,
+        augment_basis: str = "real",
         rebalance: str = "duplicate",
         architecture: str = "dcgan",
         loss: str = "hinge",
@@ -244,6 +258,7 @@ class GANAugmenter(ImageSampler):
         super().__init__(sampling_strategy=sampling_strategy)
         self.image_shape = image_shape
         self.augment_ratio = augment_ratio
+        self.augment_basis = augment_basis
         self.rebalance = rebalance
         self.architecture = architecture
         self.loss = loss

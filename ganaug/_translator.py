@@ -83,6 +83,11 @@ class GANTranslator(ImageSampler):
         extra translated images, classes that ``sampling_strategy`` leaves
         alone included (0 keeps those as they are, imbalanced-learn's usual
         contract).
+    augment_basis : {"balanced", "real"}, default="balanced"
+        With ``rebalance="duplicate"``: whether ``augment_ratio`` counts a
+        class's images after balancing or its real images only, as in
+        :class:`GANAugmenter` (whose default is "real"; for the translator
+        "real" has not been measured).
     rebalance : {"duplicate", "synthetic"}, default="duplicate"
         "duplicate": the images ``sampling_strategy`` asks for are copies of
         real images (as ``RandomOverSampler`` makes), and the translated images
@@ -190,6 +195,7 @@ class GANTranslator(ImageSampler):
         image_shape: tuple[int, int, int] | None = None,
         sampling_strategy="auto",
         augment_ratio: float = 1.0,
+        augment_basis: str = "balanced",
         rebalance: str = "duplicate",
         loss: str = "hinge",
         diffaugment: str | None = "auto",
@@ -212,6 +218,7 @@ class GANTranslator(ImageSampler):
         super().__init__(sampling_strategy=sampling_strategy)
         self.image_shape = image_shape
         self.augment_ratio = augment_ratio
+        self.augment_basis = augment_basis
         self.rebalance = rebalance
         self.loss = loss
         self.diffaugment = diffaugment

@@ -126,7 +126,8 @@ def test_rebalance_by_duplicates_then_synthetic_augmentation():
     """rebalance="duplicate": copies of real minority images fill the gap and the
     synthetic images come on top, for every class."""
     X, y = two_class_images(n0=30, n1=10)
-    sampler = GANAugmenter(augment_ratio=0.5, random_state=0, **FAST)
+    balanced = dict(FAST, augment_ratio=0.5, augment_basis="balanced")
+    sampler = GANAugmenter(random_state=0, **balanced)
     X_res, y_res = sampler.fit_resample(X, y)
     assert Counter(y_res.tolist()) == {0: 45, 1: 45}
     assert sampler.n_duplicated_ == {0: 0, 1: 20}
@@ -139,28 +140,46 @@ def test_rebalance_by_duplicates_then_synthetic_augmentation():
     assert (y_res[40:60] == 1).all()
     synthetic = X_res[60:].reshape(30, -1)
     assert not (synthetic[:, None, :] == X.reshape(1, 40, -1)).all(axis=2).any()
-    again = GANAugmenter(augment_ratio=0.5, random_state=0, **FAST).fit_resample(X, y)
+    again = GANAugmenter(random_state=0, **balanced).fit_resample(X, y)
     np.testing.assert_array_equal(X_res, again[0])
     classic = GANAugmenter(random_state=0, **CLASSIC)
     classic.fit_resample(X, y)
     assert classic.n_duplicated_ == {0: 0, 1: 0}
 
 
-def test_defaults_balance_with_copies_then_double_every_class():
-    """GANAugmenter()'s way (issue 20): RandomOverSampler's copies balance the
-    classes, then every class gets as many synthetic images again."""
+def test_defaults_add_synthetic_images_in_proportion_to_the_real_ones():
+    """GANAugmenter()'s way (issue 20): every class doubles the largest class's
+    count with as many synthetic images as it has real ones, and copies of its
+    real images (RandomOverSampler's) for the rest."""
     X, y = two_class_images(n0=30, n1=10)
     sampler = GANAugmenter(random_state=0, **FAST)
     assert (sampler.rebalance, sampler.augment_ratio) == ("duplicate", 1.0)
+    assert sampler.augment_basis == "real"
     assert (GANAugmenter().n_epochs, GANAugmenter().batch_size) == ("auto", 32)
     X_res, y_res = sampler.fit_resample(X, y)
     assert Counter(y_res.tolist()) == {0: 60, 1: 60}
-    assert sampler.n_duplicated_ == {0: 0, 1: 20}
-    assert sampler.n_synthetic_ == {0: 30, 1: 30}
+    assert sampler.n_synthetic_ == {0: 30, 1: 10}
+    assert sampler.n_duplicated_ == {0: 0, 1: 40}
     np.testing.assert_array_equal(X_res[:40], X)
     minority = X[y == 1].reshape(10, -1)
-    copies = X_res[40:60].reshape(20, -1)
+    copies = X_res[40:80].reshape(40, -1)
     assert (copies[:, None, :] == minority[None]).all(axis=2).any(axis=1).all()
+    assert (y_res[40:80] == 1).all()
+    synthetic = X_res[80:].reshape(40, -1)
+    assert not (synthetic[:, None, :] == X.reshape(1, 40, -1)).all(axis=2).any()
+    assert Counter(y_res[80:].tolist()) == {0: 30, 1: 10}
+    # a class sampling_strategy leaves alone grows with augment_ratio all the same
+    three = np.array([0] * 20 + [1] * 12 + [2] * 8)
+    sampler = GANAugmenter(sampling_strategy={2: 20}, random_state=0, **FAST)
+    _, y_res = sampler.fit_resample(X, three)
+    assert Counter(y_res.tolist()) == {0: 40, 1: 24, 2: 40}
+    assert sampler.n_synthetic_ == {0: 20, 1: 12, 2: 8}
+    assert sampler.n_duplicated_ == {0: 0, 1: 0, 2: 24}
+    # with rebalance="synthetic" every added image is synthetic, whatever the basis
+    synthetic_only = GANAugmenter(rebalance="synthetic", random_state=0, **FAST)
+    synthetic_only.fit_resample(X, y)
+    assert synthetic_only.n_synthetic_ == {0: 30, 1: 50}
+    assert synthetic_only.n_duplicated_ == {0: 0, 1: 0}
 
 
 # ---------------------------------------------------------- reproducibility
@@ -359,6 +378,7 @@ def test_filter_keeps_what_the_real_image_classifier_accepts(tmp_path):
     sampler = GANAugmenter(
         filter_synthetic=True,
         augment_ratio=0.5,
+        augment_basis="balanced",
         random_state=0,
         **{**FAST, "n_epochs": 3},
     )
