@@ -50,16 +50,21 @@ def test_output_counts_layout_and_sources(shape):
 
 
 @pytest.mark.parametrize("ratio", [1.0, 0.5])
-def test_duplicate_rebalancing_then_translated_extras(ratio):
-    """The default (ratio 1): copies fill the short class, then every class
-    gets as many translated images again."""
+@pytest.mark.parametrize("basis", ["real", "balanced"])
+def test_duplicate_rebalancing_then_translated_extras(ratio, basis):
+    """The default (ratio 1, basis "real"): every class gets as many translated
+    images as it has real ones, and copies fill the rest of its share;
+    "balanced": as many translated images as the class has after balancing."""
     X, y = two_class_images()
     params = {} if ratio == 1.0 else {"augment_ratio": ratio}
+    if basis == "balanced":
+        params["augment_basis"] = basis
     sampler = GANTranslator(random_state=0, **FAST, **params)
     X_res, y_res = sampler.fit_resample(X, y)
     n = int(30 * ratio)
-    assert sampler.n_duplicated_ == {0: 0, 1: 20}
-    assert sampler.n_synthetic_ == {0: n, 1: n}
+    synthetic = {0: n, 1: n} if basis == "balanced" else {0: n, 1: int(10 * ratio)}
+    assert sampler.n_synthetic_ == synthetic
+    assert sampler.n_duplicated_ == {0: 0, 1: 20 + n - synthetic[1]}
     assert len(X_res) == 40 + 20 + 2 * n
     np.testing.assert_array_equal(X_res[:40], X)
     copies = X_res[40:60].reshape(20, -1)
@@ -67,7 +72,7 @@ def test_duplicate_rebalancing_then_translated_extras(ratio):
     assert {row.tobytes() for row in copies} <= real_rare
     # Class 0's extras come from class 1's images and the other way round.
     sources = y[sampler.source_indices_]
-    assert (sources == np.repeat([1, 0], n)).all()
+    assert (sources == np.repeat([1, 0], [synthetic[0], synthetic[1]])).all()
 
 
 def test_same_random_state_gives_identical_output():
