@@ -20,7 +20,7 @@ from gancore import ModelFileError
 FAST = dict(n_epochs=1, base_channels=4, latent_dim=8, batch_size=16, device="cpu")
 # The classic GAN over-sampler (synthetic images only where sampling_strategy asks),
 # whose counts are imbalanced-learn's: most tests below count on them.  The
-# defaults (copies, then as many synthetic images again) have their own test.
+# defaults (copies, plus as many synthetic images as real ones) have their own test.
 CLASSIC = dict(FAST, rebalance="synthetic", augment_ratio=0.0)
 
 
@@ -299,16 +299,13 @@ def test_finished_checkpoint_resumes_with_other_sampling_options(tmp_path):
     change that alters training is refused."""
     X, y = two_class_images()
     path = str(tmp_path / "gan.ckpt")
-    first = GANAugmenter(random_state=0, checkpoint_path=path, **FAST)
+    first = GANAugmenter(random_state=0, checkpoint_path=path, **CLASSIC)
     first.fit_resample(X, y)
-    again = GANAugmenter(
-        random_state=0, checkpoint_path=path, **{**FAST, "augment_ratio": 1.0}
-    )
+    again = GANAugmenter(random_state=0, checkpoint_path=path, **FAST)
     X_again, y_again = again.fit_resample(X, y)
     assert Counter(y_again.tolist()) == {0: 60, 1: 60}
     assert again.history_ == first.history_
-    fresh = GANAugmenter(random_state=0, **{**FAST, "augment_ratio": 1.0})
-    fresh = fresh.fit_resample(X, y)
+    fresh = GANAugmenter(random_state=0, **FAST).fit_resample(X, y)
     np.testing.assert_array_equal(X_again, fresh[0])
     with pytest.raises(ValueError, match="checkpoint"):
         GANAugmenter(
