@@ -175,10 +175,10 @@ class GANTranslator(ImageSampler):
     >>> y = np.array([0] * 30 + [1] * 10)
     >>> sampler = GANTranslator(n_epochs=1, base_channels=4, random_state=0)
     >>> X_res, y_res = sampler.fit_resample(X, y)
-    >>> X_res.shape, np.bincount(y_res).tolist()  # 40 real, 20 copies, 60 translated
+    >>> X_res.shape, np.bincount(y_res).tolist()  # 40 real, 40 copies, 40 translated
     ((120, 16, 16), [60, 60])
     >>> np.bincount(y[sampler.source_indices_]).tolist()  # each from the other class
-    [30, 30]
+    [10, 30]
     >>> sampler.translate(X[:2], to=1).shape
     (2, 16, 16)
     """
