@@ -80,10 +80,10 @@ class GANTranslator(ImageSampler):
     sampling_strategy : float, str, dict or callable, default="auto"
         imbalanced-learn's meaning: which classes get how many images.
     augment_ratio : float, default=1.0
-        Every class also gets ``round(augment_ratio * n_after_balancing)``
-        extra translated images, classes that ``sampling_strategy`` leaves
-        alone included (0 keeps those as they are, imbalanced-learn's usual
-        contract).
+        Every class grows by ``round(augment_ratio * n_after_balancing)`` more
+        images, classes that ``sampling_strategy`` leaves alone included (0
+        keeps those as they are, imbalanced-learn's usual contract); how many
+        of them are translated is ``augment_basis``'s choice.
     augment_basis : {"real", "balanced"}, default="real"
         With ``rebalance="duplicate"``: a class gets ``augment_ratio`` times its
         real images in translated images ("real") or times its count after
@@ -95,7 +95,7 @@ class GANTranslator(ImageSampler):
         "duplicate": the images ``sampling_strategy`` asks for are copies of
         real images (as ``RandomOverSampler`` makes), and the translated images
         (``augment_ratio``'s) come on top, so the real rare-class images stay
-        half of their class; "synthetic": ``sampling_strategy``'s images are
+        at least half of their class; "synthetic": ``sampling_strategy``'s images are
         translated.  Why this default: on the three dev sets, translated images
         in place of the copies cost the classifier balanced accuracy
         (benchmarks/RESULTS.md, issue 21).
